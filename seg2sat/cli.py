@@ -1,0 +1,199 @@
+"""The ``seg2sat`` command line.
+
+Each sub-command lives with the code it drives and registers itself through a
+``register(subparsers)`` function listed in ``COMMANDS``; this module only wires
+them together and turns expected errors into one clear line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from importlib import import_module
+from pathlib import Path
+
+COMMANDS = [
+    "seg2sat.cli:register_core",
+]
+"""``module:function`` entries; each function adds its sub-commands to the parser."""
+
+
+class CommandError(Exception):
+    """An expected failure: printed as ``error: <message>``, exit code 2."""
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for our own progress bar and messages, not library chatter."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        from diffusers.utils import logging as dlog
+
+        dlog.set_verbosity_error()
+        dlog.disable_progress_bar()
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+        from huggingface_hub.utils import logging as hlog
+
+        hlog.set_verbosity_error()
+        warnings.filterwarnings("ignore", category=UserWarning, module="huggingface_hub")
+    except ImportError:  # pragma: no cover - core deps missing
+        pass
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from .pipelines import DEFAULT_CONTROLNET, DEFAULT_MODEL
+
+    p.add_argument("--model", default=None, help=f"base model hub id or folder, or a full saved pipeline folder (default {DEFAULT_MODEL})")
+    p.add_argument("--controlnet", default=None, help=f"ControlNet hub id or folder (default {DEFAULT_CONTROLNET}, or the one inside --model)")
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+
+
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    from .prompts import STYLES
+
+    p.add_argument("--prompt", required=True, help='e.g. "Aerial view of 31 Rue Molière, France"')
+    p.add_argument("--seed", type=int, default=None, help="seed of the first image; the next ones get seed+1, … (default random)")
+    p.add_argument("-n", "--num-images", type=int, default=1, help="number of images (default 1)")
+    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
+    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (default 7.5)")
+    p.add_argument("--controlnet-scale", type=float, default=1.0, help="how strongly the mask steers the image (default 1.0)")
+    p.add_argument("--style", default=None, help=f"style preset: {', '.join(STYLES)}")
+    p.add_argument("--negative", default=None, help="negative prompt")
+    p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
+    _add_model_args(p)
+
+
+def register_core(sub) -> None:
+    p = sub.add_parser("make-tiny", help="build the tiny random-weights test pipeline into a folder",
+                       description="Build a complete, tiny, random-weights SD 2.1 + ControlNet pipeline (a few MB) "
+                       "for tests and demos, fully offline. Pass the folder to --model.")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_make_tiny)
+
+    p = sub.add_parser("generate", help="aerial images from a land-cover mask",
+                       description="Generate aerial images from a colour mask (PNG/JPEG, snapped to the class colours) "
+                       "or a FLAIR GeoTIFF mask.")
+    p.add_argument("mask", type=Path)
+    _add_generation_args(p)
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("inpaint", help="regenerate a region of an image",
+                       description="Regenerate the white part of REGION in IMAGE, following MASK there; "
+                       "every other pixel stays exactly as it was.")
+    p.add_argument("image", type=Path)
+    p.add_argument("mask", type=Path, help="land-cover mask of the same size as IMAGE")
+    p.add_argument("--region", type=Path, required=True, help="PNG of the same size: white = regenerate")
+    _add_generation_args(p)
+    p.set_defaults(func=_cmd_inpaint)
+
+    p = sub.add_parser("outpaint", help="extend an image past its edges",
+                       description="MASK covers the grown canvas; IMAGE sits at X,Y in it and stays as it was; "
+                       "the rest is generated.")
+    p.add_argument("image", type=Path)
+    p.add_argument("mask", type=Path, help="land-cover mask of the whole grown canvas")
+    p.add_argument("--at", required=True, help="X,Y: where the image's top-left corner sits in the mask")
+    _add_generation_args(p)
+    p.set_defaults(func=_cmd_outpaint)
+
+
+def _cmd_make_tiny(args) -> None:
+    from .tiny import make_tiny
+
+    print(make_tiny(args.dir, seed=args.seed))
+
+
+def _pipeline(args):
+    from .pipelines import load_pipeline
+
+    pipe = load_pipeline(args.model, args.controlnet, device=args.device)
+    pipe.set_progress_bar_config(disable=False, desc="denoising", unit="step")
+    return pipe
+
+
+def _options(args) -> dict:
+    return dict(seed=args.seed, num_images=args.num_images, steps=args.steps, guidance_scale=args.guidance,
+                controlnet_scale=args.controlnet_scale, negative_prompt=args.negative, style=args.style)
+
+
+def _save(result, out: Path, stem: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if result.off_palette:
+        print(f"note: {result.off_palette:.1%} of the mask pixels were off-palette and snapped to the nearest class colour")
+    for image, seed in zip(result.images, result.seeds):
+        path = out / f"{stem}-seed{seed}.png"
+        image.save(path)
+        print(path)
+
+
+def _cmd_generate(args) -> None:
+    from .generation import generate
+
+    _check_files(args.mask)
+    _save(generate(args.mask, args.prompt, pipeline=_pipeline(args), **_options(args)), args.out, args.mask.stem)
+
+
+def _cmd_inpaint(args) -> None:
+    from .generation import inpaint
+
+    _check_files(args.image, args.mask, args.region)
+    result = inpaint(args.image, args.mask, args.region, args.prompt, pipeline=_pipeline(args), **_options(args))
+    _save(result, args.out, f"{args.image.stem}-inpaint")
+
+
+def _cmd_outpaint(args) -> None:
+    from .generation import outpaint
+
+    _check_files(args.image, args.mask)
+    try:
+        at = tuple(int(v) for v in args.at.split(","))
+    except ValueError:
+        raise CommandError(f"--at must be X,Y (two integers), got {args.at!r}") from None
+    result = outpaint(args.image, args.mask, at, args.prompt, pipeline=_pipeline(args), **_options(args))
+    _save(result, args.out, f"{args.image.stem}-outpaint")
+
+
+def _check_files(*paths: Path) -> None:
+    for path in paths:
+        if not path.is_file():
+            raise CommandError(f"file not found: {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seg2sat",
+        description="Seg2Sat: land-cover segmentation masks in, aerial images out.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for entry in COMMANDS:
+        module, func = entry.split(":")
+        getattr(import_module(module), func)(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    from .pipelines import WeightsNotFoundError
+
+    try:
+        result = args.func(args)
+    except (CommandError, ValueError, WeightsNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

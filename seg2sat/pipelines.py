@@ -1,0 +1,140 @@
+"""Loading the ControlNet pipeline: hub ids or folders, device and dtype, one copy per process.
+
+The UI and the endpoint call :func:`load_pipeline` on every request; the cache makes
+that a dictionary lookup after the first call. The inpainting pipeline is built
+with ``from_pipe`` from the same components, so it costs no extra memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from diffusers import StableDiffusionControlNetInpaintPipeline, StableDiffusionControlNetPipeline
+
+DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-base"
+DEFAULT_CONTROLNET = "rgres/Seg2Sat-sd-controlnet"
+
+_CACHE: dict[tuple, "StableDiffusionControlNetPipeline"] = {}
+_LOCK = threading.Lock()
+
+
+class WeightsNotFoundError(RuntimeError):
+    """Model weights are neither on disk nor downloadable; the message says how to fix it."""
+
+
+def pick_device() -> str:
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(device: str) -> torch.dtype:
+    """bf16 where the GPU supports it, else fp16 on GPUs; fp32 on CPU (half is slow or broken there)."""
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.startswith("mps"):
+        return torch.float16
+    return torch.float32
+
+
+def is_full_pipeline(path: str | os.PathLike) -> bool:
+    """A saved pipeline folder that already holds its ControlNet (such as ``seg2sat make-tiny``'s)."""
+    index = Path(path) / "model_index.json"
+    if not index.is_file():
+        return False
+    return "controlnet" in json.loads(index.read_text(encoding="utf-8"))
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are ``org/name``; anything existing, absolute, relative or deeper is a folder."""
+    return os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
+def _from_pretrained(cls, name: str, what: str, flag: str, **kwargs):
+    """Load from a folder or the hub cache first, the network last; explain a failure in one sentence."""
+    if _looks_like_path(name):
+        if not os.path.isdir(os.path.expanduser(name)):
+            raise WeightsNotFoundError(f"Cannot load the {what}: the folder {name!r} does not exist; pass {flag} an existing folder or a hub id.")
+        attempts = [True]
+    else:
+        attempts = [True] if os.environ.get("HF_HUB_OFFLINE") else [True, False]
+    last: Exception | None = None
+    for local_only in attempts:
+        try:
+            return cls.from_pretrained(os.path.expanduser(name), local_files_only=local_only, **kwargs)
+        except (OSError, ValueError) as exc:
+            last = exc
+    if _looks_like_path(name):
+        message = (f"Cannot load the {what}: the folder {name!r} holds no diffusers weights; pass {flag} a folder "
+                   "written by save_pretrained (or one made by `seg2sat make-tiny DIR` for tests).")
+    else:
+        message = (f"Cannot load the {what} {name!r}: it is not in the Hugging Face cache and cannot be downloaded "
+                   f"from here; run `huggingface-cli download {name} --local-dir DIR` on a machine with network and "
+                   f"pass {flag} DIR, or build a tiny test pipeline with `seg2sat make-tiny DIR` and pass --model DIR.")
+    raise WeightsNotFoundError(message) from last
+
+
+def load_pipeline(
+    model: str | os.PathLike | None = None,
+    controlnet: str | os.PathLike | None = None,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
+) -> "StableDiffusionControlNetPipeline":
+    """The Seg2Sat text-to-image pipeline, loaded once per process.
+
+    ``model`` is a base Stable Diffusion model (hub id or folder) or a full saved
+    ControlNet pipeline folder; ``controlnet`` overrides the ControlNet (hub id or
+    folder). Defaults: SD 2.1 base and ``rgres/Seg2Sat-sd-controlnet``.
+    """
+    model = str(model or DEFAULT_MODEL)
+    device = device or pick_device()
+    dtype = dtype or pick_dtype(device)
+    key = (model, str(controlnet) if controlnet else None, device, dtype)
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _load(model, str(controlnet) if controlnet else None, device, dtype)
+        return _CACHE[key]
+
+
+def _load(model: str, controlnet: str | None, device: str, dtype: torch.dtype):
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, UniPCMultistepScheduler
+
+    kwargs: dict = {"dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
+    if _looks_like_path(model) and not os.path.isdir(os.path.expanduser(model)):
+        raise WeightsNotFoundError(f"Cannot load the base model: the folder {model!r} does not exist; pass --model an existing folder or a hub id.")
+    full = _looks_like_path(model) and is_full_pipeline(os.path.expanduser(model))
+    if controlnet or not full:
+        kwargs["controlnet"] = _from_pretrained(
+            ControlNetModel, controlnet or DEFAULT_CONTROLNET, "ControlNet", "--controlnet", dtype=dtype
+        )
+    pipe = _from_pretrained(StableDiffusionControlNetPipeline, model, "base model", "--model", **kwargs)
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def inpaint_pipeline(pipe: "StableDiffusionControlNetPipeline") -> "StableDiffusionControlNetInpaintPipeline":
+    """The inpainting pipeline over the very same modules as ``pipe`` (no second copy of any weight)."""
+    from diffusers import StableDiffusionControlNetInpaintPipeline
+
+    cached = getattr(pipe, "_seg2sat_inpaint", None)
+    if cached is None:
+        cached = StableDiffusionControlNetInpaintPipeline(**pipe.components)
+        cached.set_progress_bar_config(**pipe._progress_bar_config)
+        pipe._seg2sat_inpaint = cached
+    return cached
+
+
+def clear_cache() -> None:
+    """Forget every loaded pipeline (tests, or a UI switching models)."""
+    with _LOCK:
+        _CACHE.clear()

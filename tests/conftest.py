@@ -1,0 +1,39 @@
+"""Shared fixtures: the tiny pipeline is built once per test session and loaded from disk like a user would."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from seg2sat import masks
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    from seg2sat.tiny import make_tiny
+
+    return make_tiny(tmp_path_factory.mktemp("tiny") / "pipeline")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_dir):
+    from seg2sat.pipelines import load_pipeline
+
+    return load_pipeline(tiny_dir)
+
+
+@pytest.fixture
+def town_ids() -> np.ndarray:
+    """A small hand-made map: fields, a road, a block of buildings and a river (64 x 128)."""
+    ids = np.full((64, 128), 11, dtype=np.uint8)  # agricultural land
+    ids[:, 60:68] = 3  # road
+    ids[8:30, 10:40] = 1  # buildings
+    ids[40:, 90:] = 5  # water
+    return ids
+
+
+@pytest.fixture
+def town_png(tmp_path, town_ids):
+    path = tmp_path / "town.png"
+    masks.to_image(town_ids).save(path)
+    return path

@@ -1,0 +1,54 @@
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from seg2sat import masks
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "seg2sat", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli_generate_inpaint_outpaint_end_to_end(tmp_path, tiny_dir, town_png, town_ids):
+    out = tmp_path / "out"
+    r = run("generate", town_png, "--prompt", "Aerial view of Paris", "--model", tiny_dir, "--seed", "5", "-n", "2",
+            "--steps", "2", "--style", "pencil", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["town-seed5.png", "town-seed6.png"]
+    assert "denoising" in r.stderr  # the progress bar over steps
+
+    region = np.zeros(town_ids.shape, np.uint8)
+    region[10:30, 10:50] = 255
+    Image.fromarray(region).save(tmp_path / "region.png")
+    r = run("inpaint", out / "town-seed5.png", town_png, "--region", tmp_path / "region.png", "--prompt", "x",
+            "--model", tiny_dir, "--steps", "2", "--seed", "1", "--out", out)
+    assert r.returncode == 0, r.stderr
+    inpainted = np.asarray(Image.open(out / "town-seed5-inpaint-seed1.png"))
+    original = np.asarray(Image.open(out / "town-seed5.png"))
+    assert np.array_equal(inpainted[region == 0], original[region == 0])
+
+    grown = np.full((64, 192), 7, np.uint8)
+    grown[:, :128] = town_ids
+    masks.to_image(grown).save(tmp_path / "grown.png")
+    r = run("outpaint", out / "town-seed5.png", tmp_path / "grown.png", "--at", "0,0", "--prompt", "x",
+            "--model", tiny_dir, "--steps", "2", "--seed", "2", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out / "town-seed5-outpaint-seed2.png").size == (192, 64)
+
+
+def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path, tiny_dir, town_png):
+    r = run("generate", tmp_path / "nope.png", "--prompt", "x", "--model", tiny_dir, "--out", tmp_path)
+    assert r.returncode == 2 and r.stderr.strip() == f"error: file not found: {tmp_path / 'nope.png'}"
+    r = run("generate", town_png, "--prompt", "x", "--model", tiny_dir, "--steps", "0", "--out", tmp_path)
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: steps must be")
+    r = run("outpaint", town_png, town_png, "--at", "a,b", "--prompt", "x", "--model", tiny_dir, "--out", tmp_path)
+    assert r.returncode == 2 and "--at must be X,Y" in r.stderr
+
+
+def test_make_tiny_and_help(tmp_path):
+    r = run("make-tiny", tmp_path / "t")
+    assert r.returncode == 0 and (tmp_path / "t" / "model_index.json").is_file()
+    r = run("--help")
+    assert r.returncode == 0 and "generate" in r.stdout and "make-tiny" in r.stdout
