@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from seg2sat import masks
+
+ROOT = Path(__file__).resolve().parents[1]
+# Subprocesses (`python -m seg2sat …`) import this checkout, whatever is pip-installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(scope="session")
