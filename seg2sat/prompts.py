@@ -7,6 +7,8 @@ classes present in the mask, largest share first; classes covering less than
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from .classes import BY_ID
@@ -25,13 +27,27 @@ STYLES: dict[str, str] = {
 
 def class_list(ids: np.ndarray, min_share: float = MIN_SHARE) -> list[str]:
     """Names of the classes in the mask, largest share first, rare ones left out."""
-    return [BY_ID[i].name for i, share in class_shares(ids).items() if share >= min_share]
+    return _names(class_shares(ids), min_share)
+
+
+def _names(shares: Mapping[int, float], min_share: float) -> list[str]:
+    ranked = sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [BY_ID[i].name for i, share in ranked if share >= min_share]
 
 
 def caption(place: str | None, ids: np.ndarray, min_share: float = MIN_SHARE) -> str:
     """The training caption for a mask; ``place`` is an address or OSM display name, or None."""
+    return caption_from_shares(place, class_shares(ids), min_share)
+
+
+def caption_from_shares(place: str | None, shares: Mapping[int, float], min_share: float = MIN_SHARE) -> str:
+    """The caption from class shares ({class id: share}) already computed, e.g. in a worker process.
+
+    Dataset preparation computes the shares where the mask is read and only learns the
+    place later (geocoding runs in the main process); this avoids shipping the mask back.
+    """
     head = f"Aerial view of {place.strip()}" if place and place.strip() else "Aerial view"
-    names = class_list(ids, min_share)
+    names = _names(shares, min_share)
     return f"{head}. {', '.join(names)}." if names else f"{head}."
 
 
