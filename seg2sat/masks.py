@@ -108,52 +108,58 @@ def snap(image: Image.Image | np.ndarray, background: int = OTHER) -> SnapResult
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     rgba = np.asarray(image if image.mode == "RGBA" else image.convert("RGBA"))
     packed = _packed(rgba)
-    ids = _LUT[(packed >> _SHIFT) & _KEY_MASK]
-    exact = _OPAQUE_PALETTE[ids] == packed
+    ids = np.take(_LUT, (packed >> _SHIFT) & _KEY_MASK)
+    exact = np.take(_OPAQUE_PALETTE, ids) == packed
     if has_alpha:
         transparent = packed < (128 << 24)
         ids[transparent] = get_background(background)
         exact |= transparent
     off = 1.0 - np.count_nonzero(exact) / exact.size if exact.size else 0.0
-    for _ in range(3):  # blends up to 3 px wide; each pass settles the next ring inwards
-        if exact.all() or not _prefer_neighbours(ids, exact, rgba):
-            break
+    if off:
+        _prefer_neighbours(ids, exact, rgba)
     return SnapResult(ids=ids, off_palette=float(off))
 
 
-def _prefer_neighbours(ids: np.ndarray, exact: np.ndarray, rgba: np.ndarray) -> bool:
+def _prefer_neighbours(ids: np.ndarray, exact: np.ndarray, rgba: np.ndarray, passes: int = 3) -> None:
     """Snap blended edge pixels to one of the classes they blend, not to a third one.
 
     Between red road and green grass, a 50 % blend is closest to the brown of bare
     soil: a plain nearest-colour snap draws a thin line of a class nobody painted.
     So an off-palette pixel that touches exact pixels takes, among its exact
-    8-neighbours' classes, the one nearest in colour. Only off-palette pixels are
-    visited, so clean masks cost nothing extra. Returns whether any pixel was settled.
+    neighbours' classes, the one nearest in colour; each pass settles the next ring
+    of a wide blend. Only off-palette pixels are visited after the first full-image
+    step, so clean masks cost nothing extra.
     """
     h, w = ids.shape
-    # ids and exactness in one byte (bit 7 = exact), with a border of "not exact" around the
-    # image so that neighbours are plain flat offsets: one gather per neighbour, no clipping.
+    # Class and exactness in one byte (bit 7 = exact), with a border of "not exact" around
+    # the image so that neighbours are plain flat offsets: one gather each, no clipping.
     code = np.pad(ids | (exact.view(np.uint8) << 7), 1).ravel()
     flat = np.flatnonzero(~exact)
     rows, cols = np.divmod(flat, w)
     at = (rows + 1) * (w + 2) + cols + 1
     colour = rgba.reshape(-1, 4)[flat, :3].astype(np.float32)
     palette = PALETTE.astype(np.float32)
-    # Squared distance of every off-palette pixel to every class colour, in one matrix product;
-    # a non-exact neighbour reads the extra column, which is infinitely far.
+    # Squared distance of every off-palette pixel to every class colour, in one matrix
+    # product; a non-exact neighbour reads the second half, which is infinitely far.
     dist = np.full((len(flat), 2 * len(PALETTE)), np.inf, dtype=np.float32)
     dist[:, : len(PALETTE)] = (colour**2).sum(1, keepdims=True) - 2 * colour @ palette.T + (palette**2).sum(1)
-    base = np.arange(len(flat)) * dist.shape[1]
     offsets = (-w - 3, -w - 2, -w - 1, -1, 1, w + 1, w + 2, w + 3)
-    neighbours = np.stack([code[at + o] for o in offsets])  # (8, n)
-    # Exact neighbour -> its class; other -> column 20 + class, at infinite distance.
-    columns = (neighbours & 0x7F) + np.where(neighbours & 0x80, 0, len(PALETTE)).astype(np.uint8)
-    d = dist.ravel()[base + columns]
-    pick = d.argmin(0)
-    found = np.isfinite(d[pick, np.arange(len(flat))])
-    ids.ravel()[flat[found]] = (neighbours[pick, np.arange(len(flat))] & 0x7F)[found]
-    exact.ravel()[flat[found]] = True  # settled: the next pass may lean on these
-    return bool(found.any())
+    for _ in range(passes):
+        index = np.arange(len(at))
+        neighbours = np.stack([code[at + o] for o in offsets])  # (8, n)
+        columns = (neighbours & 0x7F) + np.where(neighbours & 0x80, 0, len(PALETTE)).astype(np.uint8)
+        d = dist.ravel()[index * dist.shape[1] + columns]
+        pick = d.argmin(0)
+        found = np.isfinite(d[pick, index])
+        if not found.any():
+            break
+        settled = (neighbours[pick, index] & 0x7F)[found]
+        ids.ravel()[flat[found]] = settled
+        code[at[found]] = settled | 0x80  # settled pixels count as exact for the next pass
+        keep = ~found
+        at, flat, dist = at[keep], flat[keep], dist[keep]
+        if not len(at):
+            break
 
 
 def get_background(background: int) -> int:
