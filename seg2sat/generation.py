@@ -83,6 +83,31 @@ def _seeds(seed: int | Sequence[int] | None, num_images: int) -> list[int]:
     return values
 
 
+def check_settings(
+    *,
+    seed: int | Sequence[int] | None = None,
+    num_images: int = 1,
+    steps: int = 20,
+    guidance_scale: float = 7.5,
+    controlnet_scale: float = 1.0,
+    negative_prompt: str | None = None,
+    style: str | None = None,
+) -> dict:
+    """The checks generate/inpaint/outpaint run on their settings, with no mask and no model.
+
+    Front ends (the endpoint, the UI) call it to refuse a bad request before it waits
+    in a queue for the GPU; a bad value is a ValueError naming the field. Returns the
+    values as the pipeline will get them (seeds listed, numbers cast).
+    """
+    num_images = _check_range("num_images", num_images, int)
+    if negative_prompt is not None and not isinstance(negative_prompt, str):
+        raise ValueError("negative_prompt must be a string")
+    prompts.style_text(style)
+    return dict(seeds=_seeds(seed, num_images), num_images=num_images, steps=_check_range("steps", steps, int),
+                guidance_scale=_check_range("guidance_scale", guidance_scale, float),
+                controlnet_scale=_check_range("controlnet_scale", controlnet_scale, float))
+
+
 def _request(mask, prompt, seed, num_images, steps, guidance_scale, controlnet_scale, negative_prompt, style) -> _Request:
     full_prompt = prompts.build_prompt(prompt, style)
     if negative_prompt is not None and not isinstance(negative_prompt, str):

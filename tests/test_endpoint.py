@@ -1,0 +1,216 @@
+"""The Inference Endpoints handler on the tiny pipeline: protocol, legacy payload, every bad input."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from seg2sat import masks
+from seg2sat.serving import RequestError, ServeConfig, Service, parse_request
+
+from conftest import ROOT
+
+
+def b64png(image: Image.Image | np.ndarray) -> str:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def decode(text: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(text)))
+
+
+@pytest.fixture(scope="module")
+def handler(tiny_dir):
+    spec = importlib.util.spec_from_file_location("endpoint_handler", ROOT / "endpoint" / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.EndpointHandler(path=str(tiny_dir))
+
+
+@pytest.fixture
+def mask_b64(town_ids):
+    return b64png(masks.to_image(town_ids))
+
+
+def payload(mask_b64, **params):
+    return {"inputs": "Aerial view of Lyon, France", "parameters": {"image": mask_b64, "steps": 1, **params}}
+
+
+def test_generate_answers_images_with_their_seeds(handler, mask_b64):
+    out = handler(payload(mask_b64, seed=5, num_images=2))
+    assert out["seeds"] == [5, 6]
+    images = [decode(s) for s in out["images"]]
+    assert [im.size for im in images] == [(128, 64), (128, 64)]
+    assert np.asarray(images[0]).tolist() != np.asarray(images[1]).tolist()
+    assert out["timing"]["generate_s"] > 0
+    again = handler(payload(mask_b64, seed=6))
+    assert again["images"][0] == out["images"][1], "a seed must give the same image again"
+
+
+def test_no_seed_still_works_and_reports_the_seed_used(handler, mask_b64):
+    out = handler(payload(mask_b64))
+    (seed,) = out["seeds"]
+    assert handler(payload(mask_b64, seed=seed))["images"] == out["images"]
+
+
+def test_data_url_prefix_style_and_negative_prompt(handler, mask_b64):
+    out = handler(payload("data:image/png;base64," + mask_b64, seed=1, style="lego", negative_prompt="blurry"))
+    assert "lego" in out["prompt"].lower()
+    assert decode(out["images"][0]).size == (128, 64)
+
+
+def test_width_height_resize_the_output(handler, mask_b64):
+    out = handler(payload(mask_b64, seed=1, width=64))
+    assert (out["width"], out["height"]) == (64, 32)
+    assert decode(out["images"][0]).size == (64, 32)
+
+
+def test_off_palette_mask_is_snapped_and_reported(handler, town_ids):
+    rgb = masks.to_rgb(town_ids).copy()
+    rgb[:8] = rgb[:8] // 2 + 10  # a smudged stripe
+    out = handler(payload(b64png(rgb), seed=1))
+    assert out["off_palette"] == pytest.approx(8 / 64, abs=0.01)
+    assert out["warnings"]
+
+
+def test_inpaint_keeps_every_pixel_outside_the_region(handler, mask_b64):
+    first = decode(handler(payload(mask_b64, seed=1))["images"][0]).convert("RGB")
+    out = handler(payload(mask_b64, seed=2, mode="inpaint", init_image=b64png(first), region=[0, 0, 64, 32]))
+    redone = np.asarray(decode(out["images"][0]).convert("RGB"))
+    original = np.asarray(first)
+    assert (redone[32:] == original[32:]).all() and (redone[:, 64:] == original[:, 64:]).all()
+    assert (redone[:32, :64] != original[:32, :64]).any()
+
+    region = np.zeros((64, 128), dtype=np.uint8)
+    region[40:, 100:] = 255
+    out = handler(payload(mask_b64, seed=2, mode="inpaint", init_image=b64png(first), region=b64png(region)))
+    redone = np.asarray(decode(out["images"][0]).convert("RGB"))
+    assert (redone[:40] == original[:40]).all()
+
+
+def test_outpaint_grows_the_image_and_keeps_it(handler, town_ids):
+    small = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 64, 3), dtype=np.uint8))
+    out = handler(payload(b64png(masks.to_image(town_ids)), seed=3, mode="outpaint", init_image=b64png(small), at=[64, 0]))
+    grown = np.asarray(decode(out["images"][0]).convert("RGB"))
+    assert grown.shape == (64, 128, 3)
+    assert (grown[:32, 64:] == np.asarray(small)).all()
+    centred = handler(payload(b64png(masks.to_image(town_ids)), seed=3, mode="outpaint", init_image=b64png(small)))
+    assert (np.asarray(decode(centred["images"][0]).convert("RGB"))[16:48, 32:96] == np.asarray(small)).all()
+
+
+def test_legacy_flat_payload_with_numbers_as_strings(handler, mask_b64):
+    out = handler({"prompt": "Aerial view of Lyon", "image": mask_b64, "steps": "1", "seed": "7"})
+    assert out["seeds"] == [7]
+    assert out["image"] == out["images"][0]
+    same = handler({"inputs": "Aerial view of Lyon", "parameters": {"image": mask_b64, "steps": 1, "seed": 7}})
+    assert same["images"] == out["images"]
+
+
+def test_legacy_payload_without_seed(handler, mask_b64):
+    out = handler({"prompt": "Aerial view", "image": mask_b64, "steps": "1"})
+    assert len(out["seeds"]) == 1
+
+
+def _corrupt_png(mask_b64: str) -> str:
+    raw = base64.b64decode(mask_b64)
+    return base64.b64encode(raw[: len(raw) // 2]).decode()
+
+
+BAD = {
+    # field named in the message: the request
+    "inputs": lambda m: {"inputs": "", "parameters": {"image": m}},
+    "inputs ": lambda m: {"inputs": 42, "parameters": {"image": m}},
+    "prompt": lambda m: {"prompt": "   ", "image": m},
+    "parameters": lambda m: {"inputs": "x", "parameters": [m]},
+    "body": lambda m: ["inputs", m],
+    "parameters.image": lambda m: {"inputs": "x", "parameters": {}},
+    "parameters.image ": lambda m: {"inputs": "x", "parameters": {"image": ""}},
+    "parameters.image  ": lambda m: {"inputs": "x", "parameters": {"image": "not base64 !!"}},
+    "parameters.image   ": lambda m: {"inputs": "x", "parameters": {"image": base64.b64encode(b"hello world").decode()}},
+    "parameters.image    ": lambda m: {"inputs": "x", "parameters": {"image": _corrupt_png(m)}},
+    "parameters.image     ": lambda m: {"inputs": "x", "parameters": {"image": b64png(np.zeros((1100, 1000, 3), np.uint8))}},
+    "parameters.image      ": lambda m: {"inputs": "x", "parameters": {"image": b64png(np.zeros((16, 64, 3), np.uint8))}},
+    "parameters.image       ": lambda m: {"inputs": "x", "parameters": {"image": 12}},
+    "parameters.steps": lambda m: payload(m, steps=0),
+    "parameters.steps ": lambda m: payload(m, steps=151),
+    "parameters.steps  ": lambda m: payload(m, steps="20"),
+    "parameters.steps   ": lambda m: payload(m, steps=2.5),
+    "parameters.guidance_scale": lambda m: payload(m, guidance_scale=31),
+    "parameters.guidance_scale ": lambda m: payload(m, guidance_scale=True),
+    "parameters.controlnet_conditioning_scale": lambda m: payload(m, controlnet_conditioning_scale=-0.1),
+    "parameters.num_images": lambda m: payload(m, num_images=0),
+    "parameters.num_images ": lambda m: payload(m, num_images=9),
+    "parameters.seed": lambda m: payload(m, seed=-1),
+    "parameters.seed ": lambda m: payload(m, seed="abc"),
+    "parameters.seed  ": lambda m: payload(m, seed=[1, 2], num_images=3),
+    "parameters.style": lambda m: payload(m, style="cubism"),
+    "parameters.style ": lambda m: payload(m, style=["lego"]),
+    "parameters.negative_prompt": lambda m: payload(m, negative_prompt=5),
+    "parameters.mode": lambda m: payload(m, mode="upscale"),
+    "parameters.mode ": lambda m: payload(m, mode=1),
+    "parameters.backend": lambda m: payload(m, backend="gan"),
+    "parameters.width": lambda m: payload(m, width=8),
+    "parameters.width ": lambda m: payload(m, width=4000, height=4000),
+    "parameters.height": lambda m: payload(m, height="big"),
+    "parameters.stepz": lambda m: payload(m, stepz=3),
+    "parameters.init_image": lambda m: payload(m, mode="inpaint", region=[0, 0, 8, 8]),
+    "parameters.init_image ": lambda m: payload(m, mode="inpaint", init_image=b64png(np.zeros((64, 64, 3), np.uint8)),
+                                                region=[0, 0, 8, 8]),
+    "parameters.init_image  ": lambda m: payload(m, init_image=m),
+    "parameters.region": lambda m: payload(m, mode="inpaint", init_image=m),
+    "parameters.region ": lambda m: payload(m, mode="inpaint", init_image=m, region=[100, 0, 64, 64]),
+    "parameters.region  ": lambda m: payload(m, mode="inpaint", init_image=m, region=[0, 0, 0, 10]),
+    "parameters.region   ": lambda m: payload(m, mode="inpaint", init_image=m, region="[0, 0, 8, 8]"),
+    "parameters.region    ": lambda m: payload(m, mode="inpaint", init_image=m,
+                                               region=b64png(np.zeros((64, 128), np.uint8))),
+    "parameters.region     ": lambda m: payload(m, mode="inpaint", init_image=m,
+                                                region=b64png(np.full((32, 32), 255, np.uint8))),
+    "parameters.at": lambda m: payload(m, mode="outpaint", init_image=b64png(np.zeros((32, 64, 3), np.uint8)), at=[100, 0]),
+    "parameters.at ": lambda m: payload(m, mode="outpaint", init_image=b64png(np.zeros((32, 64, 3), np.uint8)), at="1,2"),
+    "parameters.image        ": lambda m: payload(m, mode="outpaint", init_image=m),
+    "extra": lambda m: {"inputs": "x", "parameters": {"image": m}, "extra": 1},
+}
+
+
+@pytest.mark.parametrize("field", list(BAD), ids=[f"{k.strip()}-{i}" for i, k in enumerate(BAD)])
+def test_bad_input_is_a_value_error_naming_the_field_and_the_handler_goes_on(handler, mask_b64, field):
+    with pytest.raises(ValueError) as info:
+        handler(BAD[field](mask_b64))
+    assert info.value.args[0].startswith(field.strip() + ":") or field.strip() in str(info.value), str(info.value)
+    assert isinstance(info.value, RequestError) and info.value.field == field.strip()
+    out = handler(payload(mask_b64, seed=1))
+    assert len(out["images"]) == 1
+
+
+def test_pixel_limit_is_configurable(mask_b64):
+    request = payload(mask_b64)
+    parse_request(request, ServeConfig())
+    with pytest.raises(ValueError, match="parameters.image.*8192"):
+        parse_request(request, ServeConfig(max_pixels=8192 - 1, min_side=32))
+    assert ServeConfig.from_env({"SEG2SAT_MAX_PIXELS": "4096", "SEG2SAT_MIN_SIDE": "8"}).max_pixels == 4096
+    with pytest.raises(ValueError, match="SEG2SAT_MAX_PIXELS"):
+        ServeConfig.from_env({"SEG2SAT_MAX_PIXELS": "lots"})
+
+
+def test_validation_happens_before_any_model_work(mask_b64):
+    service = Service(ServeConfig(model="/nonexistent/model/folder"))
+    with pytest.raises(ValueError, match="parameters.steps"):
+        service(payload(mask_b64, steps=0))
+    assert service._pipeline is None
+
+
+def test_controlnet_folder_repository_goes_on_the_configured_base(tiny_dir, tmp_path):
+    from seg2sat.serving import _is_controlnet_folder
+
+    assert _is_controlnet_folder(tiny_dir / "controlnet")
+    assert not _is_controlnet_folder(tiny_dir)
+    assert not _is_controlnet_folder(tmp_path)
