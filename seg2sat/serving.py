@@ -656,17 +656,27 @@ def _register_errors(app) -> None:
         return _error(f"internal error ({type(exc).__name__}); the server keeps running", 500)
 
 
-def serve(app, host: str = "127.0.0.1", port: int = 8080, threads: int | None = None) -> None:
-    """Serve with waitress, a production WSGI server (Flask's own server is for debugging only).
+def make_server(app, host: str = "127.0.0.1", port: int = 8080, threads: int | None = None):
+    """A waitress server for the app (a production WSGI server; Flask's own is for debugging).
 
     Enough threads for the running request, every queued one and a health check, so
-    requests wait in the device queue (and get 503 when it is full) instead of in the socket.
+    requests wait in the device queue (and get 503 when it is full) rather than in the
+    socket. ``port=0`` picks a free port (``server.effective_port``).
     """
-    from waitress import serve as waitress_serve
+    from waitress import create_server
 
     state: ServerState = app.extensions["seg2sat"]
-    waitress_serve(app, host=host, port=port, threads=threads or state.gate.max_waiting + 2,
-                   max_request_body_size=state.service.config.max_body_bytes, ident="seg2sat")
+    return create_server(app, host=host, port=port, threads=threads or state.gate.max_waiting + 2,
+                         max_request_body_size=state.service.config.max_body_bytes, ident="seg2sat")
+
+
+def serve(app, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve until interrupted."""
+    server = make_server(app, host, port)
+    try:
+        server.run()
+    finally:
+        server.close()
 
 
 # --------------------------------------------------------------------------- `seg2sat serve`

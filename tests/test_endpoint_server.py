@@ -1,0 +1,175 @@
+"""The local server (`seg2sat serve`): Flask test client for the protocol, waitress on loopback for the queue."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from seg2sat import masks
+from seg2sat.pipelines import load_pipeline
+from seg2sat.serving import ServeConfig, Service, create_app, make_server
+
+from test_endpoint import b64png, decode
+
+
+class CountingService(Service):
+    """The real service, noting how many generations run at the same time."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.active = self.most = self.runs = 0
+        self._count = threading.Lock()
+
+    def run(self, req):
+        with self._count:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        try:
+            return super().run(req)
+        finally:
+            with self._count:
+                self.active -= 1
+                self.runs += 1
+
+
+def make_app(tiny_dir, **limits):
+    config = ServeConfig(**limits)
+    return create_app(config, CountingService(config, pipeline=load_pipeline(tiny_dir)))
+
+
+@pytest.fixture
+def client(tiny_dir):
+    return make_app(tiny_dir).test_client()
+
+
+@pytest.fixture
+def body(town_ids):
+    return {"inputs": "Aerial view of Lyon", "parameters": {"image": b64png(masks.to_image(town_ids)), "steps": 1, "seed": 3}}
+
+
+def test_health(client):
+    answer = client.get("/health")
+    assert answer.status_code == 200
+    assert answer.get_json()["status"] == "ok"
+    assert answer.get_json()["limits"]["max_pixels"] == 1024 * 1024
+
+
+@pytest.mark.parametrize("route", ["/", "/predict"])
+def test_post_answers_json_images(client, body, route):
+    answer = client.post(route, json=body)
+    assert answer.status_code == 200, answer.get_json()
+    data = answer.get_json()
+    assert data["seeds"] == [3]
+    assert decode(data["images"][0]).size == (128, 64)
+    assert {"parse_s", "queue_s", "generate_s", "total_s"} <= set(data["timing"])
+    assert "generate;dur=" in answer.headers["Server-Timing"]
+
+
+def test_accept_png_returns_one_png(client, body):
+    answer = client.post("/", json=body, headers={"Accept": "image/png"})
+    assert answer.status_code == 200
+    assert answer.mimetype == "image/png"
+    assert answer.headers["X-Seed"] == "3"
+    png = Image.open(io.BytesIO(answer.data))
+    assert png.size == (128, 64)
+    as_json = client.post("/", json=body).get_json()
+    assert np.array_equal(np.asarray(png), np.asarray(decode(as_json["images"][0])))
+    body["parameters"]["num_images"] = 2
+    refused = client.post("/", json=body, headers={"Accept": "image/png"})
+    assert refused.status_code == 400 and "num_images" in refused.get_json()["error"]
+
+
+def test_legacy_payload_over_http(client, body):
+    flat = {"prompt": "Aerial view", "image": body["parameters"]["image"], "steps": "1", "seed": "9"}
+    answer = client.post("/", data=json.dumps(flat), content_type="text/plain")
+    assert answer.status_code == 200 and answer.get_json()["seeds"] == [9]
+
+
+@pytest.mark.parametrize("data, field", [
+    ("{not json", "body"),
+    ('"just a string"', "body"),
+    (json.dumps({"inputs": "x", "parameters": {"image": "@@@"}}), "parameters.image"),
+    (json.dumps({"inputs": "", "parameters": {}}), "inputs"),
+])
+def test_bad_requests_are_400_json_naming_the_field(client, body, data, field):
+    answer = client.post("/", data=data, content_type="application/json")
+    assert answer.status_code == 400
+    assert answer.get_json()["error"].startswith(field)
+    assert client.post("/", json=body).status_code == 200
+
+
+def test_body_limit_and_unknown_routes_answer_json(tiny_dir, body):
+    client = make_app(tiny_dir, max_body_bytes=200).test_client()
+    answer = client.post("/", json=body)
+    assert answer.status_code == 413 and "limit" in answer.get_json()["error"]
+    assert client.get("/nowhere").status_code == 404 and "error" in client.get("/nowhere").get_json()
+    assert client.get("/predict").status_code == 405
+
+
+def test_full_queue_answers_503_with_retry_after_then_serves_again(tiny_dir, body):
+    app = make_app(tiny_dir, queue_size=0)
+    client = app.test_client()
+    gate = app.extensions["seg2sat"].gate
+    with gate.slot():  # the device is busy with someone else's generation
+        answer = client.post("/", json=body)
+        assert answer.status_code == 503
+        assert int(answer.headers["Retry-After"]) >= 1
+        assert client.post("/", json={"inputs": ""}).status_code == 400, "bad input is refused before queueing"
+    assert client.post("/", json=body).status_code == 200
+
+
+def test_procedural_backend_needs_no_model(body):
+    pytest.importorskip("seg2sat.render")
+    service = Service(ServeConfig(model="/no/such/model"))
+    client = create_app(service=service).test_client()
+    body["parameters"]["backend"] = "procedural"
+    answer = client.post("/", json=body)
+    assert answer.status_code == 200, answer.get_json()
+    assert decode(answer.get_json()["images"][0]).size == (128, 64)
+    assert service._pipeline is None
+
+
+def _post(url: str, payload) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_concurrent_requests_on_loopback_are_all_answered_one_generation_at_a_time(tiny_dir, body):
+    app = make_app(tiny_dir, queue_size=16)
+    server = make_server(app, port=0)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.effective_port}/predict"
+    requests = []
+    for n in range(16):
+        params = dict(body["parameters"], seed=n)
+        if n % 4 == 3:
+            params["steps"] = 0  # a bad one
+        requests.append({"inputs": body["inputs"], "parameters": params})
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda p: _post(url, p), requests))
+    finally:
+        server.close()
+    service = app.extensions["seg2sat"].service
+    for n, (status, data) in enumerate(answers):
+        if n % 4 == 3:
+            assert status == 400 and data["error"].startswith("parameters.steps")
+        else:
+            assert status == 200 and data["seeds"] == [n]
+    assert service.runs == 12
+    assert service.most == 1, "two generations ran on the device at once"
+    handled = app.extensions["seg2sat"].handled
+    assert handled["ok"] == 12 and handled["bad_request"] == 4
