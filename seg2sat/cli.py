@@ -17,6 +17,7 @@ from pathlib import Path
 
 COMMANDS = [
     "seg2sat.cli:register_core",
+    "seg2sat.dataset:register",
     "seg2sat.serving:register_cli",
 ]
 """``module:function`` entries; each function adds its sub-commands to the parser."""

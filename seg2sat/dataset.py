@@ -1,0 +1,378 @@
+"""Dataset preparation: a FLAIR #1 tree -> PNG pairs with OSM captions -> a Hugging Face dataset.
+
+``prepare`` is one resumable run. Workers convert patches (``seg2sat.flair.convert``)
+and write their PNGs atomically; the main process geocodes (rate limited, cached) and
+appends one line per finished tile to ``OUT/progress.jsonl``. A tile is done once its
+line is there, so a run killed at any moment and started again converts only what is
+missing, and every tile ends up in the dataset exactly once. The dataset itself is
+rebuilt from that journal at the end, into a temporary folder renamed into place.
+
+Output folder::
+
+    OUT/pairs/<domain>/<zone>/IMG_<n>.png, MSK_<n>.png   the pairs (+ metadata.jsonl:
+                                                          load_dataset("imagefolder"))
+    OUT/dataset/          datasets.load_from_disk(OUT/dataset): image, conditioning_image,
+                          text, id, domain, zone, lat, lon, place, date, share_<class>…
+    OUT/summary.json      counts, geocoder requests, every skipped file with its reason
+    OUT/progress.jsonl    the journal that makes the run resumable
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .classes import CLASSES
+from .flair import TMP_MARK, Patch, Problem, TileError, convert, discover, load_metadata, write_atomic, METADATA_NAME, PATCH_SIZE
+from .geocode import CachedGeocoder, Geocoder, GeocodingError
+from .prompts import caption_from_shares
+
+EXTRA_BANDS = ("nir", "elevation")
+SHARE_COLUMNS = {c.id: "share_" + c.name.replace(" ", "_") for c in CLASSES}
+
+
+@dataclass
+class Summary:
+    """What a run did; written to ``OUT/summary.json`` and printed by the CLI."""
+
+    tiles: int = 0
+    converted: int = 0
+    already_done: int = 0
+    geocoder_requests: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    dataset: str = ""
+    skipped: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.skipped
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["geocoder_requests_per_tile"] = round(self.geocoder_requests / self.converted, 4) if self.converted else 0.0
+        return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+class Journal:
+    """Append-only JSON lines, one per finished tile; the last line for an id wins.
+
+    A kill can leave a torn last line: it is ignored on reading and cut off before the
+    next append, so the file stays valid JSON lines.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.records: dict[str, dict] = {}
+        if path.exists():
+            data = path.read_bytes()
+            end = data.rfind(b"\n") + 1
+            for line in data[:end].splitlines():
+                try:
+                    record = json.loads(line)
+                    self.records[record["id"]] = record
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a damaged line: that tile is simply done again
+            if end != len(data):
+                with open(path, "r+b") as f:
+                    f.truncate(end)
+        self._file = open(path, "a", encoding="utf-8")
+        self._unsynced = 0
+
+    def append(self, record: dict) -> None:
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+        self.records[record["id"]] = record
+        self._unsynced += 1
+        if self._unsynced >= 200:
+            self.sync()
+
+    def sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._unsynced = 0
+
+    def close(self) -> None:
+        self.sync()
+        self._file.close()
+
+
+def prepare(root: str | Path, out: str | Path, *, metadata: str | Path | None = None,
+            labels: Iterable[str | Path] = (), geocoder: CachedGeocoder | Geocoder | None = None,
+            workers: int = 1, limit: int | None = None, size: int = PATCH_SIZE, extra_bands: bool = False,
+            progress: bool = True) -> Summary:
+    """Convert a FLAIR tree under ``root`` into pairs and a dataset under ``out``; resumable.
+
+    ``geocoder=None`` gives captions without a place. Bad patches are reported in the
+    summary and skipped; the run goes on. Raises ``ValueError`` for unusable arguments.
+    """
+    started = time.perf_counter()
+    root, out = Path(root), Path(out)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    meta_path = Path(metadata) if metadata else root / METADATA_NAME
+    meta = load_metadata(meta_path) if metadata or meta_path.is_file() else {}
+    patches, problems = discover(root, [Path(p) for p in labels])
+    if limit:
+        patches = patches[:limit]
+    if not patches and not problems:
+        raise ValueError(f"no FLAIR patches (IMG_<n>.tif) found under {root}")
+    pairs = out / "pairs"
+    pairs.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out)
+    journal = Journal(out / "progress.jsonl")
+    summary = Summary(tiles=len(patches), skipped=problems)
+    requests_before = getattr(geocoder, "requests", 0)
+    try:
+        done = {p.id for p in patches if _usable(journal.records.get(p.id), extra_bands)}
+        summary.already_done = len(done)
+        todo = [p for p in patches if p.id not in done]
+        jobs = ((p, pairs, meta.get(p.id), size, extra_bands) for p in todo)
+        bar = _bar(len(patches), len(done), progress)
+        for result in _run(jobs, workers):
+            bar.update(1)
+            if isinstance(result, Problem):
+                summary.skipped.append(result)
+            elif _geocode(result, geocoder, summary):
+                journal.append(result)
+                summary.converted += 1
+        _geocode_older(journal, patches, geocoder, summary)
+        bar.close()
+    finally:
+        journal.close()
+    summary.geocoder_requests = getattr(geocoder, "requests", 0) - requests_before
+    records = [journal.records[p.id] for p in patches if p.id in journal.records]
+    summary.dataset = str(build_dataset(records, out, geocoder is not None, extra_bands, progress))
+    summary.rows = len(records)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    write_atomic(out / "summary.json", summary.to_json().encode("utf-8"))
+    return summary
+
+
+def _usable(record: dict | None, extra_bands: bool) -> bool:
+    """A journal record counts as done if it has what this run's dataset needs."""
+    return record is not None and (not extra_bands or all(k in record for k in EXTRA_BANDS))
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Temporary files of a killed run: half-written PNGs and dataset folders."""
+    for path in (out / "pairs").rglob(f"*{TMP_MARK}*"):
+        path.unlink(missing_ok=True)
+    for path in out.glob(".dataset-*"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _bar(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="tile", desc="preparing", disable=not enabled, dynamic_ncols=True)
+
+
+def _convert_job(job: tuple) -> dict | Problem:
+    """Worker side: one patch -> its record, or the reason it was skipped."""
+    patch: Patch = job[0]
+    try:
+        return convert(*job)
+    except TileError as exc:
+        return Problem(str(patch.image), str(exc))
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure of one tile must not stop the run
+        return Problem(str(patch.image), f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def _run(jobs: Iterator[tuple], workers: int) -> Iterator[dict | Problem]:
+    if workers == 1:
+        yield from map(_convert_job, jobs)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn").Pool(workers) as pool:
+        yield from pool.imap_unordered(_convert_job, jobs, chunksize=4)
+
+
+def _geocode(record: dict, geocoder, summary: Summary) -> bool:
+    """Add the place to a record; a failing service skips the tile (it is retried next run)."""
+    if geocoder is None:
+        record.setdefault("place", None)
+        return True
+    try:
+        record["place"] = geocoder.reverse(record["lat"], record["lon"]) or ""
+    except GeocodingError as exc:
+        summary.skipped.append(Problem(record["id"], f"geocoding failed, retried on the next run: {exc}"))
+        return False
+    return True
+
+
+def _geocode_older(journal: Journal, patches: list[Patch], geocoder, summary: Summary) -> None:
+    """Tiles done by an earlier ``--no-geocode`` run get their place now, without converting again."""
+    if geocoder is None:
+        return
+    for patch in patches:
+        record = journal.records.get(patch.id)
+        if record is not None and record.get("place") is None and _geocode(record, geocoder, summary):
+            journal.append(record)
+
+
+def _features(extra_bands: bool):
+    from datasets import Features, Image, Value
+
+    columns = {"image": Image(), "conditioning_image": Image(), "text": Value("string"), "id": Value("string"),
+               "domain": Value("string"), "zone": Value("string"), "lat": Value("float64"), "lon": Value("float64"),
+               "place": Value("string"), "date": Value("string")}
+    columns |= {name: Value("float32") for name in SHARE_COLUMNS.values()}
+    if extra_bands:
+        columns |= {name: Image() for name in EXTRA_BANDS}
+    return Features(columns)
+
+
+def _row(record: dict, with_place: bool) -> dict:
+    """The dataset row of a journal record (no image bytes): the caption is made here."""
+    shares = {int(k): v for k, v in record["shares"].items()}
+    place = record.get("place") if with_place else None
+    return {
+        "text": caption_from_shares(place, shares), "id": record["id"], "domain": record["domain"],
+        "zone": record["zone"], "lat": record["lat"], "lon": record["lon"], "place": place or "",
+        "date": record.get("date", ""), **{name: shares.get(i, 0.0) for i, name in SHARE_COLUMNS.items()},
+    }
+
+
+def _rows(records: tuple[dict, ...], pairs: str, with_place: bool, images: tuple[str, ...],
+          progress: bool = False) -> Iterator[dict]:
+    from tqdm.auto import tqdm
+
+    for record in tqdm(records, desc="dataset", unit="row", disable=not progress, dynamic_ncols=True):
+        row = _row(record, with_place)
+        for key in images:
+            path = Path(pairs) / record[key]
+            row[key] = {"bytes": path.read_bytes(), "path": path.name}
+        yield row
+
+
+def build_dataset(records: list[dict], out: Path, with_place: bool = True, extra_bands: bool = False,
+                  progress: bool = False) -> Path:
+    """Write ``OUT/dataset`` (``save_to_disk``) and ``OUT/pairs/metadata.jsonl`` from the records.
+
+    Built in a temporary folder and renamed into place: a reader sees the old complete
+    dataset or the new complete one, never a mix.
+    """
+    from datasets import Dataset
+
+    pairs = out / "pairs"
+    images = ["image", "conditioning_image", *(EXTRA_BANDS if extra_bands else ())]
+    lines = []
+    for record in records:
+        line = {"file_name": record["image"], **{f"{k}_file_name": record[k] for k in images[1:]}}
+        lines.append(json.dumps(line | _row(record, with_place), ensure_ascii=False))
+    write_atomic(pairs / "metadata.jsonl", ("\n".join(lines) + "\n").encode("utf-8"))
+    work = Path(tempfile.mkdtemp(prefix=".dataset-", dir=out))
+    try:
+        dataset = Dataset.from_generator(
+            _rows, features=_features(extra_bands), cache_dir=str(work / "cache"),
+            # tuples, not lists: datasets would take lists for shards to split the generator over
+            gen_kwargs={"records": tuple(records), "pairs": str(pairs), "with_place": with_place, "images": tuple(images),
+                        "progress": progress},
+        )
+        dataset.save_to_disk(str(work / "dataset"))
+        del dataset
+        final, old = out / "dataset", out / f".dataset-old-{os.getpid()}"
+        if final.exists():
+            final.rename(old)
+        (work / "dataset").rename(final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        for stale in out.glob(".dataset-old-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def push_to_hub(out: Path, repo: str, private: bool = False) -> str:
+    """Upload ``OUT/dataset`` to the Hugging Face hub (needs ``huggingface-cli login``)."""
+    from datasets import load_from_disk
+
+    load_from_disk(str(out / "dataset")).push_to_hub(repo, private=private)
+    return f"https://huggingface.co/datasets/{repo}"
+
+
+def register(sub) -> None:
+    """The ``seg2sat prepare`` sub-command."""
+    from .geocode import DEFAULT_GRID, DEFAULT_USER_AGENT, DEFAULT_ZOOM
+
+    p = sub.add_parser(
+        "prepare", help="FLAIR GeoTIFFs -> PNG pairs with OSM captions -> a Hugging Face dataset",
+        description="Convert a FLAIR #1 tree (<domain>/<zone>/img/IMG_<n>.tif + msk/MSK_<n>.tif) into image / "
+        "colour-mask PNG pairs captioned 'Aerial view of <OSM place>. <classes>.', and a Hugging Face dataset in "
+        "OUT/dataset. Resumable: run the same command again after an interruption. Exit code 1 when some patches "
+        "were skipped (listed in OUT/summary.json).")
+    p.add_argument("root", type=Path, help="FLAIR folder (e.g. flair_aerial_train)")
+    p.add_argument("out", type=Path, help="output folder (created; reused to resume)")
+    p.add_argument("--metadata", type=Path, default=None,
+                   help=f"FLAIR metadata JSON with patch centroids (default: ROOT/{METADATA_NAME} if present, "
+                   "else each GeoTIFF's own georeference)")
+    p.add_argument("--labels", type=Path, action="append", default=[],
+                   help="another tree to look for MSK_<n>.tif masks in (e.g. flair_labels_train); repeatable")
+    p.add_argument("--workers", type=int, default=_cores(), help=f"conversion processes (default {_cores()})")
+    p.add_argument("--limit", type=int, default=None, help="only the first N patches (by id)")
+    p.add_argument("--size", type=int, default=PATCH_SIZE, help=f"expected patch side in px (default {PATCH_SIZE})")
+    p.add_argument("--extra-bands", action="store_true", help="also keep NIR and elevation as image columns")
+    p.add_argument("--no-geocode", action="store_true", help="captions without a place: 'Aerial view. <classes>.'")
+    p.add_argument("--geocode-cache", type=Path, default=None,
+                   help="SQLite cache of place names, reusable across runs (default OUT/geocode-cache.sqlite)")
+    p.add_argument("--geocode-grid", type=float, default=DEFAULT_GRID,
+                   help=f"cache cell in degrees; patches in one cell share one request (default {DEFAULT_GRID}, ~1 km)")
+    p.add_argument("--zoom", type=int, default=DEFAULT_ZOOM, help=f"Nominatim zoom 0..18 (default {DEFAULT_ZOOM})")
+    p.add_argument("--language", default=None, help="language of place names, e.g. fr (default: local names)")
+    p.add_argument("--user-agent", default=DEFAULT_USER_AGENT,
+                   help="identifies you to Nominatim (OSM policy): put your project and contact in it")
+    p.add_argument("--push-to-hub", metavar="REPO", default=None, help="upload the dataset to this hub repo")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: make the repo private")
+    p.set_defaults(func=_cmd_prepare)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _cmd_prepare(args) -> int:
+    from datasets.utils.logging import disable_progress_bar
+
+    from .geocode import GeocodeCache, NominatimGeocoder
+
+    disable_progress_bar()  # one bar (ours), not datasets' "Generating…" / "Saving…" ones
+    geocoder = cache = None
+    if not args.no_geocode:
+        client = NominatimGeocoder(args.user_agent, zoom=args.zoom, language=args.language)
+        cache = GeocodeCache(args.geocode_cache or args.out / "geocode-cache.sqlite")
+        geocoder = CachedGeocoder(client, cache, grid=args.geocode_grid)
+    try:
+        summary = prepare(args.root, args.out, metadata=args.metadata, labels=args.labels, geocoder=geocoder,
+                          workers=args.workers, limit=args.limit, size=args.size, extra_bands=args.extra_bands)
+    finally:
+        if cache is not None:
+            cache.close()
+    _report(summary, args.out)
+    if args.push_to_hub:
+        print(f"pushed: {push_to_hub(args.out, args.push_to_hub, args.private)}")
+    return 0 if summary.ok else 1
+
+
+def _report(summary: Summary, out: Path) -> None:
+    per_tile = summary.geocoder_requests / summary.converted if summary.converted else 0.0
+    print(f"{summary.rows} of {summary.tiles} tiles in the dataset ({summary.converted} converted now, "
+          f"{summary.already_done} already done), {summary.geocoder_requests} geocoder requests "
+          f"({per_tile:.3f} per tile), {summary.seconds:.1f} s")
+    print(f"dataset: {summary.dataset}  (datasets.load_from_disk)")
+    print(f"pairs:   {out / 'pairs'}  (load_dataset('imagefolder', data_dir=…))")
+    if summary.skipped:
+        for problem in summary.skipped[:20]:
+            print(f"skipped: {problem.file}: {problem.reason}", file=sys.stderr)
+        more = len(summary.skipped) - 20
+        print(f"{'… and ' + str(more) + ' more; ' if more > 0 else ''}{len(summary.skipped)} skipped in all, "
+              f"listed in {out / 'summary.json'}; fix them and run the same command again", file=sys.stderr)
