@@ -19,6 +19,7 @@ COMMANDS = [
     "seg2sat.cli:register_core",
     "seg2sat.dataset:register",
     "seg2sat.serving:register_cli",
+    "seg2sat.webui.cli:register",
 ]
 """``module:function`` entries; each function adds its sub-commands to the parser."""
 

@@ -1,0 +1,154 @@
+"""The JSON API the page talks to (``/api/…``); every refusal is a 4xx with ``{"error": sentence}``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from .. import masks
+from ..classes import CLASSES
+from ..generation import LIMITS
+from ..prompts import STYLES
+from .backends import BACKENDS, BackendError
+from .jobs import QueueFull, Worker
+from .payloads import body_object, decode_image, mask_summary, open_image, parse_task
+from .store import ImageStore
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+_SAMPLE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass
+class UIState:
+    """What the blueprint needs, kept on ``app.extensions["seg2sat_ui"]``."""
+
+    worker: Worker
+    store: ImageStore
+    backend: str
+    samples_dir: Path | None
+
+
+def _state() -> UIState:
+    return current_app.extensions["seg2sat_ui"]
+
+
+def error(message: str, status: int = 400):
+    return jsonify({"error": message}), status
+
+
+@bp.errorhandler(ValueError)
+def _bad_value(exc: ValueError):
+    return error(str(exc), 400)
+
+
+@bp.get("/health")
+def health():
+    worker = _state().worker
+    return jsonify({"status": worker.state, "message": worker.message, "backend": _state().backend,
+                    "backends": list(BACKENDS), "queued": worker.queue.qsize(), "queue_size": worker.queue.maxsize})
+
+
+@bp.get("/classes")
+def classes():
+    return jsonify([{"id": c.id, "name": c.name, "colour": c.colour} for c in CLASSES])
+
+
+@bp.get("/options")
+def options():
+    """Style presets, value ranges and defaults, so the page never hard-codes them."""
+    return jsonify({"styles": [{"name": k, "text": v} for k, v in STYLES.items()],
+                    "limits": {k: list(v) for k, v in LIMITS.items()},
+                    "defaults": {"steps": 20, "guidance_scale": 7.5, "controlnet_scale": 1.0, "num_images": 1},
+                    "max_pixels": current_app.config["MAX_PIXELS"]})
+
+
+def _samples() -> dict[str, Path]:
+    folder = _state().samples_dir
+    if folder is None or not folder.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(folder.iterdir())
+            if p.suffix.lower() in (".png", ".jpg", ".jpeg") and _SAMPLE_NAME.match(p.stem)}
+
+
+@bp.get("/samples")
+def samples():
+    return jsonify([{"name": name} for name in _samples()])
+
+
+@bp.get("/samples/<name>")
+def sample(name: str):
+    path = _samples().get(name)
+    if path is None:
+        return error(f"no sample mask named {name!r}", 404)
+    loaded = masks.load_mask(path)
+    return jsonify(dict(mask_summary(loaded.ids, loaded.off_palette), name=name))
+
+
+@bp.post("/masks/import")
+def import_mask():
+    """An uploaded PNG/JPEG (form field ``file`` or JSON ``image``) snapped to class colours by the core codec."""
+    max_pixels = current_app.config["MAX_PIXELS"]
+    if "file" in request.files:
+        image = open_image(request.files["file"].read(), "the uploaded file", max_pixels)
+    else:
+        image = decode_image(body_object(request.get_json(silent=True)).get("image"), "image", max_pixels)
+    loaded = masks.snap(image)
+    return jsonify(mask_summary(loaded.ids, loaded.off_palette))
+
+
+def _submit(mode: str):
+    state = _state()
+    task, off_palette = parse_task(mode, request.get_json(silent=True), state.store, current_app.config["MAX_PIXELS"])
+    try:
+        job = state.worker.submit(task)
+    except QueueFull as exc:
+        return error(str(exc), 429)
+    except BackendError as exc:
+        return error(str(exc), 503)
+    return jsonify({"job": job.to_json(state.worker.position(job)), "prompt": task.prompt,
+                    "seeds": task.settings["seeds"], "off_palette": off_palette}), 202
+
+
+@bp.post("/generate")
+def generate():
+    return _submit("generate")
+
+
+@bp.post("/inpaint")
+def inpaint():
+    return _submit("inpaint")
+
+
+@bp.post("/outpaint")
+def outpaint():
+    return _submit("outpaint")
+
+
+@bp.get("/jobs/<job_id>")
+def job(job_id: str):
+    worker = _state().worker
+    found = worker.get(job_id)
+    if found is None:
+        return error(f"no job {job_id!r} (finished jobs are forgotten after a while)", 404)
+    return jsonify(found.to_json(worker.position(found)))
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel(job_id: str):
+    worker = _state().worker
+    found = worker.cancel(job_id)
+    if found is None:
+        return error(f"no job {job_id!r}", 404)
+    return jsonify(found.to_json(worker.position(found)))
+
+
+@bp.get("/images/<image_id>.png")
+def image(image_id: str):
+    data = _state().store.png(image_id)
+    if data is None:
+        return error("no such image (ids come from job results; old images are dropped)", 404)
+    return Response(data, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})

@@ -1,0 +1,174 @@
+"""Generation jobs: a bounded queue and one worker thread, so a device runs one job at a time.
+
+The page submits a job, gets its id at once and polls it for "step k of N";
+cancelling stops a running job at its next denoising step. Finished jobs are
+kept (a bounded number) so a slow poll still finds its result.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+
+from .backends import Backend, BackendError, Task
+from .store import ImageStore
+
+log = logging.getLogger(__name__)
+
+_DEVICE_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+"""One lock per device across every app in the process: two UIs on one GPU still take turns."""
+
+
+class Cancelled(Exception):
+    """Raised from the step callback to stop the pipeline mid-run."""
+
+
+class QueueFull(Exception):
+    pass
+
+
+@dataclass(eq=False)  # jobs are compared by identity (their task holds arrays)
+class Job:
+    task: Task
+    id: str = field(default_factory=lambda: secrets.token_hex(16))
+    status: str = "queued"  # queued, running, done, error, cancelled
+    step: int = 0
+    total: int = 0
+    error: str | None = None
+    results: list[dict] = field(default_factory=list)
+    prompt: str = ""
+    created: float = field(default_factory=time.time)
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "error", "cancelled")
+
+    def to_json(self, position: int | None = None) -> dict:
+        return {"id": self.id, "mode": self.task.mode, "status": self.status, "step": self.step,
+                "total": self.total, "error": self.error, "prompt": self.prompt, "results": self.results,
+                "queue_position": position}
+
+
+class Worker:
+    """Runs jobs one by one on a backend; loads the backend first so the page can say if it cannot."""
+
+    def __init__(self, backend: Backend, store: ImageStore, device_key: str, queue_size: int = 4, keep: int = 100):
+        if queue_size < 1:
+            raise ValueError(f"QUEUE_SIZE must be at least 1, got {queue_size}")
+        self.backend, self.store, self.device_key, self.keep = backend, store, device_key, keep
+        self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self.state, self.message = "loading", "loading the model…"
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="seg2sat-ui-worker", daemon=True)
+
+    def start(self, warmup: bool = True) -> "Worker":
+        if not warmup:
+            self.state, self.message = "ready", "the model loads with the first job"
+        self._warmup = warmup
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.queue.put(None)
+
+    def submit(self, task: Task) -> Job:
+        if self.state == "error":
+            raise BackendError(self.message)
+        job = Job(task, total=task.total_steps)
+        with self._lock:
+            try:
+                self.queue.put_nowait(job)
+            except queue.Full:
+                raise QueueFull(f"the queue is full ({self.queue.maxsize} jobs waiting); try again when one finishes") from None
+            self.jobs[job.id] = job
+            self._forget_old()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self.jobs.get(job_id)
+
+    def position(self, job: Job) -> int | None:
+        """How many jobs run or wait before this one (0 = running now)."""
+        if job.finished:
+            return None
+        with self._lock:
+            waiting = [j for j in self.jobs.values() if not j.finished]
+        return waiting.index(job) if job in waiting else None
+
+    def cancel(self, job_id: str) -> Job | None:
+        with self._lock:
+            job = self.jobs.get(job_id)
+            if job is not None and not job.finished:
+                job.cancel_requested.set()
+                if job.status == "queued":
+                    job.status = "cancelled"
+        return job
+
+    def _forget_old(self) -> None:
+        finished = [k for k, j in self.jobs.items() if j.finished]
+        for key in finished[: max(0, len(self.jobs) - self.keep)]:
+            del self.jobs[key]
+
+    def _loop(self) -> None:
+        if self._warmup:
+            self._load()
+        while True:
+            job = self.queue.get()
+            if job is None:
+                return
+            with self._lock:  # a cancel either lands before the job starts, or stops it at its next step
+                if job.cancel_requested.is_set():
+                    job.status = "cancelled"
+                    continue
+                job.status = "running"
+            with _DEVICE_LOCKS[self.device_key]:
+                self._run(job)
+
+    def _load(self) -> None:
+        try:
+            self.backend.load()
+            self.state, self.message = "ready", "ready"
+        except Exception as exc:  # any failure is shown on the page, word for word
+            log.warning("backend %s cannot start: %s", self.backend.name, exc)
+            self.state, self.message = "error", str(exc)
+
+    def _run(self, job: Job) -> None:
+        def on_step(k: int, n: int) -> None:
+            job.step, job.total = k, n
+            if job.cancel_requested.is_set():
+                raise Cancelled
+
+        try:
+            output = self.backend.run(job.task, on_step)
+        except Cancelled:
+            job.status = "cancelled"
+            return
+        except (BackendError, ValueError, OSError, RuntimeError) as exc:
+            job.error, job.status = _sentence(exc), "error"
+            return
+        except Exception as exc:  # noqa: BLE001 - the page must hear about every failure
+            log.exception("job %s failed", job.id)
+            job.error, job.status = f"internal error: {type(exc).__name__}: {exc}", "error"
+            return
+        if job.cancel_requested.is_set():
+            job.status = "cancelled"
+            return
+        job.prompt = output.prompt
+        job.results = [{"id": (key := self.store.put(image)), "url": f"/api/images/{key}.png", "seed": seed,
+                        "width": image.width, "height": image.height}
+                       for image, seed in zip(output.images, output.seeds)]
+        job.step = job.total
+        job.status = "done"
+
+
+def _sentence(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text[0].upper() + text[1:]

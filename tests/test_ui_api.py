@@ -1,0 +1,302 @@
+"""The web UI's JSON API, through Flask's test client, on the tiny pipeline loaded from disk."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from seg2sat import masks
+from seg2sat.classes import CLASSES
+from seg2sat.generation import generate
+from seg2sat.webui import create_app
+
+
+def b64png(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def small_ids() -> np.ndarray:
+    ids = np.full((64, 64), 11, dtype=np.uint8)
+    ids[:, 28:36] = 3
+    ids[8:24, 6:24] = 1
+    return ids
+
+
+def wait(client, job_id: str, timeout: float = 60) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = client.get(f"/api/jobs/{job_id}").get_json()
+        if state["status"] in ("done", "error", "cancelled"):
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {state}")
+
+
+def fetch_image(client, result: dict) -> Image.Image:
+    response = client.get(result["url"])
+    assert response.status_code == 200 and response.mimetype == "image/png"
+    return Image.open(io.BytesIO(response.data)).convert("RGB")
+
+
+@pytest.fixture(scope="module")
+def app(tiny_dir, tmp_path_factory):
+    samples = tmp_path_factory.mktemp("samples")
+    masks.to_image(small_ids()).save(samples / "village.png")
+    (samples / "notes.txt").write_text("not a mask")
+    app = create_app({"MODEL": str(tiny_dir), "DEVICE": "cpu", "SAMPLES_DIR": str(samples), "QUEUE_SIZE": 2,
+                      "MAX_UPLOAD_MB": 1})
+    yield app
+    app.extensions["seg2sat_ui"].worker.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def generated(app):
+    """One finished generation shared by the tests that start from a result."""
+    client = app.test_client()
+    r = client.post("/api/generate", json={"mask": b64png(masks.to_image(small_ids())), "place": "Lyon, France",
+                                            "seed": 5, "num_images": 2, "steps": 2, "style": "lego"})
+    assert r.status_code == 202, r.get_json()
+    return r.get_json(), wait(client, r.get_json()["job"]["id"])
+
+
+def test_page_and_static_files_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and b'id="mask-canvas"' in page.data
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/style.css").status_code == 200
+
+
+def test_classes_come_from_the_class_table(client):
+    got = client.get("/api/classes").get_json()
+    assert got == [{"id": c.id, "name": c.name, "colour": c.colour} for c in CLASSES]
+
+
+def test_health_reports_ready_backend(client):
+    deadline = time.time() + 30
+    while (health := client.get("/api/health").get_json())["status"] == "loading" and time.time() < deadline:
+        time.sleep(0.05)
+    assert health["status"] == "ready" and health["backend"] == "local"
+    assert {"local", "remote", "procedural"} <= set(health["backends"])
+
+
+def test_generate_gives_the_seeds_and_images_of_the_core(generated, client, tiny_pipe):
+    submitted, state = generated
+    assert submitted["seeds"] == [5, 6]
+    assert submitted["prompt"].startswith("Aerial view of Lyon, France. agricultural land")
+    assert state["status"] == "done" and state["step"] == state["total"] == 4
+    assert [r["seed"] for r in state["results"]] == [5, 6]
+    assert state["prompt"].endswith("Colorful lego bricks")
+    direct = generate(small_ids(), submitted["prompt"], seed=6, steps=2, style="lego", pipeline=tiny_pipe)
+    assert np.array_equal(np.asarray(fetch_image(client, state["results"][1])), np.asarray(direct.images[0]))
+
+
+def test_random_seed_is_resolved_and_reported(client):
+    r = client.post("/api/generate", json={"mask": b64png(masks.to_image(small_ids())), "steps": 1})
+    assert r.status_code == 202
+    seed = r.get_json()["seeds"][0]
+    state = wait(client, r.get_json()["job"]["id"])
+    assert state["results"][0]["seed"] == seed
+
+
+def test_inpaint_keeps_every_pixel_outside_the_region(generated, client):
+    result = generated[1]["results"][0]
+    source = np.asarray(fetch_image(client, result))
+    region = np.zeros((64, 64), dtype=np.uint8)
+    region[40:60, 40:60] = 255
+    new_mask = small_ids()
+    new_mask[40:60, 40:60] = 5  # a pond drawn where the region is
+    r = client.post("/api/inpaint", json={"image_id": result["id"], "mask": b64png(masks.to_image(new_mask)),
+                                          "region": b64png(Image.fromarray(region)), "seed": 9, "steps": 2})
+    assert r.status_code == 202, r.get_json()
+    state = wait(client, r.get_json()["job"]["id"])
+    assert state["status"] == "done", state
+    out = np.asarray(fetch_image(client, state["results"][0]))
+    outside = region == 0
+    assert np.array_equal(out[outside], source[outside])
+    assert not np.array_equal(out[~outside], source[~outside])
+
+
+def test_outpaint_grows_the_image_and_keeps_the_old_pixels(generated, client):
+    result = generated[1]["results"][0]
+    source = np.asarray(fetch_image(client, result))
+    grown = np.full((64, 96), 10, dtype=np.uint8)
+    grown[:, 32:] = small_ids()
+    r = client.post("/api/outpaint", json={"image_id": result["id"], "mask": b64png(masks.to_image(grown)),
+                                           "side": "left", "pixels": 32, "seed": 1, "steps": 1})
+    assert r.status_code == 202, r.get_json()
+    state = wait(client, r.get_json()["job"]["id"])
+    out = np.asarray(fetch_image(client, state["results"][0]))
+    assert out.shape == (64, 96, 3)
+    assert np.array_equal(out[:, 32:], source)
+
+
+def test_import_snaps_to_class_colours_and_reports_off_palette(client):
+    rgb = masks.to_rgb(small_ids()).astype(np.int16)
+    rgb[:4] += 9  # a JPEG-like shift on the top rows
+    image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    r = client.post("/api/masks/import", data={"file": (io.BytesIO(buffer.getvalue()), "drawn.png")})
+    assert r.status_code == 200, r.get_json()
+    got = r.get_json()
+    ids = np.frombuffer(base64.b64decode(got["ids"]), dtype=np.uint8).reshape(got["height"], got["width"])
+    assert np.array_equal(ids, small_ids())
+    assert got["off_palette"] == pytest.approx(4 / 64)
+    assert got["shares"][0]["id"] == 11
+
+
+def test_samples_are_listed_and_loaded_by_name_only(client):
+    assert client.get("/api/samples").get_json() == [{"name": "village"}]
+    got = client.get("/api/samples/village").get_json()
+    ids = np.frombuffer(base64.b64decode(got["ids"]), dtype=np.uint8).reshape(64, 64)
+    assert np.array_equal(ids, small_ids())
+    for name in ("notes", "..%2F..%2Fetc%2Fpasswd", "missing"):
+        r = client.get(f"/api/samples/{name}")
+        assert r.status_code == 404 and "error" in r.get_json()
+
+
+def test_cancel_stops_a_running_job(client):
+    r = client.post("/api/generate", json={"mask": b64png(masks.to_image(small_ids())), "steps": 150,
+                                           "num_images": 8, "seed": 1})
+    job_id = r.get_json()["job"]["id"]
+    deadline = time.time() + 30
+    while client.get(f"/api/jobs/{job_id}").get_json()["step"] < 1 and time.time() < deadline:
+        time.sleep(0.02)
+    assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 200
+    state = wait(client, job_id)
+    assert state["status"] == "cancelled" and state["results"] == [] and state["step"] < state["total"]
+
+
+def _mask() -> str:
+    return b64png(masks.to_image(small_ids()))
+
+
+@pytest.mark.parametrize(
+    "path, body, words",
+    [
+        ("/api/generate", None, "JSON object"),
+        ("/api/generate", {"steps": 2}, "mask is missing"),
+        ("/api/generate", {"mask": "not base64!"}, "base64"),
+        ("/api/generate", {"mask": base64.b64encode(b"hello").decode()}, "readable"),
+        ("/api/generate", {"mask": _mask(), "steps": 0}, "steps"),
+        ("/api/generate", {"mask": _mask(), "steps": "many"}, "steps"),
+        ("/api/generate", {"mask": _mask(), "num_images": 9}, "num_images"),
+        ("/api/generate", {"mask": _mask(), "guidance_scale": 31}, "guidance_scale"),
+        ("/api/generate", {"mask": _mask(), "seed": -1}, "seed"),
+        ("/api/generate", {"mask": _mask(), "style": "cubism"}, "style"),
+        ("/api/generate", {"mask": _mask(), "place": 3}, "place"),
+        ("/api/inpaint", {"mask": _mask(), "image_id": "../../etc/passwd", "region": _mask()}, "image_id"),
+        ("/api/inpaint", {"mask": _mask(), "image_id": "0" * 32, "region": _mask()}, "image_id"),
+        ("/api/inpaint", {"mask": _mask()}, "image_id"),
+        ("/api/inpaint", {"mask": _mask(), "image": _mask(), "region": b64png(Image.new("L", (64, 64)))}, "region is empty"),
+        ("/api/inpaint", {"mask": _mask(), "image": _mask(), "region": b64png(Image.new("L", (32, 64), 255))}, "region is 32x64"),
+        ("/api/inpaint", {"mask": _mask(), "image": b64png(Image.new("RGB", (32, 32))), "region": _mask()}, "32x32"),
+        ("/api/outpaint", {"mask": _mask(), "image": _mask(), "side": "up", "pixels": 8}, "side"),
+        ("/api/outpaint", {"mask": _mask(), "image": _mask(), "side": "left", "pixels": 0}, "pixels"),
+        ("/api/outpaint", {"mask": _mask(), "image": _mask(), "side": "left", "pixels": 32}, "96x64 mask"),
+    ],
+)
+def test_bad_requests_get_a_400_with_a_sentence(client, path, body, words):
+    r = client.post(path, data="nonsense" if body is None else json.dumps(body), content_type="application/json")
+    assert r.status_code == 400
+    assert words in r.get_json()["error"]
+
+
+def test_oversized_request_and_unknown_ids_are_json_errors(client):
+    r = client.post("/api/generate", data=b"x" * (2 * 1024 * 1024), content_type="application/json")
+    assert r.status_code == 413 and "too large" in r.get_json()["error"]
+    assert client.get("/api/jobs/nope").status_code == 404
+    assert client.post("/api/jobs/nope/cancel").status_code == 404
+    for image_id in ("0" * 32, "..", "a" * 31):
+        r = client.get(f"/api/images/{image_id}.png")
+        assert r.status_code == 404 and "error" in r.get_json()
+
+
+def test_full_queue_refuses_with_a_message(tiny_dir):
+    app = create_app({"MODEL": str(tiny_dir), "DEVICE": "cpu", "QUEUE_SIZE": 1, "WARMUP": False})
+    client = app.test_client()
+    body = {"mask": _mask(), "steps": 150, "num_images": 8}
+    answers = [client.post("/api/generate", json=body) for _ in range(3)]
+    assert 429 in [a.status_code for a in answers]
+    refused = next(a for a in answers if a.status_code == 429)
+    assert "queue is full" in refused.get_json()["error"]
+    for a in answers:
+        if a.status_code == 202:
+            client.post(f"/api/jobs/{a.get_json()['job']['id']}/cancel")
+            wait(client, a.get_json()["job"]["id"])  # the pipeline is shared: let it stop before going on
+    app.extensions["seg2sat_ui"].worker.close()
+
+
+def test_missing_weights_are_explained_on_health_and_generate(tmp_path):
+    app = create_app({"MODEL": str(tmp_path / "no-such-model"), "DEVICE": "cpu"})
+    client = app.test_client()
+    deadline = time.time() + 30
+    while (health := client.get("/api/health").get_json())["status"] == "loading" and time.time() < deadline:
+        time.sleep(0.05)
+    assert health["status"] == "error" and "does not exist" in health["message"] and "--model" in health["message"]
+    assert client.get("/").status_code == 200
+    r = client.post("/api/generate", json={"mask": _mask(), "steps": 1})
+    assert r.status_code == 503 and r.get_json()["error"] == health["message"]
+    app.extensions["seg2sat_ui"].worker.close()
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="procedural"):
+        create_app({"BACKEND": "magic"})
+
+
+def test_remote_backend_speaks_the_endpoint_protocol(tiny_pipe, monkeypatch):
+    """Against the real local endpoint server (seg2sat.serving), sharing the tiny pipeline."""
+    from werkzeug.serving import make_server
+
+    from seg2sat import serving
+
+    seen = []
+    limits = serving.ServeConfig(max_pixels=64 * 64)
+    endpoint = serving.create_app(limits, serving.Service(limits, pipeline=tiny_pipe))
+    endpoint.before_request(lambda: seen.append(__import__("flask").request.headers.get("Authorization")))
+    server = make_server("127.0.0.1", 0, endpoint, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SEG2SAT_ENDPOINT_TOKEN", "secret-token")
+    app = create_app({"BACKEND": "remote", "ENDPOINT_URL": f"http://127.0.0.1:{server.port}/"})
+    client = app.test_client()
+    try:
+        r = client.post("/api/generate", json={"mask": _mask(), "place": "Nantes", "seed": 3, "num_images": 2, "steps": 1})
+        state = wait(client, r.get_json()["job"]["id"])
+        assert state["status"] == "done", state
+        assert [x["seed"] for x in state["results"]] == [3, 4]
+        assert state["prompt"].startswith("Aerial view of Nantes.") and seen == ["Bearer secret-token"]
+        direct = generate(small_ids(), r.get_json()["prompt"], seed=4, steps=1, pipeline=tiny_pipe)
+        assert np.array_equal(np.asarray(fetch_image(client, state["results"][1])), np.asarray(direct.images[0]))
+        # The endpoint's own refusal (a mask over its pixel limit) reaches the user in words.
+        big = b64png(masks.to_image(np.full((64, 128), 11, dtype=np.uint8)))
+        state = wait(client, client.post("/api/generate", json={"mask": big, "steps": 1}).get_json()["job"]["id"])
+        assert state["status"] == "error" and "HTTP 400" in state["error"] and "image" in state["error"]
+    finally:
+        server.shutdown()
+        app.extensions["seg2sat_ui"].worker.close()
+
+
+def test_remote_backend_without_url_says_what_to_set():
+    app = create_app({"BACKEND": "remote", "ENDPOINT_URL": None})
+    client = app.test_client()
+    deadline = time.time() + 10
+    while (health := client.get("/api/health").get_json())["status"] == "loading" and time.time() < deadline:
+        time.sleep(0.02)
+    assert health["status"] == "error" and "--endpoint-url" in health["message"]
+    app.extensions["seg2sat_ui"].worker.close()
