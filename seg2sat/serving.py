@@ -103,24 +103,32 @@ def _env_value(var: str, text: str, cast):
 
 
 class RequestError(ValueError):
-    """A request that cannot be served as sent; ``field`` says which part, the message says why."""
+    """A request that cannot be served as sent; ``field`` says which part, the message (``field: why``) says why."""
 
     def __init__(self, field: str, detail: str):
         self.field = field
-        super().__init__(detail if detail.startswith(field) else f"{field}: {detail}")
+        super().__init__(detail if detail.startswith(f"{field}:") else f"{field}: {detail}")
 
 
 @contextmanager
-def _field(name: str) -> Iterator[None]:
-    """Turn a core ValueError raised while checking ``name`` into a RequestError naming it."""
+def _field(name: str, core: str | None = None) -> Iterator[None]:
+    """Turn a core ValueError raised while checking ``name`` into a RequestError naming it.
+
+    The core's messages start with its own name for the value ("steps must be …");
+    that word is dropped so the message reads "parameters.steps: must be …".
+    """
     try:
         yield
     except RequestError:
         raise
     except ValueError as exc:
         detail = str(exc)
-        short = name.rsplit(".", 1)[-1] + ": "
-        raise RequestError(name, detail[len(short):] if detail.startswith(short) else detail) from None
+        for word in filter(None, (core, name.rsplit(".", 1)[-1])):
+            for sep in (": ", " "):
+                if detail.startswith(word + sep):
+                    detail = detail[len(word + sep):]
+                    break
+        raise RequestError(name, detail) from None
 
 
 @dataclass
@@ -211,7 +219,7 @@ def split_payload(data: Any) -> tuple[Any, dict, bool]:
         return data.get("prompt"), _legacy_numbers(params), True
     unknown = sorted(set(data) - {"inputs", "parameters"})
     if unknown:
-        raise RequestError(unknown[0], "unknown top-level field; send {\"inputs\": PROMPT, \"parameters\": {...}}")
+        raise RequestError("body", f"unknown field {unknown[0]!r}; send {{\"inputs\": PROMPT, \"parameters\": {{...}}}}")
     params = data.get("parameters")
     if params is None:
         params = {}
@@ -219,7 +227,7 @@ def split_payload(data: Any) -> tuple[Any, dict, bool]:
         raise RequestError("parameters", f"must be a JSON object, got {type(params).__name__}")
     unknown = sorted(set(params) - set(PARAMETERS))
     if unknown:
-        raise RequestError(f"parameters.{unknown[0]}", f"unknown parameter; known ones: {', '.join(PARAMETERS)}")
+        raise RequestError("parameters", f"unknown parameter {unknown[0]!r}; known ones: {', '.join(PARAMETERS)}")
     return data.get("inputs"), params, False
 
 
@@ -246,7 +254,7 @@ def parse_request(data: Any, config: ServeConfig | None = None) -> GenerationReq
     mode = _choice(params, "mode", MODES, where)
     backend = _choice(params, "backend", BACKENDS, where)
     settings = _settings(params, where)
-    with _field("prompt" if legacy else "inputs"):
+    with _field("prompt" if legacy else "inputs", core="prompt"):
         full_prompt = prompts.build_prompt(prompt, params.get("style"))
     if "image" not in params:
         raise RequestError(f"{where}image", "is required: the land-cover mask as a base64 PNG")
@@ -283,7 +291,7 @@ def _settings(params: dict, where: str) -> dict:
     values: dict[str, Any] = {}
     for name in ("num_images", "steps", "guidance_scale", "controlnet_conditioning_scale", "negative_prompt", "style"):
         if params.get(name) is not None:
-            with _field(f"{where}{name}"):
+            with _field(f"{where}{name}", core=_SETTINGS[name]):
                 generation.check_settings(**{_SETTINGS[name]: params[name]})
             values[_SETTINGS[name]] = params[name]
     seed = params.get("seed")

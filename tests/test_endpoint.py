@@ -161,7 +161,7 @@ BAD = {
     "parameters.width": lambda m: payload(m, width=8),
     "parameters.width ": lambda m: payload(m, width=4000, height=4000),
     "parameters.height": lambda m: payload(m, height="big"),
-    "parameters.stepz": lambda m: payload(m, stepz=3),
+    "parameters  ": lambda m: payload(m, stepz=3),
     "parameters.init_image": lambda m: payload(m, mode="inpaint", region=[0, 0, 8, 8]),
     "parameters.init_image ": lambda m: payload(m, mode="inpaint", init_image=b64png(np.zeros((64, 64, 3), np.uint8)),
                                                 region=[0, 0, 8, 8]),
@@ -177,7 +177,7 @@ BAD = {
     "parameters.at": lambda m: payload(m, mode="outpaint", init_image=b64png(np.zeros((32, 64, 3), np.uint8)), at=[100, 0]),
     "parameters.at ": lambda m: payload(m, mode="outpaint", init_image=b64png(np.zeros((32, 64, 3), np.uint8)), at="1,2"),
     "parameters.image        ": lambda m: payload(m, mode="outpaint", init_image=m),
-    "extra": lambda m: {"inputs": "x", "parameters": {"image": m}, "extra": 1},
+    "body ": lambda m: {"inputs": "x", "parameters": {"image": m}, "extra": 1},
 }
 
 
