@@ -128,8 +128,13 @@ def convert(patch: Patch, out: Path, meta: dict | None = None, size: int = PATCH
     ``out``, the centre in WGS84, and the class shares. Raises ``TileError`` with a
     reason a person can act on.
     """
-    image, transform, crs = _read(patch.image, IMAGE_BANDS, size, "image")
-    raw = _read(patch.mask, 1, size, "mask")[0][0]
+    import rasterio
+
+    # Without READDIR, GDAL lists the whole folder (thousands of FLAIR tiles) on every open to
+    # look for side-car files; without PAM it would write .aux.xml files next to the input.
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GDAL_PAM_ENABLED="NO"):
+        image, transform, crs = _read(patch.image, IMAGE_BANDS, size, "image")
+        raw = _read(patch.mask, 1, size, "mask")[0][0]
     if raw.shape != image.shape[1:]:
         raise TileError(f"mask {patch.mask} is {raw.shape[1]}x{raw.shape[0]}, its image {image.shape[2]}x{image.shape[1]}")
     ids = from_flair(raw)
@@ -203,15 +208,15 @@ def encode_png(array: np.ndarray) -> bytes:
     gives files within a few % of that size in a quarter of the time. Lossless: decoding
     gives back ``array`` exactly.
     """
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
-        raise ValueError(f"encode_png takes (H, W) or (H, W, 3) uint8 arrays, got {array.shape}")
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
+        raise ValueError(f"encode_png takes (H, W) or (H, W, 3) uint8 arrays, got {array.dtype} {array.shape}")
     height, width = array.shape[:2]
-    rows = array.reshape(height, -1)
-    filtered = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
+    filtered = np.empty((height, 1 + array[0].size), dtype=np.uint8)
     filtered[:, 0] = 2  # PNG filter type "Up": each byte minus the byte above it
-    filtered[0, 1:] = rows[0]
-    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    pixels = filtered[:, 1:].reshape(array.shape)  # a view: band-planar input is interleaved while filtering
+    pixels[0] = array[0]
+    np.subtract(array[1:], array[:-1], out=pixels[1:])
     colour_type = 2 if array.ndim == 3 else 0
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     return b"".join([b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header),

@@ -103,6 +103,10 @@ class GeocodeCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path)
+            # WAL + NORMAL: a killed process loses nothing committed; only a power cut may drop
+            # the last answers (they are asked again), and no fsync per answer is paid.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS places (key TEXT PRIMARY KEY, place TEXT, created REAL)")
         except sqlite3.DatabaseError as exc:
             raise ValueError(f"geocode cache {self.path} is not a readable SQLite file ({exc})") from exc
