@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .classes import CLASSES
-from .flair import TMP_MARK, Patch, Problem, TileError, convert, discover, load_metadata, write_atomic, METADATA_NAME, PATCH_SIZE
+from .flair import (METADATA_NAME, PATCH_SIZE, TMP_MARK, Patch, Problem, TileError, convert, discover,
+                    load_metadata, write_atomic)
 from .geocode import CachedGeocoder, Geocoder, GeocodingError
 from .prompts import caption_from_shares
 
@@ -130,7 +131,8 @@ def prepare(root: str | Path, out: str | Path, *, metadata: str | Path | None = 
     pairs.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(out)
     journal = Journal(out / "progress.jsonl")
-    summary = Summary(tiles=len(patches), skipped=problems)
+    summary = Summary(tiles=len(patches) + len(problems), skipped=problems)
+    places = Places(geocoder, summary)
     requests_before = getattr(geocoder, "requests", 0)
     try:
         done = {p.id for p in patches if _usable(journal.records.get(p.id), extra_bands)}
@@ -142,15 +144,18 @@ def prepare(root: str | Path, out: str | Path, *, metadata: str | Path | None = 
             bar.update(1)
             if isinstance(result, Problem):
                 summary.skipped.append(result)
-            elif _geocode(result, geocoder, summary):
-                journal.append(result)
+            else:
+                places.fill(result)
+                journal.append(result)  # even without a place: the conversion is kept
                 summary.converted += 1
-        _geocode_older(journal, patches, geocoder, summary)
+        places.fill_older(journal, sorted(done))
         bar.close()
     finally:
         journal.close()
     summary.geocoder_requests = getattr(geocoder, "requests", 0) - requests_before
     records = [journal.records[p.id] for p in patches if p.id in journal.records]
+    if geocoder is not None:  # a caption without its place would teach the model the wrong thing
+        records = [r for r in records if r.get("place") is not None]
     summary.dataset = str(build_dataset(records, out, geocoder is not None, extra_bands, progress))
     summary.rows = len(records)
     summary.seconds = round(time.perf_counter() - started, 3)
@@ -198,27 +203,45 @@ def _run(jobs: Iterator[tuple], workers: int) -> Iterator[dict | Problem]:
         yield from pool.imap_unordered(_convert_job, jobs, chunksize=4)
 
 
-def _geocode(record: dict, geocoder, summary: Summary) -> bool:
-    """Add the place to a record; a failing service skips the tile (it is retried next run)."""
-    if geocoder is None:
+class Places:
+    """Puts the place name into records during one run, and stops asking a failing service.
+
+    ``record["place"]`` is the name, ``""`` where OSM has none, or ``None`` while unknown
+    (``--no-geocode``, or the service failed): such tiles stay converted in the journal and
+    the next run with geocoding only adds their place.
+    """
+
+    MAX_FAILURES = 5
+    """Failures in a row after which this run stops asking (network down, quota, ban)."""
+
+    def __init__(self, geocoder, summary: Summary):
+        self.geocoder, self.summary = geocoder, summary
+        self.failures, self.last_error = 0, ""
+
+    def fill(self, record: dict) -> None:
         record.setdefault("place", None)
-        return True
-    try:
-        record["place"] = geocoder.reverse(record["lat"], record["lon"]) or ""
-    except GeocodingError as exc:
-        summary.skipped.append(Problem(record["id"], f"geocoding failed, retried on the next run: {exc}"))
-        return False
-    return True
+        if self.geocoder is None or record["place"] is not None:
+            return
+        if self.failures >= self.MAX_FAILURES:
+            return self._report(record, f"geocoding stopped after {self.failures} failures in a row ({self.last_error})")
+        try:
+            record["place"] = self.geocoder.reverse(record["lat"], record["lon"]) or ""
+            self.failures = 0
+        except GeocodingError as exc:
+            self.failures, self.last_error = self.failures + 1, str(exc)
+            self._report(record, str(exc))
 
+    def fill_older(self, journal: Journal, ids: Iterable[str]) -> None:
+        """Tiles converted by an earlier run but not geocoded yet get their place now."""
+        for pid in ids:
+            record = journal.records[pid]
+            if self.geocoder is not None and record.get("place") is None:
+                self.fill(record)
+                if record["place"] is not None:
+                    journal.append(record)
 
-def _geocode_older(journal: Journal, patches: list[Patch], geocoder, summary: Summary) -> None:
-    """Tiles done by an earlier ``--no-geocode`` run get their place now, without converting again."""
-    if geocoder is None:
-        return
-    for patch in patches:
-        record = journal.records.get(patch.id)
-        if record is not None and record.get("place") is None and _geocode(record, geocoder, summary):
-            journal.append(record)
+    def _report(self, record: dict, why: str) -> None:
+        self.summary.skipped.append(Problem(record["id"], f"no place name yet ({why}); the next run asks again"))
 
 
 def _features(extra_bands: bool):
@@ -274,13 +297,16 @@ def build_dataset(records: list[dict], out: Path, with_place: bool = True, extra
     write_atomic(pairs / "metadata.jsonl", ("\n".join(lines) + "\n").encode("utf-8"))
     work = Path(tempfile.mkdtemp(prefix=".dataset-", dir=out))
     try:
-        dataset = Dataset.from_generator(
-            _rows, features=_features(extra_bands), cache_dir=str(work / "cache"),
-            # tuples, not lists: datasets would take lists for shards to split the generator over
-            gen_kwargs={"records": tuple(records), "pairs": str(pairs), "with_place": with_place, "images": tuple(images),
-                        "progress": progress},
-        )
-        dataset.save_to_disk(str(work / "dataset"))
+        if not records:  # every tile skipped: still a (empty) dataset with the right columns
+            dataset = Dataset.from_dict({k: [] for k in _features(extra_bands)}, features=_features(extra_bands))
+        else:
+            dataset = Dataset.from_generator(
+                _rows, features=_features(extra_bands), cache_dir=str(work / "cache"),
+                # tuples, not lists: datasets would take lists for shards to split the generator over
+                gen_kwargs={"records": tuple(records), "pairs": str(pairs), "with_place": with_place,
+                            "images": tuple(images), "progress": progress},
+            )
+        dataset.save_to_disk(str(work / "dataset"), num_shards=None if records else 1)  # 0 shards won't load
         del dataset
         final, old = out / "dataset", out / f".dataset-old-{os.getpid()}"
         if final.exists():

@@ -75,9 +75,10 @@ class FakeGeocoder:
     zoom, language = 18, None
 
     def __init__(self, fail_after: int | None = None, error: type[Exception] = RuntimeError, delay: float = 0.0):
-        self.calls, self.fail_after, self.error, self.delay = 0, fail_after, error, delay
+        self.calls, self.attempts, self.fail_after, self.error, self.delay = 0, 0, fail_after, error, delay
 
     def reverse(self, lat: float, lon: float) -> str | None:
+        self.attempts += 1
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise self.error("injected failure")
         self.calls += 1
@@ -237,16 +238,29 @@ def test_interrupted_run_resumes_with_every_tile_exactly_once(flair, tmp_path):
     _assert_exactly_once(out, truth)
 
 
-def test_geocoding_failures_skip_the_tile_until_the_next_run(flair, tmp_path):
+def test_geocoding_failures_keep_the_tile_for_the_next_run(flair, tmp_path):
     root, truth = flair
     out, cache = tmp_path / "out", tmp_path / "c.sqlite"
-    down = FakeGeocoder(fail_after=3, error=GeocodingError)
+    down = FakeGeocoder(fail_after=3, error=GeocodingError)  # the service dies after 3 answers
     summary = prepare(root, out, geocoder=cached(down, cache, grid=1e-6), size=SIZE, progress=False)
     assert not summary.ok and summary.rows == 3 and len(summary.skipped) == len(truth) - 3
-    assert all("geocoding failed" in p.reason for p in summary.skipped)
-    summary = prepare(root, out, geocoder=cached(FakeGeocoder(), cache, grid=1e-6), size=SIZE, progress=False)
-    assert summary.ok and summary.rows == len(truth)
+    assert all("no place name yet" in p.reason for p in summary.skipped)
+    assert down.attempts < len(truth)  # gave up asking a dead service, did not hammer it
+    assert len(_load(out)) == 3  # no caption without its place slipped into the dataset
+    fake = FakeGeocoder()
+    summary = prepare(root, out, geocoder=cached(fake, cache, grid=1e-6), size=SIZE, progress=False)
+    assert summary.ok and summary.rows == len(truth) and summary.converted == 0 and fake.calls == len(truth) - 3
     assert all(t.startswith("Aerial view of Place ") for t in _load(out)["text"])
+
+
+def test_all_tiles_bad_still_gives_a_summary_and_an_empty_dataset(tmp_path):
+    root = tmp_path / "flair"
+    image = root / "D001_2020" / "Z1_UU" / "img" / "IMG_000001.tif"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"garbage")
+    summary = prepare(root, tmp_path / "out", size=SIZE, progress=False)
+    assert summary.rows == 0 and [Path(p.file).name for p in summary.skipped] == ["IMG_000001.tif"]
+    assert len(_load(tmp_path / "out")) == 0 and "text" in _load(tmp_path / "out").column_names
 
 
 def test_killed_process_resumes_with_every_tile_exactly_once(flair, tmp_path):
