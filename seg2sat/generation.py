@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import masks, prompts
+from . import masks, prompts, tiling
 from .pipelines import inpaint_pipeline, load_pipeline
 
 ImageLike = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
@@ -195,8 +195,29 @@ def generate(
     req = _request(mask, prompt, seed, num_images, steps, guidance_scale, controlnet_scale, negative_prompt, style)
     pipe = pipeline if pipeline is not None else load_pipeline()
     control = masks.to_image(masks.resize_ids(req.ids, _work_size(req)))
-    images = _run(pipe, req, on_step, image=control)
+    if tiling.needs_tiling(pipe, *control.size):
+        images = _run_tiled(pipe, req, on_step, control)
+    else:
+        images = _run(pipe, req, on_step, image=control)
     return Result(_fit_back(images, control_size(req.ids)), req.seeds, req.prompt, req.off_palette)
+
+
+def _run_tiled(pipe, req: _Request, on_step: StepCallback | None, control: Image.Image) -> list[Image.Image]:
+    """Masks larger than the model's tile, one seamless image per seed (see :mod:`seg2sat.tiling`).
+
+    ``on_step`` counts tile passes (tiles x steps), over all seeds, as the progress bar does.
+    """
+    images = []
+    for n, seed in enumerate(req.seeds):
+
+        def on_tile(done: int, total: int, n: int = n) -> None:
+            if on_step is not None:
+                on_step(n * total + done, total * len(req.seeds))
+
+        images.append(tiling.generate_tiled(
+            pipe, control, req.prompt, seed=seed, steps=req.steps, guidance_scale=req.guidance_scale,
+            controlnet_scale=req.controlnet_scale, negative_prompt=req.negative_prompt, on_tile=on_tile))
+    return images
 
 
 def control_size(ids: np.ndarray) -> tuple[int, int]:

@@ -1,0 +1,194 @@
+"""Maps larger than the model's native tile, in one seamless image (MultiDiffusion-style).
+
+The latent of the whole map is denoised as overlapping tiles the size the model was
+trained on. At every step each tile is run through the ControlNet (conditioned on
+its own part of the mask) and the UNet, and the noise predictions are averaged where
+tiles overlap, with weights that fade towards tile edges; the scheduler then takes
+one step on the whole latent. Because the tiles agree on the shared latent at every
+step, there is no seam. The VAE decodes the result tile by tile, blended the same way.
+
+Memory is bounded by the tile, not the map: only the latent (64x smaller than the
+image), the blending sums and the output image grow with the map; every network
+runs on one tile at a time. A map that fits in one tile takes exactly the same path
+as the plain pipeline call, so it gives the same image for the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+Window = tuple[int, int, int, int]
+"""(top, left, bottom, right) in latent pixels."""
+
+TileCallback = Callable[[int, int], None]
+
+
+def tile_size(pipe) -> int:
+    """The model's native tile in image pixels: 512 for SD 2.1 base, 64 for the tiny test pipeline."""
+    return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+
+
+def needs_tiling(pipe, width: int, height: int) -> bool:
+    """Whether a map of this size (in model pixels) is larger than one tile."""
+    tile = tile_size(pipe)
+    return width > tile or height > tile
+
+
+def _starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Tile starts along one axis: the fewest tiles of ``tile`` overlapping by at least ``overlap``, evenly spread."""
+    if size <= tile:
+        return [0]
+    count = math.ceil((size - overlap) / (tile - overlap))
+    return sorted({round(i * (size - tile) / (count - 1)) for i in range(count)})
+
+
+def windows(height: int, width: int, tile: int, overlap: int) -> list[Window]:
+    """Overlapping windows covering a ``height`` x ``width`` grid; every cell lies in at least one."""
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be at least 0 and less than the tile ({tile}), got {overlap}")
+    return [(top, left, min(top + tile, height), min(left + tile, width))
+            for top in _starts(height, tile, overlap) for left in _starts(width, tile, overlap)]
+
+
+def _ramp(length: int, fade: int) -> np.ndarray:
+    """1 in the middle, falling linearly to 1/(fade+1) at both ends: overlapping tiles cross-fade, never drop to 0."""
+    position = np.arange(length)
+    distance = np.minimum(position, length - 1 - position) + 1
+    return np.minimum(distance / (fade + 1), 1.0).astype(np.float32)
+
+
+def blend_weights(height: int, width: int, fade: int) -> np.ndarray:
+    """(height, width) weights for one tile: full in the middle, fading over ``fade`` cells at the edges."""
+    return np.outer(_ramp(height, fade), _ramp(width, fade))
+
+
+class TiledDenoiser:
+    """The denoising loop of ``StableDiffusionControlNetPipeline`` over tiles of one big latent."""
+
+    def __init__(self, pipe, control: Image.Image, prompt: str, negative_prompt: str | None,
+                 guidance_scale: float, controlnet_scale: float, overlap: int | None = None):
+        self.pipe = pipe
+        self.control = control
+        self.device = pipe._execution_device
+        self.cfg = guidance_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
+        self.guidance_scale = guidance_scale
+        self.controlnet_scale = controlnet_scale
+        self.scale = int(pipe.vae_scale_factor)
+        self.tile = int(pipe.unet.config.sample_size)
+        self.overlap = self.tile // 4 if overlap is None else overlap
+        width, height = control.size
+        self.windows = windows(height // self.scale, width // self.scale, self.tile, self.overlap)
+        positive, negative = pipe.encode_prompt(prompt, self.device, 1, self.cfg, negative_prompt)
+        self.embeds = torch.cat([negative, positive]) if self.cfg else positive
+
+    def _control_tile(self, window: Window) -> torch.Tensor:
+        top, left, bottom, right = (v * self.scale for v in window)
+        crop = self.control if (left, top, right, bottom) == (0, 0, *self.control.size) else \
+            self.control.crop((left, top, right, bottom))
+        return self.pipe.prepare_image(image=crop, width=right - left, height=bottom - top, batch_size=1,
+                                       num_images_per_prompt=1, device=self.device, dtype=self.pipe.controlnet.dtype,
+                                       do_classifier_free_guidance=self.cfg)
+
+    def _predict(self, latents: torch.Tensor, t, window: Window) -> torch.Tensor:
+        """Guided noise prediction for one tile of the latent, exactly as the pipeline computes it."""
+        top, left, bottom, right = window
+        tile = latents[:, :, top:bottom, left:right]
+        model_input = torch.cat([tile] * 2) if self.cfg else tile
+        model_input = self.pipe.scheduler.scale_model_input(model_input, t)
+        down, mid = self.pipe.controlnet(model_input, t, encoder_hidden_states=self.embeds,
+                                         controlnet_cond=self._control_tile(window),
+                                         conditioning_scale=self.controlnet_scale, guess_mode=False, return_dict=False)
+        noise = self.pipe.unet(model_input, t, encoder_hidden_states=self.embeds, timestep_cond=None,
+                               cross_attention_kwargs=None,
+                               down_block_additional_residuals=down, mid_block_additional_residual=mid,
+                               return_dict=False)[0]
+        if self.cfg:
+            uncond, text = noise.chunk(2)
+            noise = uncond + self.guidance_scale * (text - uncond)
+        return noise
+
+    def _average(self, latents: torch.Tensor, t, on_tile: Callable[[], None]) -> torch.Tensor:
+        """Noise prediction for the whole latent: tile predictions averaged where they overlap."""
+        if len(self.windows) == 1:
+            on_tile()
+            return self._predict(latents, t, self.windows[0])
+        total = torch.zeros_like(latents)
+        weight = torch.zeros_like(latents[:, :1])
+        for window in self.windows:
+            top, left, bottom, right = window
+            w = torch.from_numpy(blend_weights(bottom - top, right - left, self.overlap)).to(latents)
+            total[:, :, top:bottom, left:right] += self._predict(latents, t, window) * w
+            weight[:, :, top:bottom, left:right] += w
+            on_tile()
+        return total / weight
+
+    def __call__(self, seed: int, steps: int, on_tile: TileCallback | None = None) -> Image.Image:
+        pipe = self.pipe
+        width, height = self.control.size
+        generator = torch.Generator("cpu").manual_seed(seed)
+        pipe.scheduler.set_timesteps(steps, device=self.device)
+        latents = pipe.prepare_latents(1, pipe.unet.config.in_channels, height, width, self.embeds.dtype,
+                                       self.device, generator)
+        extra = pipe.prepare_extra_step_kwargs(generator, 0.0)
+        total = len(pipe.scheduler.timesteps) * len(self.windows)
+        done = 0
+        with torch.no_grad(), pipe.progress_bar(total=total) as bar:
+
+            def tile_done() -> None:
+                nonlocal done
+                done += 1
+                bar.update()
+                if on_tile is not None:
+                    on_tile(done, total)
+
+            for t in pipe.scheduler.timesteps:
+                noise = self._average(latents, t, tile_done)
+                latents = pipe.scheduler.step(noise, t, latents, **extra, return_dict=False)[0]
+            return decode(pipe, latents, self.overlap, generator)
+
+
+def decode(pipe, latents: torch.Tensor, overlap: int, generator: torch.Generator | None = None) -> Image.Image:
+    """VAE-decode a latent of any size tile by tile, cross-fading the tiles, into one PIL image.
+
+    A latent that fits in one tile is decoded in one call, as the pipeline does.
+    """
+    scale, tile = int(pipe.vae_scale_factor), int(pipe.unet.config.sample_size)
+    _, _, height, width = latents.shape
+    spans = windows(height, width, tile, overlap)
+    if len(spans) == 1:
+        return _decode_tile(pipe, latents, generator)
+    out = np.zeros((height * scale, width * scale, 3), np.float32)
+    weight = np.zeros((height * scale, width * scale, 1), np.float32)
+    for top, left, bottom, right in spans:
+        piece = np.asarray(_decode_tile(pipe, latents[:, :, top:bottom, left:right], generator), np.float32)
+        w = blend_weights(piece.shape[0], piece.shape[1], overlap * scale)[..., None]
+        rows, cols = slice(top * scale, bottom * scale), slice(left * scale, right * scale)
+        out[rows, cols] += piece * w
+        weight[rows, cols] += w
+    return Image.fromarray(np.clip(out / weight + 0.5, 0, 255).astype(np.uint8))
+
+
+def _decode_tile(pipe, latents: torch.Tensor, generator) -> Image.Image:
+    with torch.no_grad():
+        image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False, generator=generator)[0]
+    return pipe.image_processor.postprocess(image, output_type="pil", do_denormalize=[True])[0]
+
+
+def generate_tiled(pipe, control: Image.Image, prompt: str, *, seed: int, steps: int = 20,
+                   guidance_scale: float = 7.5, controlnet_scale: float = 1.0, negative_prompt: str | None = None,
+                   overlap: int | None = None, on_tile: TileCallback | None = None) -> Image.Image:
+    """One image for a colour-mask ``control`` of any size (sides multiples of 8), tile by tile.
+
+    ``overlap`` is in latent pixels (default a quarter tile: 128 image px for SD).
+    ``on_tile`` sees (tile passes done, tile passes in all) = tiles x steps.
+    """
+    if control.width % pipe.vae_scale_factor or control.height % pipe.vae_scale_factor:
+        raise ValueError(f"control image sides must be multiples of {pipe.vae_scale_factor}, got {control.size}")
+    denoiser = TiledDenoiser(pipe, control.convert("RGB"), prompt, negative_prompt, guidance_scale,
+                             controlnet_scale, overlap)
+    return denoiser(seed, steps, on_tile)

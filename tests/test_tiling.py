@@ -1,0 +1,82 @@
+"""Large maps with diffusion: tiles of the tiny pipeline (its native tile is 64 px) make one image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from seg2sat import generate, masks
+from seg2sat.tiling import blend_weights, generate_tiled, needs_tiling, tile_size, windows
+
+
+def test_the_tiny_pipeline_tile_is_64_px_so_these_tests_use_many_tiles(tiny_pipe):
+    assert tile_size(tiny_pipe) == 64
+    assert needs_tiling(tiny_pipe, 128, 64) and not needs_tiling(tiny_pipe, 64, 64)
+
+
+@pytest.mark.parametrize("height, width, tile, overlap", [(8, 8, 8, 2), (24, 32, 8, 2), (37, 9, 8, 3), (256, 256, 64, 16)])
+def test_windows_cover_every_cell_inside_the_map_with_real_overlaps(height, width, tile, overlap):
+    spans = windows(height, width, tile, overlap)
+    covered = np.zeros((height, width), int)
+    for top, left, bottom, right in spans:
+        assert 0 <= top < bottom <= height and 0 <= left < right <= width
+        assert bottom - top == min(tile, height) and right - left == min(tile, width)
+        covered[top:bottom, left:right] += 1
+    assert covered.min() >= 1
+    starts = sorted({s[0] for s in spans})
+    assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+    assert blend_weights(tile, tile, overlap).min() > 0
+
+
+def test_bad_overlap_is_refused():
+    with pytest.raises(ValueError, match="overlap"):
+        windows(32, 32, 8, 8)
+
+
+def test_a_one_tile_mask_gives_the_same_image_as_plain_generate(tiny_pipe, town_ids):
+    ids = town_ids[:, :64]
+    plain = generate(ids, "Aerial view of a town", seed=9, steps=2, pipeline=tiny_pipe).images[0]
+    tiled = generate_tiled(tiny_pipe, masks.to_image(ids), "Aerial view of a town", seed=9, steps=2)
+    assert np.array_equal(np.asarray(plain), np.asarray(tiled))
+
+
+def test_large_masks_give_one_image_of_the_mask_size_with_progress_over_tiles_and_steps(tiny_pipe, town_ids):
+    ids = np.tile(town_ids, (2, 1))[:, :120]  # 120 x 128: 3 x 3 tiles of 64 px, not a multiple of 64 wide
+    calls = []
+    result = generate(ids, "Aerial view", seed=4, num_images=2, steps=2, pipeline=tiny_pipe, on_step=lambda k, n: calls.append((k, n)))
+    assert [im.size for im in result.images] == [(120, 128)] * 2
+    tiles = len(windows(128 // 8, 128 // 8, 8, 2))
+    assert calls[-1] == (2 * 2 * tiles, 2 * 2 * tiles)
+    assert [k for k, _ in calls] == list(range(1, 2 * 2 * tiles + 1))
+    assert not np.array_equal(np.asarray(result.images[0]), np.asarray(result.images[1]))
+
+
+def test_tiled_generation_is_deterministic_per_seed(tiny_pipe, town_ids):
+    control = masks.to_image(np.tile(town_ids, (2, 1)))
+    a, b, c = (np.asarray(generate_tiled(tiny_pipe, control, "Aerial view", seed=s, steps=1)) for s in (1, 1, 2))
+    assert a.shape == (128, 128, 3) and np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_the_controlnet_sees_each_tile_s_own_part_of_the_mask(tiny_pipe, town_ids):
+    ids = np.tile(town_ids, (2, 1))
+    colours = masks.to_rgb(ids).astype(np.float32) / 255
+    seen = []
+
+    def spy(module, args, kwargs):
+        seen.append(kwargs["controlnet_cond"][0].permute(1, 2, 0).numpy())
+
+    hook = tiny_pipe.controlnet.register_forward_pre_hook(spy, with_kwargs=True)
+    try:
+        generate_tiled(tiny_pipe, masks.to_image(ids), "Aerial view", seed=0, steps=1)
+    finally:
+        hook.remove()
+    spans = windows(16, 16, 8, 2)
+    assert len(seen) == len(spans) > 1
+    for cond, (top, left, bottom, right) in zip(seen, spans):
+        assert np.allclose(cond, colours[top * 8 : bottom * 8, left * 8 : right * 8], atol=1e-6)
+
+
+def test_control_sides_must_fit_the_latent_grid(tiny_pipe):
+    with pytest.raises(ValueError, match="multiples of 8"):
+        generate_tiled(tiny_pipe, masks.to_image(np.ones((100, 130), np.uint8)), "Aerial view", seed=0, steps=1)
