@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,12 +29,16 @@ def decode(text: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(text)))
 
 
-@pytest.fixture(scope="module")
-def handler(tiny_dir):
-    spec = importlib.util.spec_from_file_location("endpoint_handler", ROOT / "endpoint" / "handler.py")
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"endpoint_{name}", ROOT / "endpoint" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.EndpointHandler(path=str(tiny_dir))
+    return module
+
+
+@pytest.fixture(scope="module")
+def handler(tiny_dir):
+    return load_script("handler").EndpointHandler(path=str(tiny_dir))
 
 
 @pytest.fixture
@@ -214,3 +219,29 @@ def test_controlnet_folder_repository_goes_on_the_configured_base(tiny_dir, tmp_
     assert _is_controlnet_folder(tiny_dir / "controlnet")
     assert not _is_controlnet_folder(tiny_dir)
     assert not _is_controlnet_folder(tmp_path)
+
+
+def test_built_repository_serves_with_its_own_copy_of_seg2sat(tiny_dir, tmp_path, mask_b64):
+    """What Inference Endpoints does: import handler.py from the repository folder, build it on that folder, call it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    build = load_script("build_repository")
+    repo = tmp_path / "repo"
+    assert build.main([str(repo), "--weights", str(tiny_dir)]) == 0
+    assert build.main([str(repo)]) == 2, "an existing repository is not overwritten"
+    with pytest.raises(ValueError, match="neither a ControlNet"):
+        build.build_repository(tmp_path / "other", weights=tmp_path)
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(payload(mask_b64, seed=4)))
+    script = ("import json, sys, seg2sat; from handler import EndpointHandler; "
+              "out = EndpointHandler(path='.')(json.load(open(sys.argv[1]))); "
+              "print(json.dumps({'where': seg2sat.__file__, 'seeds': out['seeds'], 'n': len(out['images'])}))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script, str(request)], cwd=repo, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["seeds"] == [4] and answer["n"] == 1
+    assert Path(answer["where"]).resolve().is_relative_to(repo.resolve())
