@@ -300,3 +300,27 @@ def test_remote_backend_without_url_says_what_to_set():
         time.sleep(0.02)
     assert health["status"] == "error" and "--endpoint-url" in health["message"]
     app.extensions["seg2sat_ui"].worker.close()
+
+
+def test_start_script_serves_the_page_and_prints_its_url(tiny_dir):
+    """`python ui/start_webui.py` (= `seg2sat ui`) starts the server and says where it is."""
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen([sys.executable, str(root / "ui" / "start_webui.py"), "--model", str(tiny_dir),
+                                "--device", "cpu", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True)
+    try:
+        line = process.stdout.readline()
+        assert "Drawing2Map is running at http://localhost:" in line, line
+        url = line.split(" at ", 1)[1].split()[0]
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert b'id="mask-canvas"' in page.read()
+        with urllib.request.urlopen(url + "api/classes", timeout=30) as answer:
+            assert len(json.loads(answer.read())) == 19
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -520,7 +520,7 @@ async function cancelJob() {
 
 function addResults(job, state) {
   $("gallery-empty").hidden = true;
-  for (const r of state.results) {
+  for (const r of [...state.results].reverse()) {  // prepended: the batch reads in seed order
     const entry = { result: r, mask: job.mask, settings: job.settings, prompt: state.prompt, mode: job.mode };
     S.history.unshift(entry);
     $("results").prepend(resultCard(entry));
@@ -564,6 +564,7 @@ function restoreEntry(entry) {
   $("num-images").value = 1;
   $("canvas-width").value = entry.mask.w;
   $("canvas-height").value = entry.mask.h;
+  $("stage").scrollIntoView({ block: "center" });
 }
 
 // ---------------------------------------------------------------- inpaint and outpaint
@@ -595,6 +596,7 @@ function enterMode(kind, entry) {
   }
   placeTarget();
   render();
+  $("stage").scrollIntoView({ block: "center" });  // the card clicked may be far below the editor
 }
 
 function leaveMode() {

@@ -1,0 +1,350 @@
+"""Drawing2Map end to end in a real browser: Debian's chromium driven by Playwright.
+
+The UI server runs in a thread on 127.0.0.1 (a free port) with the tiny pipeline
+loaded from disk; the browser draws with the mouse and the keyboard, like a user.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from seg2sat import masks
+from seg2sat.classes import BY_NAME
+from seg2sat.masks import PALETTE
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
+TIMEOUT = 30_000
+
+
+class UIServer:
+    """The web UI on a free local port, served from a thread."""
+
+    def __init__(self, config: dict):
+        from werkzeug.serving import make_server
+
+        from seg2sat.webui import create_app
+
+        self.app = create_app(config)
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.port}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.app.extensions["seg2sat_ui"].worker.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium`")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_dir):
+    ui = UIServer({"MODEL": str(tiny_dir), "DEVICE": "cpu", "SAMPLES_DIR": str(ROOT / "examples" / "masks")})
+    yield ui
+    ui.close()
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.set_default_timeout(TIMEOUT)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]")
+    page.js_errors = errors
+    return page
+
+
+def new_canvas(page, width: int, height: int) -> None:
+    page.fill("#canvas-width", str(width))
+    page.fill("#canvas-height", str(height))
+    page.click("#new-canvas")
+    page.wait_for_function(f"document.getElementById('mask-canvas').width === {width}")
+
+
+def pick(page, class_name: str) -> None:
+    page.click(f".swatch[data-class='{BY_NAME[class_name].id}']")
+
+
+def tool(page, name: str) -> None:
+    page.click(f"#tool-{name}")
+
+
+def at(page, x: int, y: int) -> tuple[float, float]:
+    """Screen position of the centre of canvas pixel (x, y)."""
+    box = page.locator("#overlay-canvas").bounding_box()
+    w, h = page.evaluate("[document.getElementById('mask-canvas').width, document.getElementById('mask-canvas').height]")
+    return box["x"] + (x + 0.5) * box["width"] / w, box["y"] + (y + 0.5) * box["height"] / h
+
+
+def drag(page, points: list[tuple[int, int]]) -> None:
+    page.mouse.move(*at(page, *points[0]))
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*at(page, *point), steps=4)
+    page.mouse.up()
+
+
+def click_pixel(page, x: int, y: int) -> None:
+    page.mouse.click(*at(page, x, y))
+
+
+def canvas_ids(page) -> np.ndarray:
+    """The class of every pixel on the editor canvas, failing on any colour that is not a class colour."""
+    page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    url = page.evaluate("document.getElementById('mask-canvas').toDataURL('image/png')")
+    return rgb_to_ids(np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")))
+
+
+def rgb_to_ids(rgb: np.ndarray) -> np.ndarray:
+    snapped = masks.snap(Image.fromarray(rgb))
+    assert snapped.off_palette == 0, "a pixel that is not a class colour reached the canvas"
+    return snapped.ids
+
+
+def export(page) -> Image.Image:
+    with page.expect_download() as info:
+        page.click("#export")
+    return Image.open(info.value.path()).convert("RGBA")
+
+
+def generate_and_wait(page, button: str = "#generate") -> None:
+    before = page.locator(".result").count()
+    page.click(button)
+    page.wait_for_function(f"document.querySelectorAll('.result').length > {before}")
+    page.wait_for_function("document.querySelector('.result .result-image').complete")
+
+
+def test_drawing_tools_are_pixel_exact_and_undoable(browser, server):
+    page = open_page(browser, server.url)
+    assert page.locator(".swatch").count() == 19
+    new_canvas(page, 64, 64)
+    assert (canvas_ids(page) == BY_NAME["agricultural land"].id).all()  # the default background class
+
+    pick(page, "water")
+    page.fill("#brush-size", "5")
+    page.dispatch_event("#brush-size", "input")
+    drag(page, [(5, 5), (30, 5), (30, 20)])
+    ids = canvas_ids(page)
+    water = BY_NAME["water"].id
+    assert ids[5, 5] == ids[5, 30] == ids[20, 30] == water and ids[40, 40] != water
+    assert ids[5, 2] != water  # a 5 px round brush reaches 2 px from the stroke, not more
+    assert page.locator("#shares li").first.inner_text().startswith("agricultural land")
+    assert "water" in page.locator("#shares").inner_text()
+
+    pick(page, "building")
+    tool(page, "rect")
+    drag(page, [(40, 40), (50, 55)])
+    ids = canvas_ids(page)
+    assert (ids[40:56, 40:51] == BY_NAME["building"].id).all() and ids[39, 45] != BY_NAME["building"].id
+
+    pick(page, "deciduous")
+    tool(page, "fill")
+    click_pixel(page, 60, 2)
+    ids = canvas_ids(page)
+    deciduous = BY_NAME["deciduous"].id
+    assert (ids == deciduous).sum() == (ids != water).sum() - (ids == BY_NAME["building"].id).sum()
+    assert ids[5, 5] == water  # the fill stopped at the stroke
+
+    page.mouse.move(*at(page, 45, 45))
+    assert page.inner_text("#cursor-info") == "45, 45: building"
+
+    tool(page, "eyedropper")
+    click_pixel(page, 30, 10)
+    assert page.get_attribute(f".swatch[data-class='{water}']", "aria-checked") == "true"
+
+    page.select_option("#background", str(BY_NAME["bare soil"].id))
+    tool(page, "eraser")
+    drag(page, [(45, 45), (46, 45)])
+    assert canvas_ids(page)[45, 45] == BY_NAME["bare soil"].id
+
+    before_undo = canvas_ids(page)
+    page.click("#undo")  # eraser stroke gone
+    assert canvas_ids(page)[45, 45] == BY_NAME["building"].id
+    page.keyboard.press("Control+z")  # fill gone
+    assert canvas_ids(page)[60, 2] == BY_NAME["agricultural land"].id
+    page.keyboard.press("Control+Shift+z")
+    assert canvas_ids(page)[60, 2] == deciduous
+    page.click("#redo")
+    assert np.array_equal(canvas_ids(page), before_undo)
+
+    exported = export(page)
+    assert exported.size == (64, 64)
+    assert np.array_equal(rgb_to_ids(np.asarray(exported.convert("RGB"))), before_undo)
+    assert (np.asarray(exported)[..., 3] == 255).all()
+
+    page.click("#clear")
+    assert (canvas_ids(page) == BY_NAME["bare soil"].id).all()
+    assert page.js_errors == []
+    page.close()
+
+
+def test_import_snaps_and_samples_load(browser, server, tmp_path):
+    page = open_page(browser, server.url)
+    town = masks.load_mask(ROOT / "examples" / "masks" / "town.png").ids
+    page.select_option("#sample", "town")
+    page.click("#load-sample")
+    page.wait_for_function("document.getElementById('mask-canvas').width === 512")
+    assert np.array_equal(canvas_ids(page), town)
+    assert np.array_equal(rgb_to_ids(np.asarray(export(page).convert("RGB"))), town)
+
+    # An anti-aliased, JPEG-ish drawing: off-palette pixels are snapped and their share is shown.
+    ids = np.full((64, 96), BY_NAME["water"].id, dtype=np.uint8)
+    ids[:, 48:] = BY_NAME["herbaceous vegetation"].id
+    rgb = masks.to_rgb(ids).astype(np.int16)
+    rgb[:16] += 6
+    path = tmp_path / "drawing.jpg.png"
+    Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(path)
+    page.set_input_files("#import-file", str(path))
+    page.wait_for_function("document.getElementById('mask-canvas').width === 96")
+    assert np.array_equal(canvas_ids(page), ids)
+    assert "25.0 % of the pixels were off-palette" in page.inner_text("#import-note")
+    page.click("#undo")
+    assert np.array_equal(canvas_ids(page), town)
+
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    page.set_input_files("#import-file", str(bad))
+    page.wait_for_selector("#error:not([hidden])")
+    assert "not a readable PNG or JPEG" in page.inner_text("#error-text")
+    assert page.js_errors == []
+    page.close()
+
+
+def test_generate_inpaint_outpaint_and_restore(browser, server):
+    page = open_page(browser, server.url)
+    new_canvas(page, 64, 64)
+    pick(page, "impervious surface")
+    page.fill("#brush-size", "6")
+    page.dispatch_event("#brush-size", "input")
+    drag(page, [(0, 32), (63, 32)])
+    mask_ids = canvas_ids(page)
+    page.fill("#place", "Lyon, France")
+    page.fill("#steps", "2")
+    page.fill("#seed", "7")
+    page.check("#seed-lock")
+
+    generate_and_wait(page)
+    card = page.locator(".result").first
+    assert card.get_attribute("data-seed") == "7"
+    assert "Aerial view of Lyon, France. agricultural land, impervious surface" in card.inner_text()
+    assert page.inner_text("#progress-text").endswith("(step 2 of 2)")
+    src = card.locator(".result-image").get_attribute("src")
+    first = Image.open(io.BytesIO(page.request.get(server.url.rstrip("/") + src).body())).convert("RGB")
+    assert first.size == (64, 64)
+    assert card.locator(".download").get_attribute("download") == "seg2sat-seed7.png"
+    card.locator(".compare-slider").fill("100")
+    assert card.locator(".result-mask").evaluate("e => getComputedStyle(e).opacity") == "1"
+
+    # Inpaint: paint a region on the result; only that part changes.
+    card.locator(".inpaint").click()
+    assert page.is_visible("#tool-region") and page.is_visible("#target-image")
+    page.fill("#brush-size", "10")
+    page.dispatch_event("#brush-size", "input")
+    drag(page, [(10, 10), (20, 10)])
+    generate_and_wait(page, "#run-inpaint")
+    card = page.locator(".result").first
+    assert "inpaint" in card.inner_text()
+    src = card.locator(".result-image").get_attribute("src")
+    redone = np.asarray(Image.open(io.BytesIO(page.request.get(server.url.rstrip("/") + src).body())).convert("RGB"))
+    changed = (redone != np.asarray(first)).any(axis=2)
+    assert changed[5:16, 10:21].any() and not changed[30:].any() and not changed[:, 30:].any()
+
+    # Outpaint: grow 32 px on the right, draw the strip, generate it; the old pixels stay.
+    page.locator(".result").nth(1).locator(".outpaint").click()
+    page.select_option("#outpaint-side", "right")
+    page.fill("#outpaint-pixels", "32")
+    page.click("#extend")
+    page.wait_for_function("document.getElementById('mask-canvas').width === 96")
+    grown = canvas_ids(page)
+    assert np.array_equal(grown[:, :64], mask_ids) and (grown[:, 64:][30:35] == BY_NAME["impervious surface"].id).all()
+    pick(page, "water")
+    tool(page, "rect")
+    drag(page, [(70, 0), (95, 20)])
+    generate_and_wait(page, "#run-outpaint")
+    src = page.locator(".result").first.locator(".result-image").get_attribute("src")
+    wide = np.asarray(Image.open(io.BytesIO(page.request.get(server.url.rstrip("/") + src).body())).convert("RGB"))
+    assert wide.shape == (64, 96, 3) and np.array_equal(wide[:, :64], np.asarray(first))
+
+    # Restore the first result: its mask and settings come back.
+    page.click("#leave-mode")
+    page.locator(".result").last.locator(".restore").click()
+    assert np.array_equal(canvas_ids(page), mask_ids)
+    assert page.input_value("#seed") == "7" and page.input_value("#place") == "Lyon, France"
+    assert page.is_hidden("#error"), page.inner_text("#error-text")
+    assert page.js_errors == []
+    page.close()
+
+
+def test_progress_and_cancel(browser, server):
+    page = open_page(browser, server.url)
+    new_canvas(page, 64, 64)
+    page.fill("#steps", "150")
+    page.fill("#num-images", "8")
+    page.click("#generate")
+    page.wait_for_function("/step [1-9][0-9]* of 1200/.test(document.getElementById('progress-text').textContent)")
+    page.click("#cancel")
+    page.wait_for_function("document.getElementById('progress-text').textContent === 'Cancelled'")
+    assert page.locator(".result").count() == 0 and page.is_disabled("#cancel") and page.is_enabled("#generate")
+    page.fill("#steps", "0")
+    page.click("#generate")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "steps must be an integer between 1 and 150" in page.inner_text("#error-text")
+    page.close()
+
+
+def test_missing_weights_are_explained_on_the_page(browser, tmp_path):
+    ui = UIServer({"MODEL": str(tmp_path / "no-weights"), "DEVICE": "cpu"})
+    try:
+        page = open_page(browser, ui.url)
+        page.wait_for_selector("#error:not([hidden])")
+        assert "does not exist" in page.inner_text("#error-text") and "--model" in page.inner_text("#error-text")
+        assert "not available" in page.inner_text("#backend-status")
+        page.close()
+    finally:
+        ui.close()
+
+
+def test_screenshot_for_the_readme(browser):
+    """The README picture: the town sample turned into an image by the procedural backend, with a result."""
+    pytest.importorskip("seg2sat.render")
+    ui = UIServer({"BACKEND": "procedural", "SAMPLES_DIR": str(ROOT / "examples" / "masks")})
+    try:
+        page = open_page(browser, ui.url)
+        page.select_option("#sample", "town")
+        page.click("#load-sample")
+        page.wait_for_function("document.getElementById('mask-canvas').width === 512")
+        page.fill("#seed", "3")
+        page.check("#seed-lock")
+        page.fill("#num-images", "2")
+        generate_and_wait(page)
+        page.wait_for_function("[...document.querySelectorAll('.result-image')].every(i => i.complete && i.naturalWidth)")
+        page.mouse.move(*at(page, 200, 300))
+        assert page.js_errors == []
+        out = ROOT / "images" / "webui_example.png"
+        page.screenshot(path=str(out), full_page=True)
+        assert Image.open(out).size[0] == 1400
+        page.close()
+    finally:
+        ui.close()
