@@ -17,6 +17,7 @@ from pathlib import Path
 
 COMMANDS = [
     "seg2sat.cli:register_core",
+    "seg2sat.training:register",
     "seg2sat.dataset:register",
     "seg2sat.serving:register_cli",
     "seg2sat.webui.cli:register",
@@ -86,6 +87,7 @@ def register_core(sub) -> None:
                        "or a FLAIR GeoTIFF mask.")
     p.add_argument("mask", type=Path)
     _add_generation_args(p)
+    _add_backend_args(p)
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("inpaint", help="regenerate a region of an image",
@@ -136,11 +138,32 @@ def _save(result, out: Path, stem: str) -> None:
         print(path)
 
 
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("diffusion", "procedural"), default="diffusion",
+                   help="diffusion: the ControlNet model (default; masks larger than its 512 px tile are generated "
+                   "in overlapping tiles); procedural: the built-in renderer, no weights, instant, any size")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="fail when the diffusion weights cannot be loaded, instead of using the procedural renderer")
+
+
 def _cmd_generate(args) -> None:
     from .generation import generate
+    from .pipelines import WeightsNotFoundError
+    from .render import procedural
 
     _check_files(args.mask)
-    _save(generate(args.mask, args.prompt, pipeline=_pipeline(args), **_options(args)), args.out, args.mask.stem)
+    if args.backend == "diffusion":
+        try:
+            pipe = _pipeline(args)
+        except WeightsNotFoundError as exc:
+            if args.no_fallback:
+                raise
+            print(f"note: {exc} Using the procedural renderer instead (--no-fallback turns this off).", file=sys.stderr)
+        else:
+            _save(generate(args.mask, args.prompt, pipeline=pipe, **_options(args)), args.out, args.mask.stem)
+            return
+    result = procedural(args.mask, seed=args.seed, num_images=args.num_images, prompt=args.prompt)
+    _save(result, args.out, args.mask.stem)
 
 
 def _cmd_inpaint(args) -> None:

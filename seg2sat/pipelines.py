@@ -83,6 +83,15 @@ def _from_pretrained(cls, name: str, what: str, flag: str, **kwargs):
     raise WeightsNotFoundError(message) from last
 
 
+def load_component(cls, name: str | os.PathLike, what: str, flag: str, **kwargs):
+    """One model component (``cls.from_pretrained``) with the same clear errors as :func:`load_pipeline`.
+
+    Training loads the UNet, VAE, text encoder and tokenizer one by one (``subfolder=…``)
+    instead of a pipeline; this keeps its "weights not found" messages the same as everywhere else.
+    """
+    return _from_pretrained(cls, str(name), what, flag, **kwargs)
+
+
 def load_pipeline(
     model: str | os.PathLike | None = None,
     controlnet: str | os.PathLike | None = None,

@@ -1,0 +1,39 @@
+"""Training the Seg2Sat ControlNet on Stable Diffusion 2.1 base, with accelerate.
+
+``seg2sat train …`` and ``accelerate launch controlnet_training/train.py …`` both end in
+:func:`main`. The arguments follow diffusers' ``train_controlnet.py``; what differs is what
+that script gets wrong for land-cover masks (see :mod:`.data` and :mod:`.checkpoints`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .arguments import add_train_arguments, build_parser, check_args
+from .loop import TrainingSummary, train
+
+__all__ = ["add_train_arguments", "build_parser", "check_args", "main", "register", "train", "TrainingSummary"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``controlnet_training/train.py``: errors are one line and exit code 2."""
+    from ..pipelines import WeightsNotFoundError
+
+    args = build_parser("train.py").parse_args(argv)
+    try:
+        train(args)
+    except (ValueError, WeightsNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register(sub) -> None:
+    """``seg2sat train``: the same program as ``controlnet_training/train.py``."""
+    parser = sub.add_parser(
+        "train", help="train the ControlNet (accelerate; one GPU, several, or CPU for tests)",
+        description="Train the Seg2Sat ControlNet on a dataset from dataset preparation. Runs on one device as is; "
+        "for several GPUs or nodes: accelerate launch --config_file CONFIG -m seg2sat train …",
+    )
+    add_train_arguments(parser)
+    parser.set_defaults(func=lambda args: train(args) and 0)

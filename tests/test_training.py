@@ -1,0 +1,301 @@
+"""ControlNet training on the tiny pipeline, on CPU: data transform, resume, checkpoints, the trained result."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+
+from seg2sat import cli, masks, prompts
+from seg2sat.classes import NUM_CLASSES
+from seg2sat.training import build_parser, train
+from seg2sat.training.data import DataPlan, ResumableSampler, example_rng, prepare_pair
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+def _synthetic_ids(rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    """Fields with a block of another class and a road: several classes, sharp edges."""
+    ids = np.full((size, size), 11, dtype=np.uint8)
+    top, left = rng.integers(0, size // 2, 2)
+    ids[top:, left:] = rng.integers(1, NUM_CLASSES + 1)
+    ids[:, rng.integers(0, size - 4) :][:, :4] = 3
+    return ids
+
+
+def _write_dataset(path: Path, n: int, caption_column: str = "text") -> Path:
+    """The agreed dataset-preparation format: save_to_disk with image / conditioning_image / text (+ metadata)."""
+    rng = np.random.default_rng(0)
+    rows: dict[str, list] = {"image": [], "conditioning_image": [], caption_column: [], "id": [], "domain": []}
+    for i in range(n):
+        ids = _synthetic_ids(rng)
+        noisy = masks.to_rgb(ids).astype(np.int16) + rng.integers(-25, 25, (64, 64, 3))
+        rows["image"].append(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))
+        rows["conditioning_image"].append(masks.to_image(ids))
+        rows[caption_column].append(prompts.caption(f"Town {i}, France", ids))
+        rows["id"].append(f"IMG_{i:03d}")
+        rows["domain"].append("D000_2000")
+    features = datasets.Features({"image": datasets.Image(), "conditioning_image": datasets.Image(),
+                                  caption_column: datasets.Value("string"), "id": datasets.Value("string"),
+                                  "domain": datasets.Value("string")})
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def train_data(tmp_path_factory) -> Path:
+    return _write_dataset(tmp_path_factory.mktemp("train") / "data", 5)
+
+
+@pytest.fixture(scope="module")
+def validation_mask(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("val") / "val.png"
+    masks.to_image(_synthetic_ids(np.random.default_rng(7))).save(path)
+    return path
+
+
+def _args(tiny_dir: Path, data: Path, out: Path, *extra: str):
+    argv = ["--pretrained_model_name_or_path", str(tiny_dir), "--controlnet_model_name_or_path",
+            str(tiny_dir / "controlnet"), "--train_data_dir", str(data), "--output_dir", str(out),
+            "--resolution", "64", "--train_batch_size", "2", "--dataloader_num_workers", "0",
+            "--learning_rate", "1e-3", "--report_to", "none", *extra]
+    return build_parser().parse_args(argv)
+
+
+# --- the data transform -------------------------------------------------------------------------------------------
+
+def test_image_and_mask_get_the_same_crop_and_flip():
+    """An image painted exactly like its mask must still match it pixel for pixel after crop and flip."""
+    ids = _synthetic_ids(np.random.default_rng(1), 96)[:64]  # 96 wide, 64 high: crops along x, no resize
+    ids[:, :10] = 5  # an asymmetric band, so a flip shows
+    windows = {(left, flip): ids[:, left : left + 64][:, ::-1] if flip else ids[:, left : left + 64]
+               for left in range(33) for flip in (False, True)}
+    seen = set()
+    for seed in range(12):
+        image_t, mask_t = prepare_pair(masks.to_image(ids), masks.to_image(ids), 64, np.random.default_rng(seed),
+                                       random_flip=True)
+        assert image_t.shape == mask_t.shape == (3, 64, 64)
+        assert torch.equal(((image_t + 1) * 127.5).round(), (mask_t * 255).round())
+        got = masks.snap((mask_t * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()).ids
+        seen |= {key for key, window in windows.items() if np.array_equal(window, got)}
+    flipped = {flip for _, flip in seen}
+    assert flipped == {False, True}, "random_flip never (or always) flipped in 12 draws"
+    assert len({left for left, _ in seen}) > 3, "the crop is not random"
+
+
+def test_conditioning_mask_is_resized_nearest_neighbour_only():
+    """Downscaling 150x100 to 64: every conditioning pixel is still a class colour (bilinear would blend)."""
+    rng = np.random.default_rng(3)
+    ids = rng.integers(1, NUM_CLASSES + 1, (100, 150)).astype(np.uint8)  # an edge at every pixel
+    image = Image.fromarray(rng.integers(0, 255, (100, 150, 3), dtype=np.uint8))
+    _, mask_t = prepare_pair(image, masks.to_image(ids), 64, np.random.default_rng(0))
+    colours = {tuple(c) for c in (mask_t * 255).round().to(torch.uint8).permute(1, 2, 0).reshape(-1, 3).tolist()}
+    assert colours <= {tuple(c) for c in masks.PALETTE[1:].tolist()}
+    assert len(colours) > 10
+
+
+def test_mask_of_another_size_than_its_image_is_fitted_to_it():
+    ids = np.full((32, 32), 5, dtype=np.uint8)
+    ids[:, 16:] = 1
+    image = Image.new("RGB", (64, 64), "grey")
+    _, mask_t = prepare_pair(image, masks.to_image(ids), 64, np.random.default_rng(0), center_crop=True)
+    left, right = (mask_t[:, 0, :32] * 255).round(), (mask_t[:, 0, 32:] * 255).round()
+    assert (left.T == torch.tensor(masks.PALETTE[5], dtype=torch.float32)).all()
+    assert (right.T == torch.tensor(masks.PALETTE[1], dtype=torch.float32)).all()
+
+
+def test_sampler_shards_global_batches_and_starts_at_any_batch():
+    plan1, plan2 = DataPlan(7, 2, 1), DataPlan(7, 1, 2)
+    one = ResumableSampler(plan1, seed=3)
+    ranks = [ResumableSampler(plan2, rank=r, seed=3) for r in range(2)]
+    for micro in range(12):  # several epochs
+        assert one.batch(micro) == ranks[0].batch(micro) + ranks[1].batch(micro)
+    epoch0 = [i for micro in range(plan1.batches_per_epoch) for i, _ in one.batch(micro)]
+    assert set(epoch0) == set(range(7))  # every example seen once per epoch (the last batch wraps around)
+    stream = iter(ResumableSampler(plan1, seed=3, start=5))
+    assert [next(stream) for _ in range(4)] == one.batch(5) + one.batch(6)
+    assert example_rng(0, 1, 2).random() == example_rng(0, 1, 2).random() != example_rng(0, 2, 2).random()
+
+
+# --- errors before any model is loaded ----------------------------------------------------------------------------
+
+def test_bad_dataset_path_is_reported_before_loading_models(tmp_path, capsys):
+    """The base model path is wrong too: the data error must come first, so nothing was loaded."""
+    code = cli.main(["train", "--train_data_dir", str(tmp_path / "nowhere"), "--pretrained_model_name_or_path",
+                     str(tmp_path / "no-model"), "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "nowhere" in err and "no-model" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_column_names_the_columns_that_exist(tmp_path, capsys):
+    data = _write_dataset(tmp_path / "data", 2, caption_column="caption")
+    code = cli.main(["train", "--train_data_dir", str(data), "--pretrained_model_name_or_path",
+                     str(tmp_path / "no-model")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "'text'" in err and "caption" in err and "--caption_column" in err
+
+
+@pytest.mark.parametrize("flags, field", [
+    (["--resolution", "100"], "--resolution"),
+    (["--validation_image", "missing.png", "--validation_prompt", "x"], "--validation_image"),
+    (["--proportion_empty_prompts", "1.5"], "--proportion_empty_prompts"),
+])
+def test_bad_options_are_refused_with_the_option_named(tmp_path, train_data, capsys, flags, field):
+    code = cli.main(["train", "--train_data_dir", str(train_data), *flags])
+    assert code == 2 and field in capsys.readouterr().err
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+
+def test_a_step_changes_only_the_controlnet(tiny_dir, train_data, tmp_path):
+    from seg2sat.training.data import PairDataset, collate, open_dataset
+    from seg2sat.training.models import diffusion_loss, load_models, make_optimizer, step_generator
+
+    args = _args(tiny_dir, train_data, tmp_path)
+    models = load_models(args, torch.device("cpu"), torch.float32)
+    before = {name: {k: v.clone() for k, v in getattr(models, name).state_dict().items()}
+              for name in ("controlnet", "unet", "vae", "text_encoder")}
+    data = PairDataset(open_dataset(args), models.tokenizer, args)
+    batch = collate([data[(0, 0)], data[(1, 0)]])
+    optimizer = make_optimizer(args, models.controlnet.parameters())
+    loss = diffusion_loss(models, models.controlnet, batch, step_generator(0, 0, 0, torch.device("cpu")),
+                          torch.float32)
+    loss.backward()
+    optimizer.step()
+    assert math.isfinite(loss.item())
+    for name, state in before.items():
+        after = getattr(models, name).state_dict()
+        same = all(torch.equal(state[k], after[k]) for k in state)
+        assert same == (name != "controlnet"), name
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dir, train_data, validation_mask, tmp_path_factory):
+    """3 steps, checkpoints every 2 (keep 1), validation every 2: one run shared by the tests below."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    args = _args(tiny_dir, train_data, out, "--max_train_steps", "3", "--checkpointing_steps", "2",
+                 "--checkpoints_total_limit", "1", "--validation_image", str(validation_mask),
+                 "--validation_prompt", "Aerial view of Lyon, France", "--validation_steps", "2",
+                 "--validation_inference_steps", "1", "--num_validation_images", "2", "--report_to", "tensorboard")
+    return train(args)
+
+
+def test_training_writes_controlnet_checkpoint_grid_and_logs(trained, tiny_dir):
+    out = trained.output_dir
+    assert trained.global_step == 3 and math.isfinite(trained.loss)
+    start, end = load_file(tiny_dir / "controlnet" / WEIGHTS), load_file(out / WEIGHTS)
+    assert any(not torch.equal(start[k], end[k]) for k in start)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3"]  # total limit 1
+    assert json.loads((out / "checkpoint-3" / "progress.json").read_text())["global_step"] == 3
+    grids = sorted(p.name for p in (out / "validation").glob("*.png"))
+    assert grids == ["step-000002.png", "step-000003.png"]
+    with Image.open(out / "validation" / grids[0]) as grid:
+        assert grid.size == (64 * 3, 64)  # the mask, then 2 images
+    assert list((out / "logs").rglob("events.out.tfevents*"))
+    assert "seg2sat generate" in (out / "README.md").read_text()
+
+
+def test_trained_controlnet_loads_and_generates(trained, tiny_dir, town_png, tmp_path, capsys):
+    from seg2sat import generate
+    from seg2sat.pipelines import load_pipeline
+
+    pipe = load_pipeline(model=tiny_dir, controlnet=trained.output_dir)
+    assert tuple(pipe.controlnet.config.conditioning_embedding_out_channels) == (8, 16, 16, 32)
+    assert generate(town_png, "Aerial view of Lyon", seed=1, steps=1, pipeline=pipe).images[0].size == (128, 64)
+    code = cli.main(["generate", str(town_png), "--prompt", "Aerial view", "--model", str(tiny_dir),
+                     "--controlnet", str(trained.output_dir / "checkpoint-3" / "controlnet"), "--steps", "1",
+                     "--seed", "2", "--out", str(tmp_path)])
+    assert code == 0 and (tmp_path / "town-seed2.png").is_file()
+
+
+def test_resume_latest_continues_from_the_newest_checkpoint(trained, tiny_dir, train_data):
+    args = _args(tiny_dir, train_data, trained.output_dir, "--max_train_steps", "4", "--checkpointing_steps", "2",
+                 "--resume_from_checkpoint", "latest")
+    summary = train(args)
+    assert summary.resumed_from == trained.output_dir / "checkpoint-3"
+    assert summary.global_step == 4
+    assert (trained.output_dir / "checkpoint-4" / "progress.json").is_file()
+
+
+def test_stop_and_resume_gives_the_same_weights_as_a_straight_run(tiny_dir, train_data, tmp_path):
+    """2 steps straight == 1 step, stop, resume to 2: data position, noise, optimizer and LR warm-up included.
+
+    5 examples in batches of 2 with 2 accumulation steps: the stop falls in the middle of an epoch.
+    A half-written checkpoint left by a crash must be ignored by ``latest``.
+    """
+    common = ("--gradient_accumulation_steps", "2", "--random_flip", "--proportion_empty_prompts", "0.3",
+              "--lr_scheduler", "constant_with_warmup", "--lr_warmup_steps", "3", "--checkpointing_steps", "1")
+    straight = tmp_path / "straight"
+    train(_args(tiny_dir, train_data, straight, "--max_train_steps", "2", *common))
+    stopped = tmp_path / "stopped"
+    train(_args(tiny_dir, train_data, stopped, "--max_train_steps", "1", *common))
+    crashed = stopped / "checkpoint-2.tmp"
+    crashed.mkdir()
+    (crashed / "optimizer.bin").write_bytes(b"half")
+    summary = train(_args(tiny_dir, train_data, stopped, "--max_train_steps", "2", "--resume_from_checkpoint",
+                          "latest", *common))
+    assert summary.resumed_from == stopped / "checkpoint-1"
+    a, b = load_file(straight / WEIGHTS), load_file(stopped / WEIGHTS)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    first_half = load_file(stopped / "checkpoint-1" / "controlnet" / WEIGHTS)
+    assert any(not torch.equal(first_half[k], b[k]) for k in a)
+
+
+def test_accelerate_launch_runs_the_entry_point(tiny_dir, train_data, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+         str(ROOT / "controlnet_training/accelerate/cpu.yaml"), str(ROOT / "controlnet_training/train.py"),
+         "--pretrained_model_name_or_path", str(tiny_dir), "--train_data_dir", str(train_data),
+         "--output_dir", str(out), "--resolution", "64", "--train_batch_size", "1", "--max_train_steps", "1",
+         "--dataloader_num_workers", "1", "--report_to", "none"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / WEIGHTS).is_file() and (out / "checkpoint-1").is_dir()
+
+
+@pytest.mark.parametrize("name", ["1gpu", "8gpu", "2nodes", "cpu"])
+def test_shipped_accelerate_configs_are_valid(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    path = ROOT / "controlnet_training" / "accelerate" / f"{name}.yaml"
+    config = load_config_from_file(str(path))
+    expected = {"1gpu": (1, 1), "8gpu": (8, 1), "2nodes": (16, 2), "cpu": (1, 1)}[name]
+    assert (config.num_processes, config.num_machines) == expected
+    assert yaml.safe_load(path.read_text())["main_training_function"] == "main"
+
+
+def test_imagefolder_with_metadata_is_read_like_a_saved_dataset(tmp_path):
+    """Dataset preparation's ``pairs/`` folder (PNG pairs + metadata.jsonl) works as --train_data_dir too."""
+    from seg2sat.training.data import open_dataset
+
+    ids = _synthetic_ids(np.random.default_rng(2))
+    masks.to_image(ids).save(tmp_path / "IMG_1.png")
+    masks.to_image(ids).save(tmp_path / "MSK_1.png")
+    line = {"file_name": "IMG_1.png", "conditioning_image_file_name": "MSK_1.png", "text": "Aerial view."}
+    (tmp_path / "metadata.jsonl").write_text(json.dumps(line) + "\n")
+    (tmp_path / "pairs").mkdir()
+    for name in ("IMG_1.png", "MSK_1.png", "metadata.jsonl"):
+        (tmp_path / name).rename(tmp_path / "pairs" / name)
+    args = build_parser().parse_args(["--train_data_dir", str(tmp_path / "pairs"), "--cache_dir", str(tmp_path / "cache")])
+    data = open_dataset(args)
+    row = data.dataset[0]
+    assert row["text"] == "Aerial view."
+    assert np.array_equal(masks.snap(row["conditioning_image"]).ids, ids)
