@@ -11,7 +11,9 @@ Output folder::
 
     OUT/pairs/<domain>/<zone>/IMG_<n>.png, MSK_<n>.png   the pairs (+ metadata.jsonl:
                                                           load_dataset("imagefolder"))
-    OUT/dataset/          datasets.load_from_disk(OUT/dataset): image, conditioning_image,
+    OUT/train/, OUT/dataset_dict.json
+                          datasets.load_from_disk(OUT) -> DatasetDict({"train": …}) (or
+                          load_from_disk(OUT/train) -> Dataset): image, conditioning_image,
                           text, id, domain, zone, lat, lon, place, date, share_<class>…
     OUT/summary.json      counts, geocoder requests, every skipped file with its reason
     OUT/progress.jsonl    the journal that makes the run resumable
@@ -36,6 +38,7 @@ from .geocode import CachedGeocoder, Geocoder, GeocodingError
 from .prompts import caption_from_shares
 
 EXTRA_BANDS = ("nir", "elevation")
+SPLIT = "train"
 SHARE_COLUMNS = {c.id: "share_" + c.name.replace(" ", "_") for c in CLASSES}
 
 
@@ -156,7 +159,8 @@ def prepare(root: str | Path, out: str | Path, *, metadata: str | Path | None = 
     records = [journal.records[p.id] for p in patches if p.id in journal.records]
     if geocoder is not None:  # a caption without its place would teach the model the wrong thing
         records = [r for r in records if r.get("place") is not None]
-    summary.dataset = str(build_dataset(records, out, geocoder is not None, extra_bands, progress))
+    build_dataset(records, out, geocoder is not None, extra_bands, progress)
+    summary.dataset = str(out)
     summary.rows = len(records)
     summary.seconds = round(time.perf_counter() - started, 3)
     write_atomic(out / "summary.json", summary.to_json().encode("utf-8"))
@@ -281,10 +285,11 @@ def _rows(records: tuple[dict, ...], pairs: str, with_place: bool, images: tuple
 
 def build_dataset(records: list[dict], out: Path, with_place: bool = True, extra_bands: bool = False,
                   progress: bool = False) -> Path:
-    """Write ``OUT/dataset`` (``save_to_disk``) and ``OUT/pairs/metadata.jsonl`` from the records.
+    """Write the ``train`` split (``save_to_disk``) and ``OUT/pairs/metadata.jsonl`` from the records.
 
-    Built in a temporary folder and renamed into place: a reader sees the old complete
-    dataset or the new complete one, never a mix.
+    ``OUT`` is laid out as a saved ``DatasetDict``, so ``load_from_disk(OUT)`` and the
+    training command take the output folder itself. The split is built in a temporary
+    folder and renamed into place: a reader sees the old complete split or the new one.
     """
     from datasets import Dataset
 
@@ -308,10 +313,11 @@ def build_dataset(records: list[dict], out: Path, with_place: bool = True, extra
             )
         dataset.save_to_disk(str(work / "dataset"), num_shards=None if records else 1)  # 0 shards won't load
         del dataset
-        final, old = out / "dataset", out / f".dataset-old-{os.getpid()}"
+        final, old = out / SPLIT, out / f".dataset-old-{os.getpid()}"
         if final.exists():
             final.rename(old)
         (work / "dataset").rename(final)
+        write_atomic(out / "dataset_dict.json", json.dumps({"splits": [SPLIT]}).encode("utf-8"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         for stale in out.glob(".dataset-old-*"):
@@ -320,10 +326,10 @@ def build_dataset(records: list[dict], out: Path, with_place: bool = True, extra
 
 
 def push_to_hub(out: Path, repo: str, private: bool = False) -> str:
-    """Upload ``OUT/dataset`` to the Hugging Face hub (needs ``huggingface-cli login``)."""
+    """Upload the prepared dataset to the Hugging Face hub (needs ``huggingface-cli login``)."""
     from datasets import load_from_disk
 
-    load_from_disk(str(out / "dataset")).push_to_hub(repo, private=private)
+    load_from_disk(str(out)).push_to_hub(repo, private=private)
     return f"https://huggingface.co/datasets/{repo}"
 
 
@@ -335,8 +341,8 @@ def register(sub) -> None:
         "prepare", help="FLAIR GeoTIFFs -> PNG pairs with OSM captions -> a Hugging Face dataset",
         description="Convert a FLAIR #1 tree (<domain>/<zone>/img/IMG_<n>.tif + msk/MSK_<n>.tif) into image / "
         "colour-mask PNG pairs captioned 'Aerial view of <OSM place>. <classes>.', and a Hugging Face dataset in "
-        "OUT/dataset. Resumable: run the same command again after an interruption. Exit code 1 when some patches "
-        "were skipped (listed in OUT/summary.json).")
+        "OUT (datasets.load_from_disk(OUT)['train']). Resumable: run the same command again after an "
+        "interruption. Exit code 1 when some patches were skipped (listed in OUT/summary.json).")
     p.add_argument("root", type=Path, help="FLAIR folder (e.g. flair_aerial_train)")
     p.add_argument("out", type=Path, help="output folder (created; reused to resume)")
     p.add_argument("--metadata", type=Path, default=None,
@@ -394,7 +400,7 @@ def _report(summary: Summary, out: Path) -> None:
     print(f"{summary.rows} of {summary.tiles} tiles in the dataset ({summary.converted} converted now, "
           f"{summary.already_done} already done), {summary.geocoder_requests} geocoder requests "
           f"({per_tile:.3f} per tile), {summary.seconds:.1f} s")
-    print(f"dataset: {summary.dataset}  (datasets.load_from_disk)")
+    print(f"dataset: {summary.dataset}  (datasets.load_from_disk(…)['{SPLIT}'], or seg2sat train's dataset folder)")
     print(f"pairs:   {out / 'pairs'}  (load_dataset('imagefolder', data_dir=…))")
     if summary.skipped:
         for problem in summary.skipped[:20]:

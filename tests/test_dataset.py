@@ -109,7 +109,7 @@ def prepared(flair, tmp_path_factory):
 def _load(out: Path):
     from datasets import load_from_disk
 
-    return load_from_disk(str(out / "dataset"))
+    return load_from_disk(str(out))["train"]  # the output folder itself is the saved DatasetDict
 
 
 def _expected_names(n: int) -> list[str]:
@@ -231,7 +231,7 @@ def test_interrupted_run_resumes_with_every_tile_exactly_once(flair, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "c.sqlite"
     with pytest.raises(RuntimeError, match="injected"):  # dies after 5 tiles, each in its own cell
         prepare(root, out, geocoder=cached(FakeGeocoder(fail_after=5), cache, grid=1e-6), size=SIZE, progress=False)
-    assert not (out / "dataset").exists()
+    assert not (out / "train").exists()
     fake = FakeGeocoder()
     summary = prepare(root, out, geocoder=cached(fake, cache, grid=1e-6), size=SIZE, progress=False)
     assert summary.already_done == 5 and summary.converted == len(truth) - 5 == fake.calls
@@ -283,7 +283,7 @@ def test_killed_process_resumes_with_every_tile_exactly_once(flair, tmp_path):
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    assert not (out / "dataset").exists()
+    assert not (out / "train").exists()
     summary = prepare(root, out, geocoder=cached(FakeGeocoder(), cache, grid=1e-6), size=SIZE, progress=False)
     assert 3 <= summary.already_done < len(truth) and summary.ok
     _assert_exactly_once(out, truth)
