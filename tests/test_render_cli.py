@@ -1,0 +1,48 @@
+"""`seg2sat generate` with the procedural backend, the fallback when weights are missing, and large maps."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from seg2sat import masks
+from seg2sat.cli import main
+from seg2sat.render import render_array
+
+
+def test_procedural_backend_needs_no_model(tmp_path, town_png, town_ids, capsys):
+    out = tmp_path / "out"
+    assert main(["generate", str(town_png), "--prompt", "Aerial view", "--backend", "procedural",
+                 "--seed", "3", "-n", "2", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["town-seed3.png", "town-seed4.png"]
+    assert np.array_equal(np.asarray(Image.open(out / "town-seed3.png")), render_array(town_ids, seed=3))
+    assert capsys.readouterr().err == ""
+
+
+def test_missing_weights_fall_back_to_the_procedural_renderer_and_say_so_once(tmp_path, town_png, capsys):
+    out = tmp_path / "out"
+    code = main(["generate", str(town_png), "--prompt", "Aerial view", "--model", str(tmp_path / "no-weights"),
+                 "--seed", "1", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert (out / "town-seed1.png").is_file()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "procedural" in lines[0] and "--no-fallback" in lines[0]
+
+
+def test_no_fallback_fails_with_one_clear_line(tmp_path, town_png, capsys):
+    out = tmp_path / "out"
+    code = main(["generate", str(town_png), "--prompt", "Aerial view", "--model", str(tmp_path / "no-weights"),
+                 "--no-fallback", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error:") and "no-weights" in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_cli_generates_a_map_larger_than_a_tile_in_one_image(tmp_path, tiny_dir, town_ids, capsys):
+    mask = tmp_path / "big.png"
+    masks.to_image(np.tile(town_ids, (3, 1))[:, :100]).save(mask)  # 100 x 192: several 64 px tiles
+    out = tmp_path / "out"
+    assert main(["generate", str(mask), "--prompt", "Aerial view", "--model", str(tiny_dir), "--steps", "1",
+                 "--seed", "2", "--out", str(out)]) == 0
+    assert Image.open(out / "big-seed2.png").size == (100, 192)
