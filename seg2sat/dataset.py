@@ -203,7 +203,8 @@ def _run(jobs: Iterator[tuple], workers: int) -> Iterator[dict | Problem]:
         return
     import multiprocessing
 
-    with multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn").Pool(workers) as pool:
+    # spawn, not fork: the caller may hold threads (pyarrow, torch) that a fork would copy mid-lock
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
         yield from pool.imap_unordered(_convert_job, jobs, chunksize=4)
 
 

@@ -133,7 +133,8 @@ def convert(patch: Patch, out: Path, meta: dict | None = None, size: int = PATCH
     # Without READDIR, GDAL lists the whole folder (thousands of FLAIR tiles) on every open to
     # look for side-car files; without PAM it would write .aux.xml files next to the input.
     with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GDAL_PAM_ENABLED="NO"):
-        image, transform, crs = _read(patch.image, IMAGE_BANDS, size, "image")
+        used = IMAGE_BANDS if extra_bands else 3  # all five are checked, only the used ones read
+        image, transform, crs = _read(patch.image, IMAGE_BANDS, size, "image", used)
         raw = _read(patch.mask, 1, size, "mask")[0][0]
     if raw.shape != image.shape[1:]:
         raise TileError(f"mask {patch.mask} is {raw.shape[1]}x{raw.shape[0]}, its image {image.shape[2]}x{image.shape[1]}")
@@ -156,7 +157,7 @@ def convert(patch: Patch, out: Path, meta: dict | None = None, size: int = PATCH
     }
 
 
-def _read(path: Path, bands: int, size: int, what: str) -> tuple[np.ndarray, object, str | None]:
+def _read(path: Path, bands: int, size: int, what: str, used: int | None = None) -> tuple[np.ndarray, object, str | None]:
     """All bands of a GeoTIFF, checked against what FLAIR promises."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -172,7 +173,7 @@ def _read(path: Path, bands: int, size: int, what: str) -> tuple[np.ndarray, obj
                     raise TileError(f"{what} is {src.dtypes[0]}, expected uint8")
                 if size and (src.width, src.height) != (size, size):
                     raise TileError(f"{what} is {src.width}x{src.height} px, expected {size}x{size}")
-                data = src.read()
+                data = src.read(list(range(1, (used or bands) + 1)))
                 return data, src.transform, (src.crs.to_string() if src.crs else None)
     except RasterioError as exc:
         raise TileError(f"{what} is not a readable GeoTIFF ({_first_line(exc)})") from None
