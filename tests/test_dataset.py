@@ -205,8 +205,9 @@ def test_bad_tiles_are_reported_skipped_and_the_exit_code_says_so(tmp_path):
     _write(zone / "img" / "IMG_000004.tif", _image(4)[:3], from_origin(651_000, 6_862_000, PIXEL, PIXEL))  # 3 bands
     _write(zone / "img" / "IMG_000005.tif", _image(5)[:, :32, :32], from_origin(651_000, 6_862_000, PIXEL, PIXEL))
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "seg2sat", "prepare", str(root), str(out), "--no-geocode",
-                          "--workers", "2", "--size", str(SIZE)], capture_output=True, text=True, timeout=300)
+    script = Path(__file__).resolve().parents[1] / "dataset_preparation" / "prepare.py"  # = seg2sat prepare
+    run = subprocess.run([sys.executable, str(script), str(root), str(out), "--no-geocode", "--workers", "2",
+                          "--size", str(SIZE)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 1, run.stderr
     skipped = {Path(s["file"]).name: s["reason"] for s in json.loads((out / "summary.json").read_text())["skipped"]}
     assert set(skipped) == {f"IMG_00000{i}.tif" for i in range(1, 6)}
