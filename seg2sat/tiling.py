@@ -71,7 +71,7 @@ class TiledDenoiser:
     """The denoising loop of ``StableDiffusionControlNetPipeline`` over tiles of one big latent."""
 
     def __init__(self, pipe, control: Image.Image, prompt: str, negative_prompt: str | None,
-                 guidance_scale: float, controlnet_scale: float, overlap: int | None = None):
+                 guidance_scale: float, controlnet_scale: float, overlap: int | None = None, tile: int | None = None):
         self.pipe = pipe
         self.control = control
         self.device = pipe._execution_device
@@ -79,7 +79,7 @@ class TiledDenoiser:
         self.guidance_scale = guidance_scale
         self.controlnet_scale = controlnet_scale
         self.scale = int(pipe.vae_scale_factor)
-        self.tile = int(pipe.unet.config.sample_size)
+        self.tile = int(tile or pipe.unet.config.sample_size)
         self.overlap = self.tile // 4 if overlap is None else overlap
         width, height = control.size
         self.windows = windows(height // self.scale, width // self.scale, self.tile, self.overlap)
@@ -149,28 +149,58 @@ class TiledDenoiser:
             for t in pipe.scheduler.timesteps:
                 noise = self._average(latents, t, tile_done)
                 latents = pipe.scheduler.step(noise, t, latents, **extra, return_dict=False)[0]
-            return decode(pipe, latents, self.overlap, generator)
+            return decode(pipe, latents, self.tile, self.overlap, generator)
 
 
-def decode(pipe, latents: torch.Tensor, overlap: int, generator: torch.Generator | None = None) -> Image.Image:
-    """VAE-decode a latent of any size tile by tile, cross-fading the tiles, into one PIL image.
+def decode(pipe, latents: torch.Tensor, tile: int, overlap: int, generator: torch.Generator | None = None) -> Image.Image:
+    """VAE-decode a latent of any size in ``tile`` x ``tile`` pieces, cross-fading them, into one PIL image.
 
-    A latent that fits in one tile is decoded in one call, as the pipeline does.
+    Tiles are blended one row of tiles at a time: rows of pixels that no later tile
+    touches are finished into the 8-bit output right away, so the float sums never
+    hold more than one row of tiles. A latent that fits in one tile is decoded in one
+    call, as the pipeline does.
     """
-    scale, tile = int(pipe.vae_scale_factor), int(pipe.unet.config.sample_size)
+    scale = int(pipe.vae_scale_factor)
     _, _, height, width = latents.shape
     spans = windows(height, width, tile, overlap)
     if len(spans) == 1:
         return _decode_tile(pipe, latents, generator)
-    out = np.zeros((height * scale, width * scale, 3), np.float32)
-    weight = np.zeros((height * scale, width * scale, 1), np.float32)
+    out = np.empty((height * scale, width * scale, 3), np.uint8)
+    band = _Band(out)
     for top, left, bottom, right in spans:
+        band.start_at(top * scale, bottom * scale)
         piece = np.asarray(_decode_tile(pipe, latents[:, :, top:bottom, left:right], generator), np.float32)
-        w = blend_weights(piece.shape[0], piece.shape[1], overlap * scale)[..., None]
-        rows, cols = slice(top * scale, bottom * scale), slice(left * scale, right * scale)
-        out[rows, cols] += piece * w
-        weight[rows, cols] += w
-    return Image.fromarray(np.clip(out / weight + 0.5, 0, 255).astype(np.uint8))
+        band.add(piece, top * scale, left * scale, blend_weights(piece.shape[0], piece.shape[1], overlap * scale))
+    band.start_at(height * scale, height * scale)
+    return Image.fromarray(out)
+
+
+class _Band:
+    """Weighted sums for the rows of pixels the current row of tiles covers; finished rows go to ``out``."""
+
+    def __init__(self, out: np.ndarray):
+        self.out, self.top = out, 0
+        self.sums = np.zeros((0, out.shape[1], 3), np.float32)
+        self.weights = np.zeros((0, out.shape[1], 1), np.float32)
+
+    def start_at(self, top: int, bottom: int) -> None:
+        """Rows above ``top`` are final: write them out; make room down to ``bottom``."""
+        done = top - self.top
+        if done <= 0 and bottom <= self.top + len(self.sums):
+            return
+        finished = self.sums[:done] / np.maximum(self.weights[:done], 1e-12)
+        self.out[self.top : self.top + len(finished)] = np.clip(finished + 0.5, 0, 255).astype(np.uint8)
+        keep = max(len(self.sums) - done, 0)
+        sums = np.zeros((max(bottom - top, keep), *self.sums.shape[1:]), np.float32)
+        weights = np.zeros((len(sums), *self.weights.shape[1:]), np.float32)
+        sums[:keep], weights[:keep] = self.sums[done:], self.weights[done:]
+        self.sums, self.weights, self.top = sums, weights, top
+
+    def add(self, piece: np.ndarray, top: int, left: int, weight: np.ndarray) -> None:
+        rows = slice(top - self.top, top - self.top + piece.shape[0])
+        cols = slice(left, left + piece.shape[1])
+        self.sums[rows, cols] += piece * weight[..., None]
+        self.weights[rows, cols] += weight[..., None]
 
 
 def _decode_tile(pipe, latents: torch.Tensor, generator) -> Image.Image:
@@ -181,14 +211,16 @@ def _decode_tile(pipe, latents: torch.Tensor, generator) -> Image.Image:
 
 def generate_tiled(pipe, control: Image.Image, prompt: str, *, seed: int, steps: int = 20,
                    guidance_scale: float = 7.5, controlnet_scale: float = 1.0, negative_prompt: str | None = None,
-                   overlap: int | None = None, on_tile: TileCallback | None = None) -> Image.Image:
+                   overlap: int | None = None, tile: int | None = None,
+                   on_tile: TileCallback | None = None) -> Image.Image:
     """One image for a colour-mask ``control`` of any size (sides multiples of 8), tile by tile.
 
-    ``overlap`` is in latent pixels (default a quarter tile: 128 image px for SD).
+    ``tile`` and ``overlap`` are in latent pixels (defaults: the model's native size,
+    64 = 512 image px for SD, and a quarter of it). A smaller tile needs less memory.
     ``on_tile`` sees (tile passes done, tile passes in all) = tiles x steps.
     """
     if control.width % pipe.vae_scale_factor or control.height % pipe.vae_scale_factor:
         raise ValueError(f"control image sides must be multiples of {pipe.vae_scale_factor}, got {control.size}")
     denoiser = TiledDenoiser(pipe, control.convert("RGB"), prompt, negative_prompt, guidance_scale,
-                             controlnet_scale, overlap)
+                             controlnet_scale, overlap, tile)
     return denoiser(seed, steps, on_tile)

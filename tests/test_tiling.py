@@ -80,3 +80,22 @@ def test_the_controlnet_sees_each_tile_s_own_part_of_the_mask(tiny_pipe, town_id
 def test_control_sides_must_fit_the_latent_grid(tiny_pipe):
     with pytest.raises(ValueError, match="multiples of 8"):
         generate_tiled(tiny_pipe, masks.to_image(np.ones((100, 130), np.uint8)), "Aerial view", seed=0, steps=1)
+
+
+def test_tiled_vae_decode_keeps_each_tile_where_no_other_tile_reaches(tiny_pipe):
+    import torch
+
+    from seg2sat.tiling import _decode_tile, decode
+
+    latents = torch.randn(1, 4, 21, 30, generator=torch.Generator().manual_seed(0))
+    image = np.asarray(decode(tiny_pipe, latents, 8, 2)).astype(int)
+    assert image.shape == (168, 240, 3)
+    spans = windows(21, 30, 8, 2)
+    cover = np.zeros((168, 240), int)
+    for top, left, bottom, right in spans:
+        cover[top * 8 : bottom * 8, left * 8 : right * 8] += 1
+    for top, left, bottom, right in spans:
+        alone = np.asarray(_decode_tile(tiny_pipe, latents[:, :, top:bottom, left:right], None)).astype(int)
+        only = cover[top * 8 : bottom * 8, left * 8 : right * 8] == 1
+        assert only.any()
+        assert np.abs(image[top * 8 : bottom * 8, left * 8 : right * 8][only] - alone[only]).max() <= 1
