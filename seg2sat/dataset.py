@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -132,6 +133,30 @@ def prepare(root: str | Path, out: str | Path, *, metadata: str | Path | None = 
         raise ValueError(f"no FLAIR patches (IMG_<n>.tif) found under {root}")
     pairs = out / "pairs"
     pairs.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        return _prepare(out, patches, problems, meta, geocoder, workers, size, extra_bands, progress, started)
+
+
+@contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """One run per output folder: two would interleave their journals. Released when the process dies."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks, trust the user
+        yield
+        return
+    with open(out / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another 'seg2sat prepare' is writing to {out}; wait for it or pick another folder") from None
+        yield
+
+
+def _prepare(out: Path, patches: list[Patch], problems: list[Problem], meta: dict, geocoder,
+             workers: int, size: int, extra_bands: bool, progress: bool, started: float) -> Summary:
+    """The run itself, once the arguments are checked and the output folder is ours."""
+    pairs = out / "pairs"
     _remove_leftovers(out)
     journal = Journal(out / "progress.jsonl")
     summary = Summary(tiles=len(patches) + len(problems), skipped=problems)

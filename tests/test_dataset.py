@@ -316,6 +316,17 @@ def test_encode_png_is_lossless(shape):
     assert np.array_equal(np.asarray(Image.open(BytesIO(encode_png(array)))), array)
 
 
+def test_two_runs_on_one_output_folder_are_refused(flair, tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    root, _ = flair
+    (tmp_path / "out").mkdir()
+    with open(tmp_path / "out" / ".lock", "w") as held:  # as a running 'seg2sat prepare' holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ValueError, match="another 'seg2sat prepare'"):
+            prepare(root, tmp_path / "out", size=SIZE, progress=False)
+    assert prepare(root, tmp_path / "out", limit=1, size=SIZE, progress=False).rows == 1
+
+
 def test_bad_arguments_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         prepare(tmp_path / "nope", tmp_path / "out", progress=False)
