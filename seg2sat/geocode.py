@@ -42,10 +42,12 @@ class NominatimGeocoder:
     The OSM usage policy asks for an identifying user agent and <= 1 request/s; geopy's
     ``RateLimiter`` enforces the delay and retries transient errors. Failures raise
     ``GeocodingError`` instead of returning ``None``, so they are never cached as "no place".
+    ``domain``/``scheme`` point it at a self-hosted Nominatim, where faster rates are fine.
     """
 
     def __init__(self, user_agent: str = DEFAULT_USER_AGENT, zoom: int = DEFAULT_ZOOM,
-                 language: str | None = None, min_delay: float = 1.0, domain: str = "nominatim.openstreetmap.org"):
+                 language: str | None = None, min_delay: float = 1.0, domain: str = "nominatim.openstreetmap.org",
+                 scheme: str = "https", retries: int = 2):
         from geopy.extra.rate_limiter import RateLimiter
         from geopy.geocoders import Nominatim
 
@@ -56,8 +58,8 @@ class NominatimGeocoder:
         if min_delay < 1.0 and domain == "nominatim.openstreetmap.org":
             raise ValueError("the public Nominatim server allows at most 1 request per second (min_delay >= 1)")
         self.zoom, self.language = int(zoom), language
-        client = Nominatim(user_agent=user_agent, domain=domain, timeout=10)
-        self._reverse = RateLimiter(client.reverse, min_delay_seconds=min_delay, max_retries=2,
+        client = Nominatim(user_agent=user_agent, domain=domain, scheme=scheme, timeout=10)
+        self._reverse = RateLimiter(client.reverse, min_delay_seconds=min_delay, max_retries=retries,
                                     error_wait_seconds=5.0, swallow_exceptions=False)
 
     def reverse(self, lat: float, lon: float) -> str | None:
