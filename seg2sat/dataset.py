@@ -389,6 +389,10 @@ def register(sub) -> None:
     p.add_argument("--language", default=None, help="language of place names, e.g. fr (default: local names)")
     p.add_argument("--user-agent", default=DEFAULT_USER_AGENT,
                    help="identifies you to Nominatim (OSM policy): put your project and contact in it")
+    p.add_argument("--nominatim", default="https://nominatim.openstreetmap.org", metavar="URL",
+                   help="Nominatim server (default the public OSM one); a self-hosted one allows --geocode-delay < 1")
+    p.add_argument("--geocode-delay", type=float, default=1.0, metavar="SECONDS",
+                   help="pause between requests (default 1.0, the public server's limit)")
     p.add_argument("--push-to-hub", metavar="REPO", default=None, help="upload the dataset to this hub repo")
     p.add_argument("--private", action="store_true", help="with --push-to-hub: make the repo private")
     p.set_defaults(func=_cmd_prepare)
@@ -399,6 +403,8 @@ def _cores() -> int:
 
 
 def _cmd_prepare(args) -> int:
+    from urllib.parse import urlparse
+
     from datasets.utils.logging import disable_progress_bar
 
     from .geocode import GeocodeCache, NominatimGeocoder
@@ -406,7 +412,9 @@ def _cmd_prepare(args) -> int:
     disable_progress_bar()  # one bar (ours), not datasets' "Generating…" / "Saving…" ones
     geocoder = cache = None
     if not args.no_geocode:
-        client = NominatimGeocoder(args.user_agent, zoom=args.zoom, language=args.language)
+        server = urlparse(args.nominatim if "://" in args.nominatim else f"https://{args.nominatim}")
+        client = NominatimGeocoder(args.user_agent, zoom=args.zoom, language=args.language, min_delay=args.geocode_delay,
+                                   domain=server.netloc + server.path.rstrip("/"), scheme=server.scheme)
         cache = GeocodeCache(args.geocode_cache or args.out / "geocode-cache.sqlite")
         geocoder = CachedGeocoder(client, cache, grid=args.geocode_grid)
     try:

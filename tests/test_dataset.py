@@ -383,3 +383,20 @@ def test_nominatim_adapter_speaks_the_protocol(nominatim):
     assert geocoder.reverse(85.0, 0.0) is None  # nothing there: a real answer, cacheable
     with pytest.raises(GeocodingError, match="Nominatim failed"):  # server error: never cached as "no place"
         geocoder.reverse(-10.0, 0.0)
+
+
+def test_cli_geocodes_through_a_nominatim_server_with_a_cache(flair, nominatim, tmp_path, capsys):
+    from seg2sat.cli import main
+
+    root, truth = flair
+    domain, seen = nominatim
+    args = ["prepare", str(root), str(tmp_path / "out"), "--size", str(SIZE), "--workers", "1",
+            "--nominatim", f"http://{domain}", "--geocode-delay", "0", "--user-agent", "seg2sat-tests (t@example.org)"]
+    assert main(args) == 0
+    texts = _load(tmp_path / "out")["text"]
+    assert len(texts) == len(truth) and all(t.startswith("Aerial view of Mourenx, Pau") for t in texts)
+    asked = len(seen)
+    assert 0 < asked < len(truth) / 2 and (tmp_path / "out" / "geocode-cache.sqlite").is_file()
+    assert f"{asked} geocoder requests" in capsys.readouterr().out
+    assert main(args[:2] + [str(tmp_path / "again")] + args[3:] + ["--geocode-cache", str(tmp_path / "out" / "geocode-cache.sqlite")]) == 0
+    assert len(seen) == asked  # the second output folder reused the first one's cache: no new request
