@@ -276,7 +276,7 @@ def test_killed_process_resumes_with_every_tile_exactly_once(flair, tmp_path):
     """)
     proc = subprocess.Popen([sys.executable, "-c", script])
     journal = out / "progress.jsonl"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if journal.exists() and journal.read_text().count("\n") >= 3:
             break
