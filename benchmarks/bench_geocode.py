@@ -1,9 +1,10 @@
 """Geocoder requests per image on a FLAIR-like layout, and the Lambert-93 -> WGS84 check.
 
 Prints, for a synthetic layout shaped like FLAIR #1 (77,412 patches of 102.4 m grouped in
-zones of adjacent patches, ~85 per zone on average), how many requests the cached
-geocoder makes per image for a few cache grids (target <= 0.05 at the default grid).
-The geocoder is a counting fake: the figure depends on the layout and the cache only.
+zones of adjacent patches), how many requests the cached geocoder makes per image for a
+few cache grids (target <= 0.05 at the default grid). The zone size defaults to 85 patches:
+IGN's dataset card gives 974 areas over 980 km², ~1 km² (~95 patches) each. The geocoder
+is a counting fake: the figure depends on the layout and the cache only.
 
 With the reference patches present (../shared/reference/flair-pairs, not part of the
 repository), also prints how far our conversion of each patch's Lambert-93 origin lands
