@@ -126,7 +126,7 @@ def prepare(root: str | Path, out: str | Path, *, metadata: str | Path | None = 
         raise ValueError(f"limit must be >= 1, got {limit}")
     meta_path = Path(metadata) if metadata else root / METADATA_NAME
     meta = load_metadata(meta_path) if metadata or meta_path.is_file() else {}
-    patches, problems = discover(root, [Path(p) for p in labels])
+    patches, problems = discover(root, [Path(p) for p in labels] or _sibling_labels(root))
     if limit:
         patches = patches[:limit]
     if not patches and not problems:
@@ -135,6 +135,12 @@ def prepare(root: str | Path, out: str | Path, *, metadata: str | Path | None = 
     pairs.mkdir(parents=True, exist_ok=True)
     with _exclusive(out):
         return _prepare(out, patches, problems, meta, geocoder, workers, size, extra_bands, progress, started)
+
+
+def _sibling_labels(root: Path) -> list[Path]:
+    """FLAIR ships ``flair_labels_<split>`` next to ``flair_aerial_<split>``: found without --labels."""
+    sibling = root.parent / root.name.replace("aerial", "labels")
+    return [sibling] if "aerial" in root.name and sibling.is_dir() else []
 
 
 @contextmanager
@@ -375,7 +381,8 @@ def register(sub) -> None:
                    help=f"FLAIR metadata JSON with patch centroids (default: ROOT/{METADATA_NAME} if present, "
                    "else each GeoTIFF's own georeference)")
     p.add_argument("--labels", type=Path, action="append", default=[],
-                   help="another tree to look for MSK_<n>.tif masks in (e.g. flair_labels_train); repeatable")
+                   help="another tree to look for MSK_<n>.tif masks in; repeatable (default: the sibling "
+                   "flair_labels_<x> of a flair_aerial_<x> ROOT, if there)")
     p.add_argument("--workers", type=int, default=_cores(), help=f"conversion processes (default {_cores()})")
     p.add_argument("--limit", type=int, default=None, help="only the first N patches (by id)")
     p.add_argument("--size", type=int, default=PATCH_SIZE, help=f"expected patch side in px (default {PATCH_SIZE})")

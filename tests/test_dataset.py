@@ -316,6 +316,19 @@ def test_encode_png_is_lossless(shape):
     assert np.array_equal(np.asarray(Image.open(BytesIO(encode_png(array)))), array)
 
 
+def test_masks_in_flair_s_parallel_labels_tree_are_found(tmp_path):
+    root = tmp_path / "flair_aerial_train"
+    truth = write_tree(root)
+    for mask in root.rglob("MSK_*.tif"):  # FLAIR's archives: masks in their own tree
+        moved = tmp_path / "flair_labels_train" / mask.relative_to(root)
+        moved.parent.mkdir(parents=True, exist_ok=True)
+        mask.rename(moved)
+    summary = prepare(root, tmp_path / "out", size=SIZE, progress=False)
+    assert summary.ok and summary.rows == len(truth)
+    row = _load(tmp_path / "out")[0]
+    assert np.array_equal(np.asarray(row["conditioning_image"]), masks.to_rgb(masks.from_flair(truth[row["id"]]["raw"])))
+
+
 def test_two_runs_on_one_output_folder_are_refused(flair, tmp_path):
     fcntl = pytest.importorskip("fcntl")
     root, _ = flair
