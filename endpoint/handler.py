@@ -30,7 +30,8 @@ class EndpointHandler:
         # A full pipeline folder or a ControlNet folder at `path` wins; else SEG2SAT_MODEL /
         # SEG2SAT_CONTROLNET; else the default hub ids. Device: CUDA when present, else CPU.
         self.service = Service(ServeConfig.from_env(), repository=path or None)
-        self.service.pipeline  # noqa: B018 - load at start-up, not on the first request
+        if self.service.config.backend == "diffusion":
+            self.service.pipeline  # noqa: B018 - load at start-up, not on the first request
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
         return self.service(data)

@@ -75,6 +75,8 @@ class ServeConfig:
     """ControlNet hub id or folder: SEG2SAT_CONTROLNET."""
     device: str | None = None
     """cuda, mps or cpu; default the best available: SEG2SAT_DEVICE."""
+    backend: str = "diffusion"
+    """Backend of requests that name none: SEG2SAT_BACKEND. With "procedural" no model is loaded until asked for."""
 
     @classmethod
     def from_env(cls, environ: dict | None = None, **overrides) -> "ServeConfig":
@@ -83,7 +85,8 @@ class ServeConfig:
         values: dict[str, Any] = {}
         for name, var, cast in (("max_pixels", "SEG2SAT_MAX_PIXELS", int), ("min_side", "SEG2SAT_MIN_SIDE", int),
                                 ("queue_size", "SEG2SAT_QUEUE_SIZE", int), ("model", "SEG2SAT_MODEL", str),
-                                ("controlnet", "SEG2SAT_CONTROLNET", str), ("device", "SEG2SAT_DEVICE", str)):
+                                ("controlnet", "SEG2SAT_CONTROLNET", str), ("device", "SEG2SAT_DEVICE", str),
+                                ("backend", "SEG2SAT_BACKEND", str)):
             if env.get(var):
                 values[name] = _env_value(var, env[var], cast)
         if env.get("SEG2SAT_MAX_BODY_MB"):
@@ -92,6 +95,8 @@ class ServeConfig:
         config = cls(**values)
         if config.max_pixels < config.min_side**2 or config.min_side < 1 or config.queue_size < 0:
             raise ValueError(f"inconsistent limits: {config}")
+        if config.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
         return config
 
 
@@ -252,7 +257,7 @@ def parse_request(data: Any, config: ServeConfig | None = None) -> GenerationReq
     prompt, params, legacy = split_payload(data)
     where = "" if legacy else "parameters."
     mode = _choice(params, "mode", MODES, where)
-    backend = _choice(params, "backend", BACKENDS, where)
+    backend = _choice(params, "backend", BACKENDS, where, default=config.backend)
     settings = _settings(params, where)
     with _field("prompt" if legacy else "inputs", core="prompt"):
         full_prompt = prompts.build_prompt(prompt, params.get("style"))
@@ -270,10 +275,10 @@ def parse_request(data: Any, config: ServeConfig | None = None) -> GenerationReq
     return req
 
 
-def _choice(params: dict, name: str, allowed: tuple[str, ...], where: str) -> str:
+def _choice(params: dict, name: str, allowed: tuple[str, ...], where: str, default: str | None = None) -> str:
     value = params.get(name)
     if value is None:
-        return allowed[0]
+        return default or allowed[0]
     if not isinstance(value, str) or value.strip().lower() not in allowed:
         raise RequestError(f"{where}{name}", f"must be one of {', '.join(allowed)}, got {value!r}")
     return value.strip().lower()
@@ -592,6 +597,8 @@ def _error(message: str, status: int, **headers):
 def _blueprint():
     from flask import Blueprint, Response, jsonify, request
 
+    from .pipelines import WeightsNotFoundError
+
     api = Blueprint("seg2sat_api", __name__)
 
     @api.get("/health")
@@ -625,6 +632,9 @@ def _blueprint():
         except QueueFull as exc:
             state.count("busy")
             return _error(str(exc), 503, Retry_After=exc.retry_after)
+        except WeightsNotFoundError as exc:
+            state.count("failed")
+            return _error(f"the model is not available: {exc}", 503)
         except ValueError as exc:
             state.count("bad_request")
             return _error(str(exc), 400)
@@ -705,6 +715,9 @@ def register_cli(sub) -> None:
     p.add_argument("--max-pixels", type=int, default=None, help="largest image in pixels (SEG2SAT_MAX_PIXELS, default 1048576)")
     p.add_argument("--queue-size", type=int, default=None, help="requests that may wait (SEG2SAT_QUEUE_SIZE, default 16)")
     p.add_argument("--max-body-mb", type=float, default=None, help="largest request body (SEG2SAT_MAX_BODY_MB, default 32)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="backend of requests that name none (SEG2SAT_BACKEND, default diffusion); with procedural, "
+                   "no model is loaded until a request asks for diffusion")
     p.add_argument("--lazy", action="store_true", help="load the model on the first request instead of at start")
     p.set_defaults(func=_cmd_serve)
 
@@ -712,9 +725,10 @@ def register_cli(sub) -> None:
 def _cmd_serve(args) -> None:
     body = None if args.max_body_mb is None else int(args.max_body_mb * 2**20)
     config = ServeConfig.from_env(model=args.model, controlnet=args.controlnet, device=args.device,
-                                  max_pixels=args.max_pixels, queue_size=args.queue_size, max_body_bytes=body)
+                                  max_pixels=args.max_pixels, queue_size=args.queue_size, max_body_bytes=body,
+                                  backend=args.backend)
     service = Service(config)
-    if not args.lazy:
+    if not args.lazy and config.backend == "diffusion":
         print(f"loading {config.model or 'the default model'} …", flush=True)
         service.pipeline  # noqa: B018 - load now, so the first request is not the slow one
     print(f"serving on http://{args.host}:{args.port}  (POST / or /predict, GET /health; Ctrl+C stops)", flush=True)

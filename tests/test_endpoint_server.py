@@ -129,13 +129,25 @@ def test_full_queue_answers_503_with_retry_after_then_serves_again(tiny_dir, bod
 
 def test_procedural_backend_needs_no_model(body):
     pytest.importorskip("seg2sat.render")
-    service = Service(ServeConfig(model="/no/such/model"))
+    service = Service(ServeConfig(model="/no/such/model", backend="procedural"))
     client = create_app(service=service).test_client()
-    body["parameters"]["backend"] = "procedural"
     answer = client.post("/", json=body)
     assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["backend"] == "procedural"
     assert decode(answer.get_json()["images"][0]).size == (64, 64)
     assert service._pipeline is None
+    body["parameters"]["backend"] = "diffusion"
+    missing = client.post("/", json=body)
+    assert missing.status_code == 503 and "/no/such/model" in missing.get_json()["error"]
+    assert client.get("/health").get_json()["status"] == "ok"
+
+
+def test_procedural_inpaint_keeps_the_image_outside_the_region(body):
+    pytest.importorskip("seg2sat.render")
+    photo = np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    body["parameters"].update(mode="inpaint", init_image=b64png(photo), region=[0, 0, 32, 64], backend="procedural")
+    out = np.asarray(decode(Service(ServeConfig())(body)["images"][0]).convert("RGB"))
+    assert (out[:, 32:] == photo[:, 32:]).all() and (out[:, :32] != photo[:, :32]).any()
 
 
 def _post(url: str, payload) -> tuple[int, dict]:
