@@ -283,6 +283,15 @@ def test_remote_backend_speaks_the_endpoint_protocol(tiny_pipe, monkeypatch):
         assert state["prompt"].startswith("Aerial view of Nantes.") and seen == ["Bearer secret-token"]
         direct = generate(small_ids(), r.get_json()["prompt"], seed=4, steps=1, pipeline=tiny_pipe)
         assert np.array_equal(np.asarray(fetch_image(client, state["results"][1])), np.asarray(direct.images[0]))
+        # Inpainting travels as init_image + region; the endpoint keeps every pixel outside the region.
+        region = np.zeros((64, 64), dtype=np.uint8)
+        region[:16, :16] = 255
+        source = state["results"][0]
+        r = client.post("/api/inpaint", json={"image_id": source["id"], "mask": _mask(), "seed": 1, "steps": 1,
+                                              "region": b64png(Image.fromarray(region))})
+        state = wait(client, r.get_json()["job"]["id"])
+        out, before = np.asarray(fetch_image(client, state["results"][0])), np.asarray(fetch_image(client, source))
+        assert np.array_equal(out[16:], before[16:]) and not np.array_equal(out[:16, :16], before[:16, :16])
         # The endpoint's own refusal (a mask over its pixel limit) reaches the user in words.
         big = b64png(masks.to_image(np.full((64, 128), 11, dtype=np.uint8)))
         state = wait(client, client.post("/api/generate", json={"mask": big, "steps": 1}).get_json()["job"]["id"])
@@ -324,3 +333,25 @@ def test_start_script_serves_the_page_and_prints_its_url(tiny_dir):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_procedural_backend_needs_no_weights_and_keeps_pixels_outside_the_region():
+    pytest.importorskip("seg2sat.render")
+    from seg2sat.render import render
+
+    app = create_app({"BACKEND": "procedural"})
+    client = app.test_client()
+    try:
+        r = client.post("/api/generate", json={"mask": _mask(), "seed": 2, "num_images": 2})
+        state = wait(client, r.get_json()["job"]["id"])
+        assert state["status"] == "done" and [x["seed"] for x in state["results"]] == [2, 3]
+        first = np.asarray(fetch_image(client, state["results"][0]))
+        assert np.array_equal(first, np.asarray(render(small_ids(), seed=2)))
+        grown = np.full((64, 80), 5, dtype=np.uint8)
+        grown[:, :64] = small_ids()
+        r = client.post("/api/outpaint", json={"image_id": state["results"][0]["id"], "side": "right", "pixels": 16,
+                                               "mask": b64png(masks.to_image(grown)), "seed": 9})
+        out = np.asarray(fetch_image(client, wait(client, r.get_json()["job"]["id"])["results"][0]))
+        assert out.shape == (64, 80, 3) and np.array_equal(out[:, :64], first)
+    finally:
+        app.extensions["seg2sat_ui"].worker.close()

@@ -7,6 +7,7 @@
 
 const $ = (id) => document.getElementById(id);
 const MAX_UNDO = 60;
+const MAX_UNDO_BYTES = 64 * 1024 * 1024;  // big canvases keep fewer steps
 const POLL_MS = 250;
 
 const S = {
@@ -78,7 +79,8 @@ function restore(snap) {
 
 function pushUndo() {
   S.undo.push(snapshot());
-  if (S.undo.length > MAX_UNDO) S.undo.shift();
+  const bytes = () => S.undo.reduce((n, u) => n + u.ids.length + (u.region ? u.region.length : 0), 0);
+  while (S.undo.length > MAX_UNDO || (S.undo.length > 1 && bytes() > MAX_UNDO_BYTES)) S.undo.shift();
   S.redo = [];
   updateUndoButtons();
 }
