@@ -265,7 +265,10 @@ def parse_request(data: Any, config: ServeConfig | None = None) -> GenerationReq
         raise RequestError(f"{where}image", "is required: the land-cover mask as a base64 PNG")
     mask_image = decode_image(params["image"], f"{where}image", config)
     with _field(f"{where}image"):
-        snapped = masks.load_mask(mask_image)
+        try:
+            snapped = masks.load_mask(mask_image)
+        except (OSError, TypeError) as exc:  # image modes PIL cannot convert to colours
+            raise ValueError(f"cannot read colours from this {mask_image.mode} image ({exc})") from None
     req = GenerationRequest(mode=mode, prompt=full_prompt, ids=snapped.ids, off_palette=snapped.off_palette,
                             settings=settings, negative_prompt=params.get("negative_prompt") or None,
                             style=params.get("style"), backend=backend, legacy=legacy,
@@ -416,6 +419,7 @@ class Service:
         self.repository = repository
         self._pipeline = pipeline
         self._load_lock = threading.Lock()
+        self._device_lock = threading.Lock()
 
     @property
     def pipeline(self):
@@ -456,9 +460,12 @@ class Service:
         return body
 
     def __call__(self, data: Any) -> dict:
+        """One request, start to answer. Callers on several threads (the endpoint toolkit may
+        call a handler concurrently) take turns on the device; parsing needs no turn."""
         req = self.parse(data)
-        start = time.perf_counter()
-        result = self.run(req)
+        with self._device_lock:
+            start = time.perf_counter()
+            result = self.run(req)
         return self.answer(req, result, {"parse_s": req.parse_s, "generate_s": time.perf_counter() - start})
 
 

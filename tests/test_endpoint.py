@@ -245,3 +245,26 @@ def test_built_repository_serves_with_its_own_copy_of_seg2sat(tiny_dir, tmp_path
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer["seeds"] == [4] and answer["n"] == 1
     assert Path(answer["where"]).resolve().is_relative_to(repo.resolve())
+
+
+def test_handler_called_from_threads_runs_one_generation_at_a_time(tiny_dir, mask_b64):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from seg2sat.pipelines import load_pipeline
+
+    class Watched(Service):
+        active = most = 0
+
+        def run(self, req):
+            Watched.active += 1
+            Watched.most = max(Watched.most, Watched.active)
+            try:
+                return super().run(req)
+            finally:
+                Watched.active -= 1
+
+    service = Watched(ServeConfig(), pipeline=load_pipeline(tiny_dir))
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda s: service(payload(mask_b64, seed=s)), range(4)))
+    assert [a["seeds"] for a in answers] == [[0], [1], [2], [3]]
+    assert Watched.most == 1
