@@ -1,6 +1,6 @@
 """Procedural renderer figures: colour fidelity against real FLAIR photos, and speed.
 
-    python benchmarks/bench_render.py [--reference ../shared/reference/flair-pairs]
+    python benchmarks/bench_render.py [--reference ../shared/reference/flair-pairs] [--figure images/procedural_town.png]
 
 Fidelity (skipped when the reference folder is absent): every real patch's mask is
 rendered, and for each class in each patch the mean colour of the render is compared
@@ -77,10 +77,28 @@ def speed(ids: np.ndarray, repeats: int) -> tuple[float, float]:
     return best_cpu, best_wall
 
 
+def figure(path: Path) -> None:
+    """The README picture: the sample town mask and its procedural render (seed 1), side by side."""
+    from PIL import Image
+
+    from seg2sat.render import render
+
+    ids = masks.load_mask(SAMPLE).ids
+    h, w = ids.shape
+    canvas = Image.new("RGB", (2 * w + 8, h), "white")
+    canvas.paste(masks.to_image(ids), (0, 0))
+    canvas.paste(render(ids, seed=1), (w + 8, 0))
+    canvas.save(path, optimize=True)
+    print(f"figure: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE)
+    parser.add_argument("--figure", type=Path, default=None, help="also write the README figure (mask | render) here")
     args = parser.parse_args()
+    if args.figure:
+        figure(args.figure)
     pairs = read_pairs(args.reference) if args.reference.is_dir() else []
     if pairs:
         fidelity(pairs)
