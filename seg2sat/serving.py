@@ -335,20 +335,26 @@ def _geometry(req: GenerationRequest, params: dict, where: str, config: ServeCon
 
 def _output_size(req: GenerationRequest, params: dict, where: str, config: ServeConfig) -> None:
     """width/height resize the mask (nearest neighbour); one alone keeps the mask's aspect ratio."""
-    width, height = params.get("width"), params.get("height")
-    if width is None and height is None:
+    if params.get("width") is None and params.get("height") is None:
         return
+    width, height = (_side(params.get(name), f"{where}{name}", config) for name in ("width", "height"))
     w0, h0 = req.size
-    width = int(width) if width is not None else max(1, round(w0 * int(height) / h0))
-    height = int(height) if height is not None else max(1, round(h0 * width / w0))
-    for name, value in (("width", width), ("height", height)):
-        if value != params.get(name, value) or value < config.min_side:
-            raise RequestError(f"{where}{name}", f"must be an integer of at least {config.min_side}, got {params.get(name)!r}")
+    width = width or max(config.min_side, round(w0 * height / h0))
+    height = height or max(config.min_side, round(h0 * width / w0))
     if width * height > config.max_pixels:
         raise RequestError(f"{where}width", f"{width}x{height} = {width * height} px is more than the limit of "
                            f"{config.max_pixels} px (SEG2SAT_MAX_PIXELS)")
     req.ids = masks.resize_ids(req.ids, (width, height))
     req.size = (width, height)
+
+
+def _side(value: Any, name: str, config: ServeConfig) -> int | None:
+    """A whole number of pixels, at least ``min_side`` (None when not given)."""
+    if value is None:
+        return None
+    if not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())) or value < config.min_side:
+        raise RequestError(name, f"must be a whole number of pixels, at least {config.min_side}, got {value!r}")
+    return int(value)
 
 
 def _region(value: Any, size: tuple[int, int], name: str, config: ServeConfig) -> np.ndarray:

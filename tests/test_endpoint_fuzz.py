@@ -41,15 +41,15 @@ near = {
     "image": images,
     "init_image": images,
     "seed": st.integers(-2, 2**64) | st.lists(st.integers(-1, 5), max_size=3) | st.sampled_from([1.0, 1.5, "7"]),
-    "num_images": st.integers(-1, 2) | st.sampled_from([9, 1.0, "2", True]),
-    "steps": st.integers(-1, 2) | st.sampled_from([151, 10**12, 2.0, 2.5, "1"]),
+    "num_images": st.integers(-1, 2) | st.sampled_from([9, 1.0, "2", True, float("-inf")]),
+    "steps": st.integers(-1, 2) | st.sampled_from([151, 10**12, 2.0, 2.5, "1", float("inf"), float("nan")]),
     "guidance_scale": st.floats(-1, 31) | st.sampled_from([float("nan"), float("inf"), "7.5"]),
     "controlnet_conditioning_scale": st.floats(-0.5, 2.5) | st.just(float("nan")),
     "negative_prompt": st.text(max_size=10) | st.integers(),
     "style": st.sampled_from(["lego", "Pencil", "cubism", "", None, 3]),
     "mode": st.sampled_from(["generate", "inpaint", "outpaint", "INPAINT", "paint", 0]),
     "backend": st.sampled_from(["diffusion", "gan", None]),
-    "width": st.integers(0, 140) | st.sampled_from([5000, 64.5, "64"]),
+    "width": st.integers(0, 140) | st.sampled_from([5000, 64.5, 64.0, "64", float("inf"), float("nan")]),
     "height": st.integers(0, 140) | st.sampled_from([5000, -64]),
     "region": st.lists(st.integers(-10, 80), min_size=0, max_size=5) | images,
     "at": st.lists(st.integers(-10, 80), max_size=3) | st.just("0,0"),
@@ -90,7 +90,7 @@ def _known_field(field: str) -> bool:
     return field in {"body", "inputs", "prompt", "parameters"} or field.removeprefix("parameters.") in PARAMETERS
 
 
-@settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=payloads())
 def test_any_payload_gives_images_or_a_value_error_naming_a_field(service, data):
     try:
