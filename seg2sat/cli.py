@@ -144,6 +144,11 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
                    "in overlapping tiles); procedural: the built-in renderer, no weights, instant, any size")
     p.add_argument("--no-fallback", action="store_true",
                    help="fail when the diffusion weights cannot be loaded, instead of using the procedural renderer")
+    p.add_argument("--init", default=None, metavar="procedural|IMAGE",
+                   help="diffusion starts from this image instead of noise (image-to-image); 'procedural' = the "
+                   "offline render of the mask, which ties the result closer to the mask")
+    p.add_argument("--strength", type=float, default=0.75,
+                   help="with --init: how much of it is redrawn, in (0, 1] (default 0.75)")
 
 
 def _cmd_generate(args) -> None:
@@ -160,10 +165,19 @@ def _cmd_generate(args) -> None:
                 raise
             print(f"note: {exc} Using the procedural renderer instead (--no-fallback turns this off).", file=sys.stderr)
         else:
-            _save(generate(args.mask, args.prompt, pipeline=pipe, **_options(args)), args.out, args.mask.stem)
+            result = generate(args.mask, args.prompt, pipeline=pipe, init_image=_init(args), strength=args.strength,
+                              **_options(args))
+            _save(result, args.out, args.mask.stem)
             return
     result = procedural(args.mask, seed=args.seed, num_images=args.num_images, prompt=args.prompt)
     _save(result, args.out, args.mask.stem)
+
+
+def _init(args):
+    if args.init is None or args.init == "procedural":
+        return args.init
+    _check_files(Path(args.init))
+    return Path(args.init)
 
 
 def _cmd_inpaint(args) -> None:

@@ -184,6 +184,8 @@ def generate(
     style: str | None = None,
     pipeline=None,
     on_step: StepCallback | None = None,
+    init_image=None,
+    strength: float = 0.75,
 ) -> Result:
     """Aerial images for a land-cover mask.
 
@@ -191,24 +193,46 @@ def generate(
     or a 2-D class-id array. ``seed``: one int (images get seed, seed+1, …), a list
     with one seed per image, or None for random seeds; :attr:`Result.seeds` says which.
     ``pipeline`` defaults to :func:`load_pipeline` with its default models.
+    ``init_image``: start from this picture instead of noise (image-to-image), or
+    ``"procedural"`` for the offline render of the mask with each image's seed, which
+    ties the result closer to the mask; ``strength`` (0..1] is how much is redrawn.
+    Masks larger than the model's tile are generated in tiles (:mod:`seg2sat.tiling`).
     """
     req = _request(mask, prompt, seed, num_images, steps, guidance_scale, controlnet_scale, negative_prompt, style)
+    init = _init_source(init_image, strength)
     pipe = pipeline if pipeline is not None else load_pipeline()
     control = masks.to_image(masks.resize_ids(req.ids, _work_size(req)))
-    if tiling.needs_tiling(pipe, *control.size):
-        images = _run_tiled(pipe, req, on_step, control)
+    if init is not None or tiling.needs_tiling(pipe, *control.size):
+        images = _run_tiled(pipe, req, on_step, control, init, strength)
     else:
         images = _run(pipe, req, on_step, image=control)
     return Result(_fit_back(images, control_size(req.ids)), req.seeds, req.prompt, req.off_palette)
 
 
-def _run_tiled(pipe, req: _Request, on_step: StepCallback | None, control: Image.Image) -> list[Image.Image]:
-    """Masks larger than the model's tile, one seamless image per seed (see :mod:`seg2sat.tiling`).
+def _init_source(init_image, strength):
+    """Check the image-to-image inputs before any model work: None, "procedural", or a readable image."""
+    if init_image is None:
+        return None
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= 1:
+        raise ValueError(f"strength must be a number in (0, 1], got {strength!r}")
+    if isinstance(init_image, str) and init_image == "procedural":
+        return init_image
+    return _load_rgb(init_image, "init_image")
+
+
+def _run_tiled(pipe, req: _Request, on_step: StepCallback | None, control: Image.Image, init=None,
+               strength: float = 0.75) -> list[Image.Image]:
+    """Masks larger than the model's tile, one seamless image per seed (see :mod:`seg2sat.tiling`), and image-to-image.
 
     ``on_step`` counts tile passes (tiles x steps), over all seeds, as the progress bar does.
     """
     images = []
     for n, seed in enumerate(req.seeds):
+        start = init
+        if isinstance(init, str):  # "procedural": the offline render of the mask, at the model's size
+            from .render import render
+
+            start = render(masks.resize_ids(req.ids, control.size), seed=seed)
 
         def on_tile(done: int, total: int, n: int = n) -> None:
             if on_step is not None:
@@ -216,7 +240,8 @@ def _run_tiled(pipe, req: _Request, on_step: StepCallback | None, control: Image
 
         images.append(tiling.generate_tiled(
             pipe, control, req.prompt, seed=seed, steps=req.steps, guidance_scale=req.guidance_scale,
-            controlnet_scale=req.controlnet_scale, negative_prompt=req.negative_prompt, on_tile=on_tile))
+            controlnet_scale=req.controlnet_scale, negative_prompt=req.negative_prompt, on_tile=on_tile,
+            init_image=start, strength=strength))
     return images
 
 

@@ -46,3 +46,14 @@ def test_cli_generates_a_map_larger_than_a_tile_in_one_image(tmp_path, tiny_dir,
     assert main(["generate", str(mask), "--prompt", "Aerial view", "--model", str(tiny_dir), "--steps", "1",
                  "--seed", "2", "--out", str(out)]) == 0
     assert Image.open(out / "big-seed2.png").size == (100, 192)
+
+
+def test_cli_image_to_image_from_the_procedural_render(tmp_path, tiny_dir, town_png, capsys):
+    out = tmp_path / "out"
+    base = ["generate", str(town_png), "--prompt", "Aerial view", "--model", str(tiny_dir), "--steps", "2",
+            "--seed", "1", "--init", "procedural", "--out", str(out)]
+    assert main(base + ["--strength", "0.5"]) == 0
+    assert Image.open(out / "town-seed1.png").size == (128, 64)
+    capsys.readouterr()
+    assert main(base + ["--strength", "2"]) == 2
+    assert "strength" in capsys.readouterr().err

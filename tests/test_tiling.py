@@ -99,3 +99,28 @@ def test_tiled_vae_decode_keeps_each_tile_where_no_other_tile_reaches(tiny_pipe)
         only = cover[top * 8 : bottom * 8, left * 8 : right * 8] == 1
         assert only.any()
         assert np.abs(image[top * 8 : bottom * 8, left * 8 : right * 8][only] - alone[only]).max() <= 1
+
+
+def test_image_to_image_from_the_procedural_render_runs_the_strength_share_of_steps(tiny_pipe, town_ids):
+    calls = []
+    kwargs = dict(seed=3, steps=4, pipeline=tiny_pipe)
+    first = generate(town_ids, "Aerial view", init_image="procedural", strength=0.5,
+                     on_step=lambda k, n: calls.append(n), **kwargs).images[0]
+    assert first.size == (128, 64)
+    assert calls[-1] == 2 * len(windows(8, 16, 8, 2))  # half of the 4 steps, over every tile
+    again = generate(town_ids, "Aerial view", init_image="procedural", strength=0.5, **kwargs).images[0]
+    assert np.array_equal(np.asarray(first), np.asarray(again))
+    from_noise = generate(town_ids, "Aerial view", **kwargs).images[0]
+    assert not np.array_equal(np.asarray(first), np.asarray(from_noise))
+    flat = generate(town_ids, "Aerial view", init_image=np.full((64, 128, 3), 128, np.uint8), strength=0.5, **kwargs)
+    assert not np.array_equal(np.asarray(first), np.asarray(flat.images[0]))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(init_image="procedural", strength=0), "strength"),
+    (dict(init_image="procedural", strength=1.5), "strength"),
+    (dict(init_image="no/such/start.png"), "init_image"),
+])
+def test_bad_image_to_image_inputs_fail_before_model_work(town_ids, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generate(town_ids, "Aerial view", pipeline=object(), **kwargs)
