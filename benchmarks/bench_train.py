@@ -118,7 +118,9 @@ def sd21_models(device, weight_dtype):
     tokenizer = build_tokenizer()
     text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=1024, intermediate_size=4096,
                                                 num_hidden_layers=23, num_attention_heads=16,
-                                                max_position_embeddings=77, hidden_act="gelu", projection_dim=1024))
+                                                max_position_embeddings=77, hidden_act="gelu", projection_dim=1024,
+                                                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                                pad_token_id=tokenizer.pad_token_id))
     for module in (unet, vae, text_encoder):
         module.requires_grad_(False).eval().to(device, dtype=weight_dtype)
     controlnet.to(device).train()
@@ -132,11 +134,14 @@ def bench_sd21(opts) -> None:
     from seg2sat.training.arguments import build_parser
     from seg2sat.training.models import diffusion_loss, make_optimizer, step_generator
 
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() and not opts.smoke_cpu:
         print("skipped: --sd21 needs a CUDA GPU")
         return
-    device, dtype = torch.device("cuda"), torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    torch.backends.cuda.matmul.allow_tf32 = True
+    if opts.smoke_cpu:  # checks that the code runs, on any machine; its timings mean nothing
+        device, dtype = torch.device("cpu"), torch.bfloat16
+    else:
+        device, dtype = torch.device("cuda"), torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        torch.backends.cuda.matmul.allow_tf32 = True
     args = build_parser().parse_args(["--train_data_dir", "unused"])
     for checkpointing in (False, True):
         models = sd21_models(device, dtype)
@@ -148,28 +153,35 @@ def bench_sd21(opts) -> None:
         batch = {"pixel_values": torch.randn(b, 3, r, r, device=device).clamp(-1, 1),
                  "conditioning_pixel_values": torch.rand(b, 3, r, r, device=device),
                  "input_ids": torch.randint(0, 500, (b, 77), device=device)}
-        torch.cuda.reset_peak_memory_stats()
+        cuda = device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         for step in range(opts.steps + 2):
             if step == 2:  # the first steps warm up kernels and the allocator
-                torch.cuda.synchronize()
+                if cuda:
+                    torch.cuda.synchronize()
                 started = time.perf_counter()
-            with torch.autocast("cuda", dtype=dtype):
+            with torch.autocast(device.type, dtype=dtype):
                 loss = diffusion_loss(models, models.controlnet, batch, step_generator(0, step, 0, device), dtype)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
         rate = opts.steps / (time.perf_counter() - started)
-        peak = torch.cuda.max_memory_allocated() / 2**30
-        print(f"SD 2.1-sized, {torch.cuda.get_device_name()}, {dtype}, {r} px, batch {b}, gradient checkpointing "
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+        where = torch.cuda.get_device_name() if cuda else "CPU smoke run"
+        print(f"SD 2.1-sized, {where}, {dtype}, {r} px, batch {b}, gradient checkpointing "
               f"{'on' if checkpointing else 'off'}: {rate:.2f} steps/s ({rate * b:.1f} samples/s), peak {peak:.1f} GiB")
         del models, optimizer, batch, loss
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sd21", action="store_true", help="SD 2.1-sized models on a GPU instead of the tiny ones")
+    parser.add_argument("--smoke-cpu", action="store_true", help="with --sd21: run on CPU to check the code (slow)")
     parser.add_argument("--reference", action="store_true", help="train on ../shared/reference/flair-pairs")
     parser.add_argument("--resolution", type=int, default=None, help="default 64 (tiny) or 512 (--sd21)")
     parser.add_argument("--batch-size", type=int, default=4)

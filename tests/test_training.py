@@ -54,6 +54,15 @@ def _write_dataset(path: Path, n: int, caption_column: str = "text") -> Path:
     return path
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model gains nothing from threads, and on a busy shared CPU they wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def train_data(tmp_path_factory) -> Path:
     return _write_dataset(tmp_path_factory.mktemp("train") / "data", 5)
@@ -168,6 +177,7 @@ def test_a_step_changes_only_the_controlnet(tiny_dir, train_data, tmp_path):
 
     args = _args(tiny_dir, train_data, tmp_path)
     models = load_models(args, torch.device("cpu"), torch.float32)
+    assert {type(p).__name__ for p in models.unet.attn_processors.values()} == {"AttnProcessor2_0"}  # SDPA
     before = {name: {k: v.clone() for k, v in getattr(models, name).state_dict().items()}
               for name in ("controlnet", "unet", "vae", "text_encoder")}
     data = PairDataset(open_dataset(args), models.tokenizer, args)
@@ -259,7 +269,7 @@ def test_stop_and_resume_gives_the_same_weights_as_a_straight_run(tiny_dir, trai
 
 def test_accelerate_launch_runs_the_entry_point(tiny_dir, train_data, tmp_path):
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
          str(ROOT / "controlnet_training/accelerate/cpu.yaml"), str(ROOT / "controlnet_training/train.py"),

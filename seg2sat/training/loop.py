@@ -35,7 +35,7 @@ class TrainingSummary:
     """Mean loss of the last optimizer step (nan when no step ran)."""
     samples_per_second: float
     data_wait_share: float
-    """Share of the training time spent waiting for the data loader."""
+    """Share of the training time spent waiting for the data loader (both from the second step on)."""
     resumed_from: Path | None = None
 
 
@@ -157,7 +157,7 @@ def _run(accelerator, args, models, controlnet, optimizer, lr_scheduler, loader,
     batches = iter(loader)
     bar = tqdm(total=max_steps, initial=progress.global_step, desc="training", unit="step",
                disable=not accelerator.is_local_main_process, dynamic_ncols=True)
-    samples = 0
+    samples, first_step = 0, progress.global_step
     wait = busy = 0.0
     loss_value = float("nan")
     while progress.global_step < max_steps:
@@ -187,6 +187,8 @@ def _run(accelerator, args, models, controlnet, optimizer, lr_scheduler, loader,
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"the loss is {loss_value} at step {progress.global_step}; "
                                      "lower --learning_rate or use bf16 instead of fp16")
+        if progress.global_step == first_step + 1 and max_steps > progress.global_step:
+            samples, wait, busy = 0, 0.0, 0.0  # throughput is measured from the second step: no start-up costs
         rate = samples / busy if busy else 0.0
         logs = {"loss": loss_value, "lr": lr_scheduler.get_last_lr()[0], "samples_per_s": rate,
                 "data_wait_share": wait / busy if busy else 0.0}

@@ -33,6 +33,7 @@ class Models:
 def load_models(args, device: torch.device, weight_dtype: torch.dtype) -> Models:
     """Base model parts from ``--pretrained_model_name_or_path``; the ControlNet from its folder or from the UNet."""
     from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
+    from diffusers.models.attention_processor import AttnProcessor2_0
     from transformers import AutoTokenizer, CLIPTextModel
 
     base = args.pretrained_model_name_or_path
@@ -59,6 +60,8 @@ def load_models(args, device: torch.device, weight_dtype: torch.dtype) -> Models
         module.to(device) if weight_dtype == torch.float32 else module.to(device, dtype=weight_dtype)
     controlnet.to(device, dtype=torch.float32)
     controlnet.train()
+    for module in (unet, controlnet):  # PyTorch SDPA, whatever processor a saved model was configured with
+        module.set_attn_processor(AttnProcessor2_0())
     if args.gradient_checkpointing:
         controlnet.enable_gradient_checkpointing()
         unet.enable_gradient_checkpointing()  # the loss flows back through the UNet to the ControlNet
