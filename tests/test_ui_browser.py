@@ -146,6 +146,7 @@ def test_drawing_tools_are_pixel_exact_and_undoable(browser, server):
     page.fill("#brush-size", "5")
     page.dispatch_event("#brush-size", "input")
     drag(page, [(5, 5), (30, 5), (30, 20)])
+    assert page.is_visible("#brush-cursor")  # the outline of the brush follows the pointer
     ids = canvas_ids(page)
     water = BY_NAME["water"].id
     assert ids[5, 5] == ids[5, 30] == ids[20, 30] == water and ids[40, 40] != water
@@ -194,6 +195,8 @@ def test_drawing_tools_are_pixel_exact_and_undoable(browser, server):
     assert np.array_equal(rgb_to_ids(np.asarray(exported.convert("RGB"))), before_undo)
     assert (np.asarray(exported)[..., 3] == 255).all()
 
+    page.keyboard.press("]")
+    assert page.inner_text("#brush-size-value") == "6"
     page.click("#clear")
     assert (canvas_ids(page) == BY_NAME["bare soil"].id).all()
     assert page.js_errors == []

@@ -115,19 +115,51 @@ function resizeCanvases() {
     c.width = S.w; c.height = S.h;
     c.getContext("2d").imageSmoothingEnabled = false;
   }
+  // Pixel buffers written as one 32-bit word per pixel, uploaded by dirty rectangle.
+  S.maskImage = new ImageData(S.w, S.h);
+  S.maskWords = new Uint32Array(S.maskImage.data.buffer);
+  S.regionImage = new ImageData(S.w, S.h);
+  S.regionWords = new Uint32Array(S.regionImage.data.buffer);
   $("stage").style.aspectRatio = `${S.w} / ${S.h}`;
   $("canvas-size").textContent = `${S.w} × ${S.h} px`;
   placeTarget();
+  invalidate();
+}
+
+function invalidate() {
+  // The whole map changed (new size, undo, load): recount the classes, redraw everything.
+  S.counts = new Int32Array(S.rgb.length);
+  for (let i = 0; i < S.ids.length; i++) S.counts[S.ids[i]]++;
+  markDirty(0, 0, S.w - 1, S.h - 1);
+  S.overlayFull = true;
   render();
+}
+
+function markDirty(x0, y0, x1, y1) {
+  x0 = Math.max(0, x0); y0 = Math.max(0, y0); x1 = Math.min(S.w - 1, x1); y1 = Math.min(S.h - 1, y1);
+  if (x0 > x1 || y0 > y1) return;
+  const d = S.dirty;
+  S.dirty = d ? { x0: Math.min(d.x0, x0), y0: Math.min(d.y0, y0), x1: Math.max(d.x1, x1), y1: Math.max(d.y1, y1) }
+              : { x0, y0, x1, y1 };
+}
+
+function setId(i, value) {
+  // Every change of the map goes through here, so the class shares stay exact without a recount.
+  const old = S.ids[i];
+  if (old !== value) { S.counts[old]--; S.counts[value]++; S.ids[i] = value; }
 }
 
 // ---------------------------------------------------------------- drawing
 
+function brushSpan() {
+  const r = (S.size - 1) / 2;
+  return { r, lo: -Math.floor(r), hi: Math.ceil(r), off: S.size % 2 ? 0 : 0.5 };  // even sizes sit between pixels
+}
+
 function stamp(cx, cy, target, value) {
   // A pixel-exact disc: whole pixels only, so no blended colour can appear.
-  const r = (S.size - 1) / 2;
-  const lo = -Math.floor(r), hi = Math.ceil(r);
-  const off = S.size % 2 ? 0 : 0.5;  // even sizes are centred between pixels
+  const { r, lo, hi, off } = brushSpan();
+  const onMap = target === S.ids;
   for (let dy = lo; dy <= hi; dy++) {
     const y = cy + dy;
     if (y < 0 || y >= S.h) continue;
@@ -135,9 +167,11 @@ function stamp(cx, cy, target, value) {
       const x = cx + dx;
       if (x < 0 || x >= S.w) continue;
       const ex = dx - off, ey = dy - off;
-      if (ex * ex + ey * ey <= r * r + 0.5) target[y * S.w + x] = value;
+      if (ex * ex + ey * ey > r * r + 0.5) continue;
+      if (onMap) setId(y * S.w + x, value); else target[y * S.w + x] = value;
     }
   }
+  markDirty(cx + lo, cy + lo, cx + hi, cy + hi);
 }
 
 function line(x0, y0, x1, y1, target, value) {
@@ -151,22 +185,26 @@ function floodFill(x, y, value) {
   const from = S.ids[y * S.w + x];
   if (from === value) return;
   const stack = [y * S.w + x];
+  let [x0, y0, x1, y1] = [x, y, x, y];
   while (stack.length) {
     const p = stack.pop();
     if (S.ids[p] !== from) continue;
-    S.ids[p] = value;
-    const px = p % S.w;
+    setId(p, value);
+    const px = p % S.w, py = (p - px) / S.w;
+    if (px < x0) x0 = px; if (px > x1) x1 = px; if (py < y0) y0 = py; if (py > y1) y1 = py;
     if (px > 0) stack.push(p - 1);
     if (px < S.w - 1) stack.push(p + 1);
     if (p >= S.w) stack.push(p - S.w);
     if (p < S.w * (S.h - 1)) stack.push(p + S.w);
   }
+  markDirty(x0, y0, x1, y1);
 }
 
-function fillRect(a, b, target, value) {
+function fillRect(a, b, value) {
   const [x0, x1] = [Math.min(a.x, b.x), Math.max(a.x, b.x)];
   const [y0, y1] = [Math.min(a.y, b.y), Math.max(a.y, b.y)];
-  for (let y = y0; y <= y1; y++) target.fill(value, y * S.w + x0, y * S.w + x1 + 1);
+  for (let y = y0; y <= y1; y++) for (let i = y * S.w + x0; i <= y * S.w + x1; i++) setId(i, value);
+  markDirty(x0, y0, x1, y1);
 }
 
 function pixelAt(event) {
@@ -198,7 +236,9 @@ function onPointerDown(event) {
   pushUndo();
   event.target.setPointerCapture(event.pointerId);
   S.drawing = { start: p, last: p };
-  if (S.tool !== "rect") {
+  if (S.tool === "rect") {
+    S.preview = { a: p, b: p };
+  } else {
     const [target, value] = strokeTarget();
     stamp(p.x, p.y, target, value);
   }
@@ -210,37 +250,52 @@ function onPointerMove(event) {
   showCursor(p);
   if (!S.drawing) return;
   if (S.tool === "rect") {
-    drawOverlay(S.drawing.start, p);
+    S.preview = { a: S.drawing.start, b: p };
   } else {
     const [target, value] = strokeTarget();
     line(S.drawing.last.x, S.drawing.last.y, p.x, p.y, target, value);
     S.drawing.last = p;
-    render();
   }
+  render();
 }
 
 function onPointerUp(event) {
   if (!S.drawing) return;
-  if (S.tool === "rect") fillRect(S.drawing.start, pixelAt(event), S.ids, S.current);
+  if (S.tool === "rect") {
+    fillRect(S.drawing.start, pixelAt(event), S.current);
+    S.preview = null;
+    S.overlayFull = true;
+  }
   S.drawing = null;
   render();
 }
 
 function showCursor(p) {
+  const outline = $("brush-cursor");
+  const brushy = ["brush", "eraser", "region"].includes(S.tool);
+  outline.hidden = !p.inside || !brushy;
   if (!p.inside) { $("cursor-info").textContent = "\u00a0"; return; }
+  if (brushy) {
+    // The outline covers exactly the pixels the next stamp paints.
+    const { lo, hi } = brushSpan();
+    Object.assign(outline.style, {
+      left: `${(100 * (p.x + lo)) / S.w}%`, top: `${(100 * (p.y + lo)) / S.h}%`,
+      width: `${(100 * (hi - lo + 1)) / S.w}%`, height: `${(100 * (hi - lo + 1)) / S.h}%`,
+    });
+  }
   const c = S.classes.find((k) => k.id === S.ids[p.y * S.w + p.x]);
   $("cursor-info").textContent = `${p.x}, ${p.y}: ${c ? c.name : "?"}`;
 }
 
 // ---------------------------------------------------------------- rendering
 
+const REGION_WORD = ((150 << 24) | 0xffffff) >>> 0;  // translucent white
+
 function maskImageData() {
+  // A fresh, complete image of the map (for export and requests), whatever is still to be drawn.
   const data = new ImageData(S.w, S.h);
-  const px = data.data;
-  for (let i = 0, n = S.ids.length; i < n; i++) {
-    const c = S.rgb[S.ids[i]];
-    px[4 * i] = c[0]; px[4 * i + 1] = c[1]; px[4 * i + 2] = c[2]; px[4 * i + 3] = 255;
-  }
+  const words = new Uint32Array(data.data.buffer);
+  for (let i = 0, n = S.ids.length; i < n; i++) words[i] = S.words[S.ids[i]];
   return data;
 }
 
@@ -250,42 +305,58 @@ function render() {
   renderQueued = true;
   requestAnimationFrame(() => {
     renderQueued = false;
-    $("mask-canvas").getContext("2d").putImageData(maskImageData(), 0, 0);
-    drawOverlay();
-    updateShares();
+    flush();
   });
 }
 
-function drawOverlay(rectFrom, rectTo) {
-  const ctx = $("overlay-canvas").getContext("2d");
-  ctx.clearRect(0, 0, S.w, S.h);
-  if (S.region) {
-    const data = ctx.createImageData(S.w, S.h);
-    for (let i = 0; i < S.region.length; i++) {
-      if (S.region[i]) { data.data[4 * i] = 255; data.data[4 * i + 1] = 255; data.data[4 * i + 2] = 255; data.data[4 * i + 3] = 150; }
+function flush() {
+  // Upload only the rectangle that changed since the last frame: strokes stay cheap on big maps.
+  const d = S.dirty;
+  S.dirty = null;
+  if (d) {
+    const { w, ids, maskWords, regionWords, region } = { w: S.w, ids: S.ids, maskWords: S.maskWords,
+      regionWords: S.regionWords, region: S.region };
+    for (let y = d.y0; y <= d.y1; y++) {
+      for (let i = y * w + d.x0, end = y * w + d.x1; i <= end; i++) {
+        maskWords[i] = S.words[ids[i]];
+        if (region) regionWords[i] = region[i] ? REGION_WORD : 0;
+      }
     }
-    ctx.putImageData(data, 0, 0);
+    $("mask-canvas").getContext("2d").putImageData(S.maskImage, 0, 0, d.x0, d.y0, d.x1 - d.x0 + 1, d.y1 - d.y0 + 1);
   }
-  if (rectFrom && rectTo) {
-    const c = S.rgb[S.current];
-    ctx.fillStyle = `rgb(${c[0]},${c[1]},${c[2]})`;
-    ctx.fillRect(Math.min(rectFrom.x, rectTo.x), Math.min(rectFrom.y, rectTo.y),
-                 Math.abs(rectTo.x - rectFrom.x) + 1, Math.abs(rectTo.y - rectFrom.y) + 1);
+  drawOverlay(d);
+  updateShares();
+}
+
+function drawOverlay(d) {
+  // The overlay holds the inpainting region and the rectangle being dragged, never map pixels.
+  const ctx = $("overlay-canvas").getContext("2d");
+  if (S.preview || S.overlayFull) {
+    ctx.clearRect(0, 0, S.w, S.h);
+    if (S.region) ctx.putImageData(S.regionImage, 0, 0);
+    if (S.preview) {
+      const { a, b } = S.preview;
+      const c = S.rgb[S.current];
+      ctx.fillStyle = `rgb(${c[0]},${c[1]},${c[2]})`;
+      ctx.fillRect(Math.min(a.x, b.x), Math.min(a.y, b.y), Math.abs(b.x - a.x) + 1, Math.abs(b.y - a.y) + 1);
+    }
+    S.overlayFull = Boolean(S.preview);  // a preview must be wiped on the next frame
+  } else if (d && S.region) {
+    ctx.putImageData(S.regionImage, 0, 0, d.x0, d.y0, d.x1 - d.x0 + 1, d.y1 - d.y0 + 1);
   }
 }
 
 function updateShares() {
-  const counts = new Array(S.rgb.length).fill(0);
-  for (let i = 0; i < S.ids.length; i++) counts[S.ids[i]]++;
   const list = $("shares");
   list.replaceChildren();
-  const present = S.classes.filter((c) => counts[c.id]).sort((a, b) => counts[b.id] - counts[a.id]);
+  const total = S.w * S.h;
+  const present = S.classes.filter((c) => S.counts[c.id]).sort((a, b) => S.counts[b.id] - S.counts[a.id]);
   for (const c of present) {
     const li = document.createElement("li");
     li.dataset.class = c.id;
     const swatch = document.createElement("i");
     swatch.style.background = c.colour;
-    li.append(swatch, `${c.name} ${((100 * counts[c.id]) / S.ids.length).toFixed(1)} %`);
+    li.append(swatch, `${c.name} ${((100 * S.counts[c.id]) / total).toFixed(1)} %`);
     list.append(li);
   }
   updatePromptPreview();
@@ -319,6 +390,13 @@ function buildPalette() {
   background.value = S.background;
   background.addEventListener("change", () => { S.background = Number(background.value); });
   selectClass(S.current);
+}
+
+function setBrushSize(size) {
+  const slider = $("brush-size");
+  S.size = Math.min(Number(slider.max), Math.max(Number(slider.min), size));
+  slider.value = S.size;
+  $("brush-size-value").textContent = S.size;
 }
 
 function selectClass(id) {
@@ -429,7 +507,7 @@ function newCanvas() {
 function clearMap() {
   pushUndo();
   S.ids.fill(S.background);
-  render();
+  invalidate();
 }
 
 // ---------------------------------------------------------------- generation
@@ -597,7 +675,7 @@ function enterMode(kind, entry) {
     selectTool("brush");
   }
   placeTarget();
-  render();
+  invalidate();
   $("stage").scrollIntoView({ block: "center" });  // the card clicked may be far below the editor
 }
 
@@ -611,7 +689,7 @@ function leaveMode() {
   $("mode-panel").hidden = true;
   $("tool-region").hidden = true;
   if (S.tool === "region") selectTool("brush");
-  render();
+  invalidate();
 }
 
 function placeTarget() {
@@ -672,9 +750,9 @@ function bindEvents() {
   overlay.addEventListener("pointermove", onPointerMove);
   overlay.addEventListener("pointerup", onPointerUp);
   overlay.addEventListener("pointercancel", onPointerUp);
-  overlay.addEventListener("pointerleave", () => { $("cursor-info").textContent = "\u00a0"; });
+  overlay.addEventListener("pointerleave", () => { $("cursor-info").textContent = "\u00a0"; $("brush-cursor").hidden = true; });
   for (const b of document.querySelectorAll("button.tool")) b.addEventListener("click", () => selectTool(b.dataset.tool));
-  $("brush-size").addEventListener("input", (e) => { S.size = Number(e.target.value); $("brush-size-value").textContent = S.size; });
+  $("brush-size").addEventListener("input", (e) => setBrushSize(Number(e.target.value)));
   $("undo").addEventListener("click", undo);
   $("redo").addEventListener("click", redo);
   $("clear").addEventListener("click", clearMap);
@@ -686,7 +764,7 @@ function bindEvents() {
   $("cancel").addEventListener("click", cancelJob);
   $("error-close").addEventListener("click", clearError);
   $("place").addEventListener("input", () => updateShares());
-  $("clear-region").addEventListener("click", () => { pushUndo(); S.region.fill(0); render(); });
+  $("clear-region").addEventListener("click", () => { pushUndo(); S.region.fill(0); invalidate(); });
   $("run-inpaint").addEventListener("click", runInpaint);
   $("extend").addEventListener("click", extendCanvas);
   $("run-outpaint").addEventListener("click", runOutpaint);
@@ -702,6 +780,7 @@ function onKey(event) {
   const key = event.key.toLowerCase();
   if ((event.ctrlKey || event.metaKey) && key === "z") { event.preventDefault(); event.shiftKey ? redo() : undo(); return; }
   if ((event.ctrlKey || event.metaKey) && key === "y") { event.preventDefault(); redo(); return; }
+  if (key === "[" || key === "]") { setBrushSize(S.size + (key === "]" ? 1 : -1)); return; }
   const tools = { b: "brush", f: "fill", e: "eraser", i: "eyedropper", r: "rect" };
   if (!event.ctrlKey && !event.metaKey && !event.altKey && tools[key]) selectTool(tools[key]);
 }
@@ -717,6 +796,7 @@ async function init() {
       S.rgb[c.id] = [1, 3, 5].map((i) => parseInt(c.colour.slice(i, i + 2), 16));
     }
     S.rgb[0] = S.rgb[S.rgb.length - 1];
+    S.words = Uint32Array.from(S.rgb, ([r, g, b]) => ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0);  // RGBA, little-endian
     const style = $("style");
     style.append(new Option("none", ""));
     for (const s of options.styles) style.append(new Option(s.name, s.name));
