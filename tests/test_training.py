@@ -96,8 +96,8 @@ def test_image_and_mask_get_the_same_crop_and_flip():
         image_t, mask_t = prepare_pair(masks.to_image(ids), masks.to_image(ids), 64, np.random.default_rng(seed),
                                        random_flip=True)
         assert image_t.shape == mask_t.shape == (3, 64, 64)
-        assert torch.equal(((image_t + 1) * 127.5).round(), (mask_t * 255).round())
-        got = masks.snap((mask_t * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()).ids
+        assert torch.equal(image_t, mask_t)
+        got = masks.snap(mask_t.permute(1, 2, 0).numpy()).ids
         seen |= {key for key, window in windows.items() if np.array_equal(window, got)}
     flipped = {flip for _, flip in seen}
     assert flipped == {False, True}, "random_flip never (or always) flipped in 12 draws"
@@ -110,7 +110,7 @@ def test_conditioning_mask_is_resized_nearest_neighbour_only():
     ids = rng.integers(1, NUM_CLASSES + 1, (100, 150)).astype(np.uint8)  # an edge at every pixel
     image = Image.fromarray(rng.integers(0, 255, (100, 150, 3), dtype=np.uint8))
     _, mask_t = prepare_pair(image, masks.to_image(ids), 64, np.random.default_rng(0))
-    colours = {tuple(c) for c in (mask_t * 255).round().to(torch.uint8).permute(1, 2, 0).reshape(-1, 3).tolist()}
+    colours = {tuple(c) for c in mask_t.permute(1, 2, 0).reshape(-1, 3).tolist()}
     assert colours <= {tuple(c) for c in masks.PALETTE[1:].tolist()}
     assert len(colours) > 10
 
@@ -120,9 +120,9 @@ def test_mask_of_another_size_than_its_image_is_fitted_to_it():
     ids[:, 16:] = 1
     image = Image.new("RGB", (64, 64), "grey")
     _, mask_t = prepare_pair(image, masks.to_image(ids), 64, np.random.default_rng(0), center_crop=True)
-    left, right = (mask_t[:, 0, :32] * 255).round(), (mask_t[:, 0, 32:] * 255).round()
-    assert (left.T == torch.tensor(masks.PALETTE[5], dtype=torch.float32)).all()
-    assert (right.T == torch.tensor(masks.PALETTE[1], dtype=torch.float32)).all()
+    left, right = mask_t[:, 0, :32], mask_t[:, 0, 32:]
+    assert (left.T == torch.from_numpy(masks.PALETTE[5])).all()
+    assert (right.T == torch.from_numpy(masks.PALETTE[1])).all()
 
 
 def test_sampler_shards_global_batches_and_starts_at_any_batch():
@@ -172,7 +172,7 @@ def test_bad_options_are_refused_with_the_option_named(tmp_path, train_data, cap
 # --- training -----------------------------------------------------------------------------------------------------
 
 def test_a_step_changes_only_the_controlnet(tiny_dir, train_data, tmp_path):
-    from seg2sat.training.data import PairDataset, collate, open_dataset
+    from seg2sat.training.data import PairDataset, collate, model_inputs, open_dataset
     from seg2sat.training.models import diffusion_loss, load_models, make_optimizer, step_generator
 
     args = _args(tiny_dir, train_data, tmp_path)
@@ -181,7 +181,9 @@ def test_a_step_changes_only_the_controlnet(tiny_dir, train_data, tmp_path):
     before = {name: {k: v.clone() for k, v in getattr(models, name).state_dict().items()}
               for name in ("controlnet", "unet", "vae", "text_encoder")}
     data = PairDataset(open_dataset(args), models.tokenizer, args)
-    batch = collate([data[(0, 0)], data[(1, 0)]])
+    batch = model_inputs(collate([data[(0, 0)], data[(1, 0)]]), torch.device("cpu"))
+    assert batch["pixel_values"].min() >= -1 and batch["pixel_values"].max() <= 1
+    assert batch["conditioning_pixel_values"].min() >= 0 and batch["conditioning_pixel_values"].max() <= 1
     optimizer = make_optimizer(args, models.controlnet.parameters())
     loss = diffusion_loss(models, models.controlnet, batch, step_generator(0, 0, 0, torch.device("cpu")),
                           torch.float32)
@@ -309,3 +311,27 @@ def test_imagefolder_with_metadata_is_read_like_a_saved_dataset(tmp_path):
     row = data.dataset[0]
     assert row["text"] == "Aerial view."
     assert np.array_equal(masks.snap(row["conditioning_image"]).ids, ids)
+
+
+def test_trains_on_what_dataset_preparation_writes_from_geotiffs(tiny_dir, tmp_path):
+    """Synthetic FLAIR GeoTIFFs -> seg2sat.dataset.prepare -> its output folder as --train_data_dir."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from seg2sat.dataset import prepare
+
+    rng = np.random.default_rng(5)
+    for n in range(1, 4):
+        transform = from_origin(651_000.0 + n * 102.4, 6_862_000.0, 1.6, 1.6)
+        raw = _synthetic_ids(rng)
+        for kind, data in (("img", rng.integers(0, 256, (5, 64, 64), dtype=np.uint8)), ("msk", raw[None])):
+            path = tmp_path / "flair" / "D075_2021" / "Z1_UU" / kind / f"{kind.upper()[:3]}_{n:06d}.tif"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=data.shape[0], dtype="uint8",
+                               crs="EPSG:2154", transform=transform) as dst:
+                dst.write(data)
+    summary = prepare(tmp_path / "flair", tmp_path / "prepared", size=64, progress=False)
+    assert summary.ok
+    result = train(_args(tiny_dir, tmp_path / "prepared", tmp_path / "out", "--max_train_steps", "1"))
+    assert result.global_step == 1 and math.isfinite(result.loss)
+    assert (tmp_path / "out" / WEIGHTS).is_file()

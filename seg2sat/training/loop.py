@@ -18,7 +18,7 @@ import torch
 
 from . import checkpoints as ckpt
 from .arguments import check_args
-from .data import DataPlan, PairDataset, ResumableSampler, collate, open_dataset, seed_worker
+from .data import DataPlan, PairDataset, ResumableSampler, collate, model_inputs, open_dataset, seed_worker
 from .hub import push_to_hub, write_model_card
 from .models import Models, diffusion_loss, load_models, make_optimizer, step_generator
 from .validation import ValidationSet, run_validation
@@ -165,7 +165,7 @@ def _run(accelerator, args, models, controlnet, optimizer, lr_scheduler, loader,
         losses = []
         for k in range(accum):
             fetch = time.perf_counter()
-            batch = {key: t.to(accelerator.device, non_blocking=True) for key, t in next(batches).items()}
+            batch = model_inputs(next(batches), accelerator.device)
             wait += time.perf_counter() - fetch
             generator = step_generator(args.seed, progress.micro_batches, accelerator.process_index,
                                        accelerator.device)
