@@ -36,4 +36,9 @@ def register(sub) -> None:
         "for several GPUs or nodes: accelerate launch --config_file CONFIG -m seg2sat train …",
     )
     add_train_arguments(parser)
-    parser.set_defaults(func=lambda args: train(args) and 0)
+    parser.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args) -> int:
+    train(args)
+    return 0
