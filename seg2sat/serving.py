@@ -701,15 +701,6 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8080, threads: int | N
                          max_request_body_size=state.service.config.max_body_bytes, ident="seg2sat")
 
 
-def serve(app, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve until interrupted."""
-    server = make_server(app, host, port)
-    try:
-        server.run()
-    finally:
-        server.close()
-
-
 # --------------------------------------------------------------------------- `seg2sat serve`
 
 
@@ -721,7 +712,7 @@ def register_cli(sub) -> None:
                        "One generation at a time; up to --queue-size requests wait, more get 503. "
                        "Every option also reads a SEG2SAT_* environment variable.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     p.add_argument("--model", default=None, help="base model hub id or folder, or a full pipeline folder (SEG2SAT_MODEL)")
     p.add_argument("--controlnet", default=None, help="ControlNet hub id or folder (SEG2SAT_CONTROLNET)")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (SEG2SAT_DEVICE; default the best available)")
@@ -744,5 +735,10 @@ def _cmd_serve(args) -> None:
     if not args.lazy and config.backend == "diffusion":
         print(f"loading {config.model or 'the default model'} …", flush=True)
         service.pipeline  # noqa: B018 - load now, so the first request is not the slow one
-    print(f"serving on http://{args.host}:{args.port}  (POST / or /predict, GET /health; Ctrl+C stops)", flush=True)
-    serve(create_app(config, service), host=args.host, port=args.port)
+    server = make_server(create_app(config, service), host=args.host, port=args.port)
+    print(f"serving on http://{args.host}:{server.effective_port}  (POST / or /predict, GET /health; Ctrl+C stops)",
+          flush=True)
+    try:
+        server.run()
+    finally:
+        server.close()

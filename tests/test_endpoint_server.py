@@ -186,3 +186,24 @@ def test_concurrent_requests_on_loopback_are_all_answered_one_generation_at_a_ti
     assert service.most == 1, "two generations ran on the device at once"
     handled = app.extensions["seg2sat"].handled
     assert handled["ok"] == 12 and handled["bad_request"] == 4
+
+
+def test_seg2sat_serve_command_answers_on_the_port_it_prints(tiny_dir, body):
+    import subprocess
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-m", "seg2sat", "serve", "--model", str(tiny_dir), "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "serving on" not in line:
+            line = server.stdout.readline()
+            assert line or server.poll() is None, server.stderr.read()[-2000:]
+        url = line.split()[2]
+        status, data = _post(url + "/predict", body)
+        assert status == 200 and data["seeds"] == [3]
+        body["parameters"]["steps"] = 0
+        assert _post(url + "/", body)[0] == 400
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
