@@ -18,7 +18,6 @@ from PIL import Image
 
 from seg2sat import masks
 from seg2sat.classes import BY_NAME
-from seg2sat.masks import PALETTE
 
 sync_api = pytest.importorskip("playwright.sync_api")
 

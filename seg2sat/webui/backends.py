@@ -12,7 +12,7 @@ import io
 import json
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import numpy as np
@@ -41,7 +41,6 @@ class Task:
     image: Image.Image | None = None
     region: np.ndarray | None = None
     at: tuple[int, int] | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def total_steps(self) -> int:

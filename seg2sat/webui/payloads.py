@@ -133,5 +133,4 @@ def parse_task(mode: str, body, store: ImageStore, max_pixels: int) -> tuple[Tas
             raise ValueError(f"extending the {task.image.width}x{task.image.height} image by {pixels} px on the "
                              f"{body.get('side')} needs a {size[0]}x{size[1]} mask, got {mask_size[0]}x{mask_size[1]}")
         _check_pixels(size, "the grown image", max_pixels)
-        task.extra = {"side": body.get("side"), "pixels": pixels}
     return task, loaded.off_palette
