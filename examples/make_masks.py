@@ -192,15 +192,18 @@ def plot(canvas: Canvas, front: Point, angle: float, rng: np.random.Generator, w
     ux, uy = math.cos(a), math.sin(a)  # along the street
     vx, vy = -uy, ux  # into the plot
 
+    def at(s: float, d: float) -> Point:  # s along the street, d into the plot
+        return front[0] + s * ux + d * vx, front[1] + s * uy + d * vy
+
     def box(s: float, d: float, w: float, h: float, turn: float = 0.0) -> list[Point]:
-        return rect(front[0] + s * ux + d * vx, front[1] + s * uy + d * vy, w, h, angle + turn)
+        return rect(*at(s, d), w, h, angle + turn)
 
     if rng.random() < 0.6:  # a hedge along one side of the plot
         side = rng.choice([-1, 1]) * width / 2
-        ends = [box(side, 12, 0, 0)[0], box(side, depth, 0, 0)[0]]
+        ends = [at(side, 12), at(side, depth)]
         canvas.band(str(rng.choice(["deciduous", "brushwood"])), ends, rng.uniform(10, 16), rng, 2)
     for _ in range(int(rng.integers(0, 3))):  # garden trees at the back
-        tree = box(rng.uniform(-0.4, 0.4) * width, depth * rng.uniform(0.7, 0.95), 0, 0)[0]
+        tree = at(rng.uniform(-0.4, 0.4) * width, depth * rng.uniform(0.7, 0.95))
         canvas.area("deciduous", blob(*tree, rng.uniform(14, 30), rng))
     w, h = rng.uniform(0.5, 0.68) * width, rng.uniform(46, 60)
     s, d = rng.uniform(-0.1, 0.1) * width, rng.uniform(40, 62) + h / 2
