@@ -52,7 +52,7 @@ def build_tiny_pipeline(seed: int = 0):
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
     unet = UNet2DConditionModel(
-        sample_size=8,
+        sample_size=64,  # latent size the model is made for: 64 x 8 = 512 px tiles, as SD 2.1 base (see tiling.py)
         block_out_channels=(32, 64),
         layers_per_block=1,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),

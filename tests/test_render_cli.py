@@ -41,11 +41,11 @@ def test_no_fallback_fails_with_one_clear_line(tmp_path, town_png, capsys):
 
 def test_cli_generates_a_map_larger_than_a_tile_in_one_image(tmp_path, tiny_dir, town_ids, capsys):
     mask = tmp_path / "big.png"
-    masks.to_image(np.tile(town_ids, (3, 1))[:, :100]).save(mask)  # 100 x 192: several 64 px tiles
+    masks.to_image(np.tile(town_ids, (1, 5))[:, :600]).save(mask)  # 600 x 64: two 512 px tiles
     out = tmp_path / "out"
     assert main(["generate", str(mask), "--prompt", "Aerial view", "--model", str(tiny_dir), "--steps", "1",
                  "--seed", "2", "--out", str(out)]) == 0
-    assert Image.open(out / "big-seed2.png").size == (100, 192)
+    assert Image.open(out / "big-seed2.png").size == (600, 64)
 
 
 def test_cli_image_to_image_from_the_procedural_render(tmp_path, tiny_dir, town_png, capsys):
