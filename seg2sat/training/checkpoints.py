@@ -71,7 +71,8 @@ def save_checkpoint(accelerator, output_dir: Path, progress: Progress, total_lim
     final = output_dir / f"{PREFIX}{progress.global_step}"
     partial = output_dir / f"{final.name}.tmp"
     if accelerator.is_main_process:
-        shutil.rmtree(partial, ignore_errors=True)  # a leftover of a crash
+        for leftover in output_dir.glob(f"{PREFIX}*.tmp"):  # half-written by a run that crashed
+            shutil.rmtree(leftover, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
