@@ -207,7 +207,7 @@ def test_import_snaps_and_samples_load(browser, server, tmp_path):
     town = masks.load_mask(ROOT / "examples" / "masks" / "town.png").ids
     page.select_option("#sample", "town")
     page.click("#load-sample")
-    page.wait_for_function("document.getElementById('mask-canvas').width === 512")
+    page.wait_for_function("document.getElementById('import-note').textContent.startsWith('Sample town')")
     assert np.array_equal(canvas_ids(page), town)
     assert np.array_equal(rgb_to_ids(np.asarray(export(page).convert("RGB"))), town)
 
@@ -336,7 +336,7 @@ def test_screenshot_for_the_readme(browser):
         page = open_page(browser, ui.url)
         page.select_option("#sample", "town")
         page.click("#load-sample")
-        page.wait_for_function("document.getElementById('mask-canvas').width === 512")
+        page.wait_for_function("document.getElementById('import-note').textContent.startsWith('Sample town')")
         page.fill("#seed", "3")
         page.check("#seed-lock")
         page.fill("#num-images", "2")
