@@ -27,7 +27,7 @@ from PIL import Image
 
 from seg2sat import masks
 from seg2sat.pipelines import load_pipeline
-from seg2sat.serving import ServeConfig, Service, create_app, make_server
+from seg2sat.serving import ServeConfig, Service, create_app, make_server, stop_server
 from seg2sat.tiny import make_tiny
 
 
@@ -91,7 +91,7 @@ def main() -> None:
         statuses = [post(url, bad) for bad in bad_inputs(mask)]
         after = post(url, body)
     finally:
-        server.close()
+        stop_server(server)
     d, h, p = (statistics.median(v) * 1000 for v in (direct, http, png))
     print(f"tiny pipeline, 64x64 mask, 1 step, {args.requests} requests of each kind (medians)")
     print(f"direct handler call:        {d:7.1f} ms")

@@ -701,6 +701,12 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8080, threads: int | N
                          max_request_body_size=state.service.config.max_body_bytes, ident="seg2sat")
 
 
+def stop_server(server) -> None:
+    """Stop a server from make_server that runs in another thread: requests in flight finish first."""
+    server.task_dispatcher.shutdown(cancel_pending=False, timeout=30)
+    server.close()
+
+
 # --------------------------------------------------------------------------- `seg2sat serve`
 
 

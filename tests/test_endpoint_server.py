@@ -15,7 +15,7 @@ from PIL import Image
 
 from seg2sat import masks
 from seg2sat.pipelines import load_pipeline
-from seg2sat.serving import ServeConfig, Service, create_app, make_server
+from seg2sat.serving import ServeConfig, Service, create_app, make_server, stop_server
 
 from test_endpoint import b64png, decode
 
@@ -175,7 +175,7 @@ def test_concurrent_requests_on_loopback_are_all_answered_one_generation_at_a_ti
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(lambda p: _post(url, p), requests))
     finally:
-        server.close()
+        stop_server(server)
     service = app.extensions["seg2sat"].service
     for n, (status, data) in enumerate(answers):
         if n % 4 == 3:
