@@ -11,6 +11,9 @@ import pytest
 from seg2sat import masks
 
 ROOT = Path(__file__).resolve().parents[1]
+# One torch thread per process: test servers, subprocesses and the browser share two cores,
+# and PyTorch's spinning worker threads slow everything down many times when cores are busy.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Subprocesses (`python -m seg2sat …`) import this checkout, whatever is pip-installed.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
