@@ -7,7 +7,7 @@ out as a 2 x 2 mosaic (1024 x 1024 px, about 200 m across at the FLAIR scale).
 
     python examples/large_map.py                                  # the mosaic of sample masks
     python examples/large_map.py my_big_mask.png --place "Lyon, France"
-    python examples/large_map.py --model tiny --steps 2 --size 128  # tiny tiles are 64 px
+    python examples/large_map.py --model tiny --steps 2 --size 128  # offline smoke run
 """
 
 from __future__ import annotations
