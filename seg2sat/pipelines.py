@@ -7,9 +7,12 @@ with ``from_pipe`` from the same components, so it costs no extra memory.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import socket
 import threading
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +62,23 @@ def _looks_like_path(name: str) -> bool:
     return os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a download could work at all, asked once per process.
+
+    Without it, a machine with no network spends ~25 s per component in the hub
+    client's retries before the user hears that the weights are missing.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _from_pretrained(cls, name: str, what: str, flag: str, **kwargs):
     """Load from a folder or the hub cache first, the network last; explain a failure in one sentence."""
     if _looks_like_path(name):
@@ -66,7 +86,7 @@ def _from_pretrained(cls, name: str, what: str, flag: str, **kwargs):
             raise WeightsNotFoundError(f"Cannot load the {what}: the folder {name!r} does not exist; pass {flag} an existing folder or a hub id.")
         attempts = [True]
     else:
-        attempts = [True] if os.environ.get("HF_HUB_OFFLINE") else [True, False]
+        attempts = [True, False] if hub_reachable() else [True]
     last: Exception | None = None
     for local_only in attempts:
         try:
