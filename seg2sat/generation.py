@@ -110,19 +110,18 @@ def check_settings(
 
 def _request(mask, prompt, seed, num_images, steps, guidance_scale, controlnet_scale, negative_prompt, style) -> _Request:
     full_prompt = prompts.build_prompt(prompt, style)
-    if negative_prompt is not None and not isinstance(negative_prompt, str):
-        raise ValueError("negative_prompt must be a string")
-    num_images = _check_range("num_images", num_images, int)
+    settings = check_settings(seed=seed, num_images=num_images, steps=steps, guidance_scale=guidance_scale,
+                              controlnet_scale=controlnet_scale, negative_prompt=negative_prompt, style=style)
     loaded = masks.load_mask(mask)
     return _Request(
         ids=loaded.ids,
         off_palette=loaded.off_palette,
         prompt=full_prompt,
         negative_prompt=negative_prompt or None,
-        seeds=_seeds(seed, num_images),
-        steps=_check_range("steps", steps, int),
-        guidance_scale=_check_range("guidance_scale", guidance_scale, float),
-        controlnet_scale=_check_range("controlnet_scale", controlnet_scale, float),
+        seeds=settings["seeds"],
+        steps=settings["steps"],
+        guidance_scale=settings["guidance_scale"],
+        controlnet_scale=settings["controlnet_scale"],
     )
 
 
