@@ -54,7 +54,10 @@ def _build_lut() -> np.ndarray:
     levels = (np.arange(1 << _BITS) << _SHIFT) + (1 << _SHIFT) / 2 - 0.5
     r, g, b = np.meshgrid(levels, levels, levels, indexing="ij")
     grid = np.stack([r, g, b], axis=-1).reshape(-1, 1, 3)
-    nearest = (((grid - PALETTE[1:].astype(np.float64)[None]) ** 2).sum(-1).argmin(1) + 1).astype(np.uint8)
+    grid = grid[:, 0]
+    palette = PALETTE[1:].astype(np.float64)
+    # |g - p|^2 = |g|^2 - 2 g.p + |p|^2; |g|^2 is the same for every class, so it drops out of the argmin.
+    nearest = ((palette**2).sum(1) - 2 * grid @ palette.T).argmin(1).astype(np.uint8) + 1
     q = np.arange(1 << _BITS, dtype=np.uint32)
     keys = (q[:, None, None] | q[None, :, None] << 8 | q[None, None, :] << 16).ravel()
     lut = np.zeros(_KEY_MASK + 1, dtype=np.uint8)
