@@ -241,8 +241,24 @@ def test_full_queue_refuses_with_a_message(tiny_dir):
     app.extensions["seg2sat_ui"].worker.close()
 
 
-def test_missing_weights_are_explained_on_health_and_generate(tmp_path):
+def test_missing_weights_fall_back_to_the_procedural_renderer_and_say_so(tmp_path):
     app = create_app({"MODEL": str(tmp_path / "no-such-model"), "DEVICE": "cpu"})
+    client = app.test_client()
+    deadline = time.time() + 30
+    while (health := client.get("/api/health").get_json())["status"] == "loading" and time.time() < deadline:
+        time.sleep(0.05)
+    assert health["status"] == "ready" and "does not exist" in health["message"] and "procedural" in health["message"]
+    r = client.post("/api/generate", json={"mask": _mask(), "steps": 1, "seed": 4})
+    assert r.status_code == 202, r.get_json()
+    state = wait(client, r.get_json()["job"]["id"])
+    assert state["status"] == "done" and [res["seed"] for res in state["results"]] == [4]
+    image = fetch_image(client, state["results"][0])
+    assert image.size == (small_ids().shape[1], small_ids().shape[0])
+    app.extensions["seg2sat_ui"].worker.close()
+
+
+def test_missing_weights_are_explained_on_health_and_generate(tmp_path):
+    app = create_app({"MODEL": str(tmp_path / "no-such-model"), "DEVICE": "cpu", "FALLBACK": False})
     client = app.test_client()
     deadline = time.time() + 30
     while (health := client.get("/api/health").get_json())["status"] == "loading" and time.time() < deadline:

@@ -317,7 +317,7 @@ def test_progress_and_cancel(browser, server):
 
 
 def test_missing_weights_are_explained_on_the_page(browser, tmp_path):
-    ui = UIServer({"MODEL": str(tmp_path / "no-weights"), "DEVICE": "cpu"})
+    ui = UIServer({"MODEL": str(tmp_path / "no-weights"), "DEVICE": "cpu", "FALLBACK": False})
     try:
         page = open_page(browser, ui.url)
         page.wait_for_selector("#error:not([hidden])")

@@ -78,18 +78,32 @@ class LocalBackend:
 
     def __init__(self, config: dict):
         self.model, self.controlnet, self.device = config.get("MODEL"), config.get("CONTROLNET"), config.get("DEVICE")
+        self.fallback_allowed = bool(config.get("FALLBACK", True))
         self.pipe = None
+        self.fallback: ProceduralBackend | None = None
+        self.note = ""
+        """Said on the page when the backend runs, but not as asked (the fallback)."""
 
     def load(self) -> None:
-        from ..pipelines import load_pipeline
+        """Load the pipeline; with no weights, use the offline renderer instead (unless FALLBACK is off)."""
+        from ..pipelines import WeightsNotFoundError, load_pipeline
 
-        self.pipe = load_pipeline(self.model, self.controlnet, device=self.device)
+        try:
+            self.pipe = load_pipeline(self.model, self.controlnet, device=self.device)
+        except WeightsNotFoundError as exc:
+            if not self.fallback_allowed:
+                raise
+            self.fallback = ProceduralBackend({})
+            self.fallback.load()
+            self.note = f"{exc} Using the procedural renderer instead (--no-fallback turns this off)."
 
     def run(self, task: Task, on_step: StepCallback) -> Output:
         from .. import generation
 
-        if self.pipe is None:
+        if self.pipe is None and self.fallback is None:
             self.load()
+        if self.fallback is not None:
+            return self.fallback.run(task, on_step)
         kwargs = dict(task.core_kwargs(), pipeline=self.pipe, on_step=on_step)
         if task.mode == "generate":
             result = generation.generate(task.ids, task.prompt, **kwargs)

@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"remote backend: the environment variable holding the token (default {DEFAULTS['ENDPOINT_TOKEN_ENV']}, then HF_TOKEN)")
     p.add_argument("--host", default=None, help=f"address to listen on (default {DEFAULTS['HOST']}; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=None, help=f"port (default {DEFAULTS['PORT']}; 0 picks a free one)")
+    p.add_argument("--no-fallback", dest="fallback", action="store_false", default=None,
+                   help="local backend: show the missing-weights error instead of using the procedural renderer (env SEG2SAT_FALLBACK=false)")
     p.add_argument("--queue-size", type=int, default=None, help=f"jobs that may wait for the device (default {DEFAULTS['QUEUE_SIZE']})")
 
 
@@ -28,7 +30,7 @@ def config_from_args(args: argparse.Namespace) -> dict:
     """Only the options given on the command line; the rest comes from SEG2SAT_* or the defaults."""
     pairs = {"BACKEND": args.backend, "MODEL": args.model, "CONTROLNET": args.controlnet, "DEVICE": args.device,
              "ENDPOINT_URL": args.endpoint_url, "ENDPOINT_TOKEN_ENV": args.token_env, "HOST": args.host,
-             "PORT": args.port, "QUEUE_SIZE": args.queue_size}
+             "PORT": args.port, "QUEUE_SIZE": args.queue_size, "FALLBACK": args.fallback}
     return {k: v for k, v in pairs.items() if v is not None}
 
 

@@ -27,6 +27,7 @@ DEFAULTS: dict = {
     "MAX_UPLOAD_MB": 32,
     "MAX_PIXELS": 2048 * 2048,
     "WARMUP": True,
+    "FALLBACK": True,
     "SAMPLES_DIR": None,
 }
 """Keys the UI reads. ``ENDPOINT_TOKEN_ENV`` names the variable holding the token (never the token itself)."""

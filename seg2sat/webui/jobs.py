@@ -135,7 +135,7 @@ class Worker:
     def _load(self) -> None:
         try:
             self.backend.load()
-            self.state, self.message = "ready", "ready"
+            self.state, self.message = "ready", getattr(self.backend, "note", "") or "ready"
         except Exception as exc:  # any failure is shown on the page, word for word
             log.warning("backend %s cannot start: %s", self.backend.name, exc)
             self.state, self.message = "error", str(exc)

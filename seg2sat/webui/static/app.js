@@ -57,6 +57,7 @@ async function checkHealth() {
       setTimeout(checkHealth, 1000);
     } else {
       el.textContent = `Backend "${h.backend}": ready`;
+      if (h.message && h.message !== "ready") { el.textContent += " (procedural renderer: no weights)"; el.title = h.message; }
     }
   } catch (err) {
     el.textContent = "Server unreachable";
