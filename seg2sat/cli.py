@@ -19,7 +19,7 @@ COMMANDS = [
     "seg2sat.cli:register_core",
     "seg2sat.training:register",
     "seg2sat.dataset:register",
-    "seg2sat.serving:register_cli",
+    "seg2sat.serve_cli:register",
     "seg2sat.webui.cli:register",
 ]
 """``module:function`` entries; each function adds its sub-commands to the parser."""
@@ -116,7 +116,11 @@ def _cmd_make_tiny(args) -> None:
 
 
 def _pipeline(args):
+    """The pipeline, loaded only after the settings passed their checks (a typo must not cost a model load)."""
+    from .generation import check_settings
     from .pipelines import load_pipeline
+
+    check_settings(**_options(args))
 
     pipe = load_pipeline(args.model, args.controlnet, device=args.device)
     pipe.set_progress_bar_config(disable=False, desc="denoising", unit="step")
@@ -221,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _quiet_libraries()
+    if getattr(args, "uses_models", True):  # quieting them imports them: not for model-free commands
+        _quiet_libraries()
     from .pipelines import WeightsNotFoundError
 
     try:

@@ -402,7 +402,7 @@ def register(sub) -> None:
                    help="pause between requests (default 1.0, the public server's limit)")
     p.add_argument("--push-to-hub", metavar="REPO", default=None, help="upload the dataset to this hub repo")
     p.add_argument("--private", action="store_true", help="with --push-to-hub: make the repo private")
-    p.set_defaults(func=_cmd_prepare)
+    p.set_defaults(func=_cmd_prepare, uses_models=False)
 
 
 def _cores() -> int:

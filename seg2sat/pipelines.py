@@ -16,9 +16,8 @@ import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 if TYPE_CHECKING:
+    import torch
     from diffusers import StableDiffusionControlNetInpaintPipeline, StableDiffusionControlNetPipeline
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-base"
@@ -33,6 +32,8 @@ class WeightsNotFoundError(RuntimeError):
 
 
 def pick_device() -> str:
+    import torch
+
     if torch.cuda.is_available():
         return "cuda"
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -40,8 +41,10 @@ def pick_device() -> str:
     return "cpu"
 
 
-def pick_dtype(device: str) -> torch.dtype:
+def pick_dtype(device: str) -> "torch.dtype":
     """bf16 where the GPU supports it, else fp16 on GPUs; fp32 on CPU (half is slow or broken there)."""
+    import torch
+
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.startswith("mps"):
@@ -116,7 +119,7 @@ def load_pipeline(
     model: str | os.PathLike | None = None,
     controlnet: str | os.PathLike | None = None,
     device: str | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: "torch.dtype | None" = None,
 ) -> "StableDiffusionControlNetPipeline":
     """The Seg2Sat text-to-image pipeline, loaded once per process.
 
@@ -134,7 +137,7 @@ def load_pipeline(
         return _CACHE[key]
 
 
-def _load(model: str, controlnet: str | None, device: str, dtype: torch.dtype):
+def _load(model: str, controlnet: str | None, device: str, dtype: "torch.dtype"):
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, UniPCMultistepScheduler
 
     kwargs: dict = {"dtype": dtype, "safety_checker": None, "requires_safety_checker": False}

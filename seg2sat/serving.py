@@ -50,11 +50,23 @@ _SETTINGS = {
     "negative_prompt": "negative_prompt",
     "style": "style",
 }
-PARAMETERS = (*_SETTINGS, "image", "mode", "init_image", "region", "at", "width", "height", "backend")
+ALIASES: dict[str, str] = {"num_inference_steps": "steps"}
+"""Hugging Face task parameter names (text-to-image, image-to-image) -> ours, so ``InferenceClient`` works
+as is. ``guidance_scale``, ``negative_prompt``, ``seed``, ``width``, ``height`` and
+``controlnet_conditioning_scale`` are already the same in both; ``target_size`` ({"width", "height"}) and
+``prompt`` (image-to-image: the mask is then ``inputs``) are the two structural ones, see :func:`split_payload`."""
+PARAMETERS = (*_SETTINGS, "image", "mode", "init_image", "region", "at", "width", "height", "backend",
+              *ALIASES, "prompt", "target_size")
 """Every key ``parameters`` may hold; any other is refused (a typo must not silently fall back to a default)."""
 
 _NUMBERS = {"num_images": int, "steps": int, "width": int, "height": int,
             "guidance_scale": float, "controlnet_conditioning_scale": float}
+_MAX_SEED = 2**63 - 1
+"""generation refuses larger seeds (torch's manual_seed would take up to 2**64-1; see endpoint/README.md)."""
+_IMAGE_B64 = ("data:image/", "iVBORw0KGgo", "/9j/", "UklGR", "R0lGOD")
+"""How a base64 PNG, JPEG, WebP or GIF (or a data: URL) starts: tells an image in ``inputs`` from a prompt."""
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"RIFF", b"GIF8")
+"""The same, as the first bytes of a raw image body."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +178,16 @@ class GenerationRequest:
 
 
 def decode_image(value: Any, name: str, config: ServeConfig) -> Image.Image:
-    """A base64 image (PNG, JPEG, …; ``data:`` URL prefix allowed), size-checked before it is decompressed."""
+    """A base64 image (PNG, JPEG, …; ``data:`` URL prefix allowed), size-checked before it is decompressed.
+
+    Raw bytes and PIL images are taken too: the Inference Endpoints toolkit hands a handler an image
+    body already decoded (``{"inputs": PIL.Image}``).
+    """
+    if isinstance(value, Image.Image):
+        _check_size(value.size, name, config)
+        return value
+    if isinstance(value, bytes):
+        value = base64.b64encode(value).decode("ascii")
     if not isinstance(value, str) or not value.strip():
         raise RequestError(name, "must be a base64-encoded PNG image (a non-empty string)")
     text = value.strip()
@@ -214,14 +235,35 @@ def png_bytes(image: Image.Image) -> bytes:
 # --------------------------------------------------------------------------- parsing
 
 
-def split_payload(data: Any) -> tuple[Any, dict, bool]:
-    """(prompt, parameters, legacy) from a request body, in either protocol."""
+@dataclass
+class Payload:
+    """A request body taken apart: prompt, parameters under our names, and the name each field was sent under."""
+
+    prompt: Any
+    params: dict[str, Any]
+    legacy: bool = False
+    sent: dict[str, str] = field(default_factory=dict)
+    """Our name -> the field as the client wrote it ("parameters.num_inference_steps", "inputs"), for errors."""
+
+    def name(self, key: str) -> str:
+        """The field to name in an error about ``key``: what the client sent, not our internal name."""
+        return self.sent.get(key) or (key if self.legacy else f"parameters.{key}")
+
+
+def split_payload(data: Any) -> Payload:
+    """The prompt and parameters of a body in any of the shapes clients send.
+
+    1. Ours, and Hugging Face text-to-image: ``{"inputs": PROMPT, "parameters": {"image": MASK, …}}``.
+    2. Hugging Face image-to-image (``InferenceClient.image_to_image``): ``{"inputs": MASK,
+       "parameters": {"prompt": PROMPT, …}}``, recognised by ``parameters.prompt`` or an image in ``inputs``.
+    3. The original handler's flat body, ``{"prompt": PROMPT, "image": MASK, "steps": "20", …}``, recognised
+       by no ``parameters`` and a top-level ``prompt`` or ``image``; Drawing2Map also sends ``inputs`` (= prompt).
+    """
     if not isinstance(data, dict):
         raise RequestError("body", f"must be a JSON object like {{\"inputs\": PROMPT, \"parameters\": {{...}}}}, "
                            f"got {type(data).__name__}")
-    if "inputs" not in data and ("prompt" in data or "image" in data):
-        params = {k: v for k, v in data.items() if k in PARAMETERS}  # old clients sent extras: ignore them
-        return data.get("prompt"), _legacy_numbers(params), True
+    if "parameters" not in data and ("prompt" in data or "image" in data):
+        return _flat(data)
     unknown = sorted(set(data) - {"inputs", "parameters"})
     if unknown:
         raise RequestError("body", f"unknown field {unknown[0]!r}; send {{\"inputs\": PROMPT, \"parameters\": {{...}}}}")
@@ -233,116 +275,170 @@ def split_payload(data: Any) -> tuple[Any, dict, bool]:
     unknown = sorted(set(params) - set(PARAMETERS))
     if unknown:
         raise RequestError("parameters", f"unknown parameter {unknown[0]!r}; known ones: {', '.join(PARAMETERS)}")
-    return data.get("inputs"), params, False
+    params, sent = _canonical(params, "parameters.")
+    prompt = data.get("inputs")
+    if "prompt" in params or ("image" not in params and _is_image(prompt)):  # shape 2
+        if "image" in params:
+            raise RequestError(sent.get("image", "parameters.image"), "the mask is already in inputs (image-to-image "
+                               "with parameters.prompt); send it once")
+        params["image"], prompt = prompt, params.pop("prompt", None)
+        sent.update(image="inputs", prompt="parameters.prompt")
+    sent.setdefault("prompt", "inputs")
+    return _text_numbers(Payload(prompt, params, False, sent), ("seed",))
 
 
-def _legacy_numbers(params: dict) -> dict:
-    """The original handler took numbers as strings ("20"); turn those back into numbers."""
-    out = dict(params)
-    for key in ("seed", *_NUMBERS):
-        value = out.get(key)
+def _flat(data: dict) -> Payload:
+    """Shape 3: every field at the top level, numbers often as text; unknown keys are ignored, as the original
+    handler did (its clients sent extras). ``inputs`` and ``prompt`` are the same field there."""
+    if "prompt" in data and "inputs" in data and data["prompt"] != data["inputs"]:
+        raise RequestError("prompt", f"differs from inputs ({data['prompt']!r} vs {data['inputs']!r}); send the prompt once")
+    params, sent = _canonical({k: v for k, v in data.items() if k in PARAMETERS and k != "prompt"}, "")
+    sent["prompt"] = "prompt" if "prompt" in data or "inputs" not in data else "inputs"
+    return _text_numbers(Payload(data.get("prompt", data.get("inputs")), params, True, sent), ("seed", *_NUMBERS))
+
+
+def _canonical(params: dict, prefix: str) -> tuple[dict, dict[str, str]]:
+    """Parameters under our names (ALIASES, target_size) and, for errors, the field each came from.
+
+    An alias and our name may both be sent if they agree; different values are refused, naming both,
+    rather than one silently winning.
+    """
+    out: dict[str, Any] = {}
+    sent: dict[str, str] = {}
+    items = list(params.items())
+    if "target_size" in params:
+        size = params["target_size"]
+        if not isinstance(size, dict) or not size or not set(size) <= {"width", "height"}:
+            raise RequestError(f"{prefix}target_size", f'must be {{"width": W, "height": H}}, got {size!r}')
+        items = [(k, v) for k, v in items if k != "target_size"] + [(f"target_size.{k}", v) for k, v in size.items()]
+    for key, value in items:
+        ours = ALIASES.get(key) or key.removeprefix("target_size.")
+        where = prefix + key.split(".")[0]
+        if out.get(ours) is not None and value is not None and out[ours] != value:
+            raise RequestError(where, f"{value!r} conflicts with {sent.get(ours, prefix + ours)} = {out[ours]!r}; "
+                               "send one of them")
+        if value is not None or ours not in out:
+            out[ours] = value
+            if key != ours:
+                sent[ours] = where
+    return out, sent
+
+
+def _text_numbers(p: Payload, fields: tuple[str, ...]) -> Payload:
+    """Numbers sent as text ("20"): integers through int(), so a 19-digit seed keeps every digit (float()
+    would round it above 2**53; JavaScript clients send big seeds as text for that reason)."""
+    for key in fields:
+        value = p.params.get(key)
         if isinstance(value, str):
+            cast = _NUMBERS.get(key, int)
             try:
-                number = float(value.strip())
-                out[key] = int(number) if number.is_integer() and key != "guidance_scale" else number
+                p.params[key] = cast(value.strip())
             except ValueError:
-                pass  # left as text: the normal checks below name the field
-    return out
+                kind = "an integer" if cast is int else "a number"
+                raise RequestError(p.name(key), f"must be {kind}, got the text {value!r}") from None
+    return p
+
+
+def _is_image(value: Any) -> bool:
+    return isinstance(value, (bytes, Image.Image)) or (isinstance(value, str) and value.lstrip().startswith(_IMAGE_B64))
 
 
 def parse_request(data: Any, config: ServeConfig | None = None) -> GenerationRequest:
     """Decode and check one request completely; raises RequestError (a ValueError) naming the field."""
     start = time.perf_counter()
     config = config or ServeConfig()
-    prompt, params, legacy = split_payload(data)
-    where = "" if legacy else "parameters."
-    mode = _choice(params, "mode", MODES, where)
-    backend = _choice(params, "backend", BACKENDS, where, default=config.backend)
-    settings = _settings(params, where)
-    with _field("prompt" if legacy else "inputs", core="prompt"):
-        full_prompt = prompts.build_prompt(prompt, params.get("style"))
-    if "image" not in params:
-        raise RequestError(f"{where}image", "is required: the land-cover mask as a base64 PNG")
-    mask_image = decode_image(params["image"], f"{where}image", config)
-    with _field(f"{where}image"):
+    p = split_payload(data)
+    mode = _choice(p, "mode", MODES)
+    backend = _choice(p, "backend", BACKENDS, default=config.backend)
+    settings = _settings(p)
+    with _field(p.name("prompt"), core="prompt"):
+        full_prompt = prompts.build_prompt(p.prompt, p.params.get("style"))
+    if p.params.get("image") is None:
+        raise RequestError(p.name("image"), "is required: the land-cover mask as a base64 PNG")
+    mask_image = decode_image(p.params["image"], p.name("image"), config)
+    with _field(p.name("image")):
         try:
             snapped = masks.load_mask(mask_image)
         except (OSError, TypeError) as exc:  # image modes PIL cannot convert to colours
             raise ValueError(f"cannot read colours from this {mask_image.mode} image ({exc})") from None
     req = GenerationRequest(mode=mode, prompt=full_prompt, ids=snapped.ids, off_palette=snapped.off_palette,
-                            settings=settings, negative_prompt=params.get("negative_prompt") or None,
-                            style=params.get("style"), backend=backend, legacy=legacy,
+                            settings=settings, negative_prompt=p.params.get("negative_prompt") or None,
+                            style=p.params.get("style"), backend=backend, legacy=p.legacy,
                             size=generation.control_size(snapped.ids))
-    _geometry(req, params, where, config)
+    _geometry(req, p, config)
     req.parse_s = time.perf_counter() - start
     return req
 
 
-def _choice(params: dict, name: str, allowed: tuple[str, ...], where: str, default: str | None = None) -> str:
-    value = params.get(name)
+def _choice(p: Payload, name: str, allowed: tuple[str, ...], default: str | None = None) -> str:
+    value = p.params.get(name)
     if value is None:
         return default or allowed[0]
     if not isinstance(value, str) or value.strip().lower() not in allowed:
-        raise RequestError(f"{where}{name}", f"must be one of {', '.join(allowed)}, got {value!r}")
+        raise RequestError(p.name(name), f"must be one of {', '.join(allowed)}, got {value!r}")
     return value.strip().lower()
 
 
-def _settings(params: dict, where: str) -> dict:
+def _settings(p: Payload) -> dict:
     """Each setting through generation.check_settings on its own, so the error names exactly that field."""
+    params = p.params
     for name in _NUMBERS:
         value = params.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise RequestError(f"{where}{name}", f"must be a JSON number, got {type(value).__name__} {value!r}")
+            raise RequestError(p.name(name), f"must be a JSON number, got {type(value).__name__} {value!r}")
     for name in ("negative_prompt", "style"):
         if params.get(name) is not None and not isinstance(params[name], str):
-            raise RequestError(f"{where}{name}", f"must be a string, got {type(params[name]).__name__}")
+            raise RequestError(p.name(name), f"must be a string, got {type(params[name]).__name__}")
     values: dict[str, Any] = {}
     for name in ("num_images", "steps", "guidance_scale", "controlnet_conditioning_scale", "negative_prompt", "style"):
         if params.get(name) is not None:
-            with _field(f"{where}{name}", core=_SETTINGS[name]):
+            with _field(p.name(name), core=_SETTINGS[name]):
                 generation.check_settings(**{_SETTINGS[name]: params[name]})
             values[_SETTINGS[name]] = params[name]
     seed = params.get("seed")
     if isinstance(seed, float) and seed.is_integer():
         seed = int(seed)
-    with _field(f"{where}seed"):
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed > _MAX_SEED:
+        raise RequestError(p.name("seed"), f"must be at most 2**63-1 = {_MAX_SEED}, got {seed}")
+    with _field(p.name("seed")):
         return generation.check_settings(seed=seed, **values)
 
 
-def _geometry(req: GenerationRequest, params: dict, where: str, config: ServeConfig) -> None:
+def _geometry(req: GenerationRequest, p: Payload, config: ServeConfig) -> None:
     """Mode-specific parameters: output size for generate, init image / region / position otherwise."""
+    params = p.params
     misplaced = {"generate": ("init_image", "region", "at"), "inpaint": ("at", "width", "height"),
                  "outpaint": ("region", "width", "height")}[req.mode]
     for name in misplaced:
         if params.get(name) is not None:
-            raise RequestError(f"{where}{name}", f"is not used in mode {req.mode!r}")
+            raise RequestError(p.name(name), f"is not used in mode {req.mode!r}")
     if req.mode == "generate":
-        _output_size(req, params, where, config)
+        _output_size(req, p, config)
         return
     if params.get("init_image") is None:
-        raise RequestError(f"{where}init_image", f"is required in mode {req.mode!r}: the aerial image as base64 PNG")
-    req.init_image = decode_image(params["init_image"], f"{where}init_image", config).convert("RGB")
+        raise RequestError(p.name("init_image"), f"is required in mode {req.mode!r}: the aerial image as base64 PNG")
+    req.init_image = decode_image(params["init_image"], p.name("init_image"), config).convert("RGB")
     if req.mode == "inpaint":
         if req.init_image.size != req.size:
-            raise RequestError(f"{where}init_image", f"is {req.init_image.width}x{req.init_image.height} but the mask "
+            raise RequestError(p.name("init_image"), f"is {req.init_image.width}x{req.init_image.height} but the mask "
                                f"is {req.size[0]}x{req.size[1]}; they must match")
-        req.region = _region(params.get("region"), req.size, f"{where}region", config)
+        req.region = _region(params.get("region"), req.size, p.name("region"), config)
     else:
         if req.init_image.size == req.size:
-            raise RequestError(f"{where}image", "must be larger than init_image to outpaint: it covers the grown canvas")
-        req.at = _position(params.get("at"), req.init_image.size, req.size, f"{where}at")
+            raise RequestError(p.name("image"), "must be larger than init_image to outpaint: it covers the grown canvas")
+        req.at = _position(params.get("at"), req.init_image.size, req.size, p.name("at"))
 
 
-def _output_size(req: GenerationRequest, params: dict, where: str, config: ServeConfig) -> None:
+def _output_size(req: GenerationRequest, p: Payload, config: ServeConfig) -> None:
     """width/height resize the mask (nearest neighbour); one alone keeps the mask's aspect ratio."""
-    if params.get("width") is None and params.get("height") is None:
+    if p.params.get("width") is None and p.params.get("height") is None:
         return
-    width, height = (_side(params.get(name), f"{where}{name}", config) for name in ("width", "height"))
+    width, height = (_side(p.params.get(name), p.name(name), config) for name in ("width", "height"))
     w0, h0 = req.size
     width = width or max(config.min_side, round(w0 * height / h0))
     height = height or max(config.min_side, round(h0 * width / w0))
     if width * height > config.max_pixels:
-        raise RequestError(f"{where}width", f"{width}x{height} = {width * height} px is more than the limit of "
+        raise RequestError(p.name("width"), f"{width}x{height} = {width * height} px is more than the limit of "
                            f"{config.max_pixels} px (SEG2SAT_MAX_PIXELS)")
     req.ids = masks.resize_ids(req.ids, (width, height))
     req.size = (width, height)
@@ -631,6 +727,10 @@ def _blueprint():
         start = time.perf_counter()
         state = _state()
         data = request.get_json(force=True, silent=True)
+        if data is None and request.get_data().startswith(_IMAGE_MAGIC):
+            # InferenceClient.image_to_image with no parameters posts the bare image: take it as inputs,
+            # so the answer says what is missing (parameters.prompt) rather than "not JSON".
+            data = {"inputs": request.get_data()}
         if data is None:
             state.count("bad_request")
             return _error("body: must be JSON, like {\"inputs\": PROMPT, \"parameters\": {\"image\": BASE64_PNG}}", 400)
@@ -705,46 +805,3 @@ def stop_server(server) -> None:
     """Stop a server from make_server that runs in another thread: requests in flight finish first."""
     server.task_dispatcher.shutdown(cancel_pending=False, timeout=30)
     server.close()
-
-
-# --------------------------------------------------------------------------- `seg2sat serve`
-
-
-def register_cli(sub) -> None:
-    """The ``seg2sat serve`` sub-command (listed in seg2sat.cli.COMMANDS)."""
-    p = sub.add_parser("serve", help="local HTTP server speaking the Inference Endpoints protocol",
-                       description="Serve Seg2Sat on GET /health, POST / and POST /predict with the same JSON "
-                       "protocol as the Hugging Face endpoint handler (see endpoint/README.md), through waitress. "
-                       "One generation at a time; up to --queue-size requests wait, more get 503. "
-                       "Every option also reads a SEG2SAT_* environment variable.")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    p.add_argument("--model", default=None, help="base model hub id or folder, or a full pipeline folder (SEG2SAT_MODEL)")
-    p.add_argument("--controlnet", default=None, help="ControlNet hub id or folder (SEG2SAT_CONTROLNET)")
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (SEG2SAT_DEVICE; default the best available)")
-    p.add_argument("--max-pixels", type=int, default=None, help="largest image in pixels (SEG2SAT_MAX_PIXELS, default 1048576)")
-    p.add_argument("--queue-size", type=int, default=None, help="requests that may wait (SEG2SAT_QUEUE_SIZE, default 16)")
-    p.add_argument("--max-body-mb", type=float, default=None, help="largest request body (SEG2SAT_MAX_BODY_MB, default 32)")
-    p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="backend of requests that name none (SEG2SAT_BACKEND, default diffusion); with procedural, "
-                   "no model is loaded until a request asks for diffusion")
-    p.add_argument("--lazy", action="store_true", help="load the model on the first request instead of at start")
-    p.set_defaults(func=_cmd_serve)
-
-
-def _cmd_serve(args) -> None:
-    body = None if args.max_body_mb is None else int(args.max_body_mb * 2**20)
-    config = ServeConfig.from_env(model=args.model, controlnet=args.controlnet, device=args.device,
-                                  max_pixels=args.max_pixels, queue_size=args.queue_size, max_body_bytes=body,
-                                  backend=args.backend)
-    service = Service(config)
-    if not args.lazy and config.backend == "diffusion":
-        print(f"loading {config.model or 'the default model'} …", flush=True)
-        service.pipeline  # noqa: B018 - load now, so the first request is not the slow one
-    server = make_server(create_app(config, service), host=args.host, port=args.port)
-    print(f"serving on http://{args.host}:{server.effective_port}  (POST / or /predict, GET /health; Ctrl+C stops)",
-          flush=True)
-    try:
-        server.run()
-    finally:
-        server.close()

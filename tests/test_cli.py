@@ -52,3 +52,29 @@ def test_make_tiny_and_help(tmp_path):
     assert r.returncode == 0 and (tmp_path / "t" / "model_index.json").is_file()
     r = run("--help")
     assert r.returncode == 0 and "generate" in r.stdout and "make-tiny" in r.stdout
+
+
+HEAVY = ("torch", "diffusers", "transformers")
+
+
+def test_help_and_model_free_commands_import_no_model_code(tmp_path):
+    """`seg2sat --help`, every command's --help and `prepare` answer without loading torch or diffusers."""
+    probe = (
+        "import sys\n"
+        "from seg2sat.cli import build_parser, main\n"
+        "commands = list(build_parser()._subparsers._group_actions[0].choices)\n"
+        "for argv in [['--help']] + [[c, '--help'] for c in commands] + [sys.argv[1:]]:\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"print(commands, [m for m in {HEAVY!r} if m in sys.modules])\n"
+    )
+    # `prepare` on an empty folder: a model-free command that really runs (and reports the empty tree).
+    (tmp_path / "flair").mkdir()
+    r = subprocess.run([sys.executable, "-c", probe, "prepare", str(tmp_path / "flair"), str(tmp_path / "out"),
+                        "--no-geocode"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    commands, loaded = r.stdout.strip().rsplit("] ", 1)
+    assert "generate" in commands and "prepare" in commands and "serve" in commands
+    assert loaded == "[]", f"imported {loaded} for --help / prepare"

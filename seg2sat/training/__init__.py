@@ -10,14 +10,24 @@ from __future__ import annotations
 import sys
 
 from .arguments import add_train_arguments, build_parser, check_args
-from .loop import TrainingSummary, train
 
 __all__ = ["add_train_arguments", "build_parser", "check_args", "main", "register", "train", "TrainingSummary"]
+
+
+def __getattr__(name: str):
+    """``train`` and ``TrainingSummary`` import torch and diffusers: only when used, so ``--help`` stays instant."""
+    if name in ("train", "TrainingSummary"):
+        from . import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``controlnet_training/train.py``: errors are one line and exit code 2."""
     from ..pipelines import WeightsNotFoundError
+
+    from .loop import train
 
     args = build_parser("train.py").parse_args(argv)
     try:
@@ -40,5 +50,7 @@ def register(sub) -> None:
 
 
 def _cmd_train(args) -> int:
+    from .loop import train
+
     train(args)
     return 0

@@ -13,14 +13,16 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 from PIL import Image
 
 from .. import masks
-from ..generation import StepCallback
 from .config import endpoint_token
+
+if TYPE_CHECKING:
+    from ..generation import StepCallback
 
 
 class BackendError(RuntimeError):
