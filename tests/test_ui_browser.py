@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -328,9 +329,12 @@ def test_missing_weights_are_explained_on_the_page(browser, tmp_path):
         ui.close()
 
 
-def test_screenshot_for_the_readme(browser):
-    """The README picture: the town sample turned into an image by the procedural backend, with a result."""
-    pytest.importorskip("seg2sat.render")
+def test_screenshot_for_the_readme(browser, tmp_path):
+    """The README picture: the town sample turned into an image by the procedural backend, with a result.
+
+    Written to a temporary folder (tests leave the checkout as it was); SEG2SAT_UPDATE_FIGURES=1
+    writes it over images/webui_example.png.
+    """
     ui = UIServer({"BACKEND": "procedural", "SAMPLES_DIR": str(ROOT / "examples" / "masks")})
     try:
         page = open_page(browser, ui.url)
@@ -344,7 +348,7 @@ def test_screenshot_for_the_readme(browser):
         page.wait_for_function("[...document.querySelectorAll('.result-image')].every(i => i.complete && i.naturalWidth)")
         page.mouse.move(*at(page, 200, 300))
         assert page.js_errors == []
-        out = ROOT / "images" / "webui_example.png"
+        out = ROOT / "images" / "webui_example.png" if os.environ.get("SEG2SAT_UPDATE_FIGURES") else tmp_path / "ui.png"
         page.screenshot(path=str(out), full_page=True)
         assert Image.open(out).size[0] == 1400
         page.close()
