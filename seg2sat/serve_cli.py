@@ -10,7 +10,9 @@ def register(sub) -> None:
     """The ``seg2sat serve`` sub-command (listed in seg2sat.cli.COMMANDS)."""
     p = sub.add_parser("serve", help="local HTTP server speaking the Inference Endpoints protocol",
                        description="Serve Seg2Sat on GET /health, POST / and POST /predict with the same JSON "
-                       "protocol as the Hugging Face endpoint handler (see endpoint/README.md), through waitress. "
+                       "protocol as the Hugging Face endpoint handler (see endpoint/README.md), through waitress; "
+                       "huggingface_hub's InferenceClient (text_to_image, image_to_image) and Drawing2Map's payload "
+                       "work too. "
                        "One generation at a time; up to --queue-size requests wait, more get 503. "
                        "Every option also reads a SEG2SAT_* environment variable.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")

@@ -3,9 +3,12 @@
 One protocol everywhere: the Hugging Face Inference Endpoints handler
 (``endpoint/handler.py``), the local server (``seg2sat serve``) and the web UI's
 remote backend all speak ``{"inputs": PROMPT, "parameters": {...}}`` and answer
-``{"images": [base64 PNG, ...], "seeds": [...], ...}``. The original Seg2Sat
-handler's flat payload (``prompt``, ``image``, ``steps``, ``seed`` at the top level,
-numbers as strings) is still understood, so old clients keep working.
+``{"images": [base64 PNG, ...], "seeds": [...], ...}`` (or the PNG itself to
+``Accept: image/png``). Other clients' shapes are understood too, see
+:func:`split_payload`: Hugging Face's text-to-image and image-to-image task payloads
+(``huggingface_hub.InferenceClient`` works as is; their parameter names are
+:data:`ALIASES` of ours) and the original Seg2Sat handler's flat payload (``prompt``,
+``image``, ``steps``, ``seed`` at the top level, numbers as text), which Drawing2Map sends.
 
 Every request is decoded and checked completely *before* any model work (and
 before it queues for the device): a bad one is a :class:`RequestError`, a
@@ -26,7 +29,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -291,7 +294,8 @@ def _flat(data: dict) -> Payload:
     """Shape 3: every field at the top level, numbers often as text; unknown keys are ignored, as the original
     handler did (its clients sent extras). ``inputs`` and ``prompt`` are the same field there."""
     if "prompt" in data and "inputs" in data and data["prompt"] != data["inputs"]:
-        raise RequestError("prompt", f"differs from inputs ({data['prompt']!r} vs {data['inputs']!r}); send the prompt once")
+        raise RequestError("prompt", f"differs from inputs ({data['prompt']!r} vs {data['inputs']!r}); "
+                           "send the prompt once")
     params, sent = _canonical({k: v for k, v in data.items() if k in PARAMETERS and k != "prompt"}, "")
     sent["prompt"] = "prompt" if "prompt" in data or "inputs" not in data else "inputs"
     return _text_numbers(Payload(data.get("prompt", data.get("inputs")), params, True, sent), ("seed", *_NUMBERS))
@@ -315,8 +319,10 @@ def _canonical(params: dict, prefix: str) -> tuple[dict, dict[str, str]]:
         ours = ALIASES.get(key) or key.removeprefix("target_size.")
         where = prefix + key.split(".")[0]
         if out.get(ours) is not None and value is not None and out[ours] != value:
-            raise RequestError(where, f"{value!r} conflicts with {sent.get(ours, prefix + ours)} = {out[ours]!r}; "
-                               "send one of them")
+            alias, other = (where, value), (sent.get(ours, prefix + ours), out[ours])
+            if alias[0] == prefix + ours:  # the message starts with the alias, whichever came first
+                alias, other = other, alias
+            raise RequestError(alias[0], f"{alias[1]!r} conflicts with {other[0]} = {other[1]!r}; send one of them")
         if value is not None or ours not in out:
             out[ours] = value
             if key != ours:
@@ -425,7 +431,8 @@ def _geometry(req: GenerationRequest, p: Payload, config: ServeConfig) -> None:
         req.region = _region(params.get("region"), req.size, p.name("region"), config)
     else:
         if req.init_image.size == req.size:
-            raise RequestError(p.name("image"), "must be larger than init_image to outpaint: it covers the grown canvas")
+            raise RequestError(p.name("image"), "must be larger than init_image to outpaint: it covers the grown "
+                               "canvas")
         req.at = _position(params.get("at"), req.init_image.size, req.size, p.name("at"))
 
 

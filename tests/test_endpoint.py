@@ -125,6 +125,53 @@ def test_legacy_payload_without_seed(handler, mask_b64):
     assert len(out["seeds"]) == 1
 
 
+BIG_SEED = 9223372036854775000  # Drawing2Map's seed: above 2**53, where float() would round it
+
+
+@pytest.mark.parametrize("body", [
+    lambda m: {"inputs": "Aerial view", "prompt": "Aerial view", "image": m, "steps": "1", "seed": str(BIG_SEED)},
+    lambda m: {"inputs": "Aerial view", "image": m, "steps": "1", "seed": str(BIG_SEED)},
+    lambda m: {"inputs": "Aerial view", "parameters": {"image": m, "steps": 1, "seed": BIG_SEED}},
+    lambda m: {"inputs": "Aerial view", "parameters": {"image": m, "num_inference_steps": 1, "seed": str(BIG_SEED)}},
+    lambda m: {"inputs": m, "parameters": {"prompt": "Aerial view", "num_inference_steps": 1, "seed": BIG_SEED}},
+], ids=["drawing2map", "flat-inputs", "ours", "hf-text-to-image", "hf-image-to-image"])
+def test_every_shape_uses_a_big_seed_exactly_and_gives_the_same_image(handler, mask_b64, body):
+    out = handler(body(mask_b64))
+    assert out["seeds"] == [BIG_SEED]
+    reference = handler({"inputs": "Aerial view", "parameters": {"image": mask_b64, "steps": 1, "seed": BIG_SEED}})
+    assert out["images"] == reference["images"], "same seed, same bytes, whatever the shape"
+
+
+def test_seed_range_and_its_reduction_to_32_bits(handler, mask_b64):
+    """generation takes seeds 0..2**63-1; torch's CPU generator seeds its Mersenne Twister from the low 32 bits."""
+    top = handler(payload(mask_b64, seed=2**63 - 1))
+    assert top["seeds"] == [2**63 - 1]
+    low = handler(payload(mask_b64, seed=(2**63 - 1) % 2**32))
+    assert low["images"] == top["images"] and low["seeds"] == [2**32 - 1]
+    with pytest.raises(RequestError, match=r"^parameters.seed: must be at most 2\*\*63-1"):
+        handler(payload(mask_b64, seed=2**63))
+    with pytest.raises(RequestError, match=r"^seed: must be at most"):
+        handler({"prompt": "x", "image": mask_b64, "seed": str(2**63)})
+
+
+def test_hugging_face_names_are_aliases_of_ours(handler, mask_b64):
+    ours = handler(payload(mask_b64, seed=3, width=64))
+    for alias in ({"num_inference_steps": 1}, {"num_inference_steps": 1, "steps": 1},
+                  {"target_size": {"width": 64, "height": 32}}, {"target_size": {"width": 64}, "width": 64}):
+        params = {"image": mask_b64, "seed": 3, "steps": 1, "width": 64, **alias}
+        assert handler({"inputs": "Aerial view of Lyon, France", "parameters": params})["images"] == ours["images"], alias
+
+
+def test_image_to_image_shape_puts_the_mask_in_inputs(handler, mask_b64):
+    ours = handler(payload(mask_b64, seed=2, negative_prompt="blurry", guidance_scale=5.0))
+    hf = handler({"inputs": mask_b64, "parameters": {"prompt": "Aerial view of Lyon, France", "negative_prompt": "blurry",
+                                                     "num_inference_steps": 1, "guidance_scale": 5.0, "seed": 2}})
+    assert hf["images"] == ours["images"]
+    raw = handler({"inputs": base64.b64decode(mask_b64), "parameters": {"prompt": "Aerial view of Lyon, France",
+                                                                      "steps": 1, "seed": 2}})
+    assert raw["images"][0] == handler(payload(mask_b64, seed=2))["images"][0], "raw bytes, as the toolkit may hand them"
+
+
 def _corrupt_png(mask_b64: str) -> str:
     raw = base64.b64decode(mask_b64)
     return base64.b64encode(raw[: len(raw) // 2]).decode()
@@ -185,6 +232,25 @@ BAD = {
     "parameters.at ": lambda m: payload(m, mode="outpaint", init_image=b64png(np.zeros((32, 64, 3), np.uint8)), at="1,2"),
     "parameters.image        ": lambda m: payload(m, mode="outpaint", init_image=m),
     "body ": lambda m: {"inputs": "x", "parameters": {"image": m}, "extra": 1},
+    # aliases, the image-to-image shape and the flat payload name the field as it was sent
+    "parameters.num_inference_steps": lambda m: payload(m, num_inference_steps=0),
+    "parameters.num_inference_steps ": lambda m: payload(m, num_inference_steps=2, steps=1),
+    "parameters.num_inference_steps  ": lambda m: payload(m, num_inference_steps="2"),
+    "parameters.target_size": lambda m: payload(m, target_size=[64, 64]),
+    "parameters.target_size ": lambda m: payload(m, target_size={"width": 64, "depth": 3}),
+    "parameters.target_size  ": lambda m: payload(m, target_size={"width": 96}, width=64),
+    "parameters.target_size   ": lambda m: payload(m, target_size={"width": 8}),
+    "parameters.target_size    ": lambda m: payload(m, target_size={"width": 64}, mode="inpaint", init_image=m),
+    "parameters.prompt": lambda m: {"inputs": m, "parameters": {"prompt": ""}},
+    "parameters.prompt ": lambda m: {"inputs": m, "parameters": {"steps": 1}},
+    "parameters.image         ": lambda m: {"inputs": m, "parameters": {"prompt": "x", "image": m}},
+    "inputs  ": lambda m: {"inputs": "not base64 !!", "parameters": {"prompt": "x"}},
+    "parameters.seed   ": lambda m: payload(m, seed="12.5"),
+    "parameters.seed    ": lambda m: payload(m, seed=2**63),
+    "prompt ": lambda m: {"inputs": "Aerial view", "prompt": "Satellite view", "image": m},
+    "steps": lambda m: {"prompt": "x", "image": m, "steps": "2.5"},
+    "seed": lambda m: {"prompt": "x", "image": m, "seed": "9.2e18"},
+    "guidance_scale": lambda m: {"prompt": "x", "image": m, "guidance_scale": "lots"},
 }
 
 

@@ -1,7 +1,8 @@
 """Property: whatever payload arrives, the handler answers images or raises a ValueError naming a field.
 
 Payloads are valid requests with some fields replaced by near-miss or arbitrary JSON,
-removed, or joined by unknown ones, plus arbitrary JSON bodies, in both protocols.
+removed, or joined by unknown ones, plus arbitrary JSON bodies, in every shape the
+endpoint accepts (ours, Hugging Face image-to-image, the flat legacy one, Drawing2Map's).
 Valid answers run on the tiny pipeline, so the numbers stay small (1-3 steps).
 """
 
@@ -53,6 +54,9 @@ near = {
     "height": st.integers(0, 140) | st.sampled_from([5000, -64]),
     "region": st.lists(st.integers(-10, 80), min_size=0, max_size=5) | images,
     "at": st.lists(st.integers(-10, 80), max_size=3) | st.just("0,0"),
+    "num_inference_steps": st.integers(-1, 2) | st.sampled_from([151, 2.5, "1", None]),
+    "target_size": st.fixed_dictionaries({}, optional={"width": st.sampled_from([64, 8, 96.0, "64"]),
+                                                       "height": st.sampled_from([64, 32, -1])}) | st.just([64, 64]),
 }
 
 VALID = [
@@ -76,8 +80,13 @@ def payloads(draw):
     if draw(st.integers(0, 7)) == 0:
         params[draw(st.text(min_size=1, max_size=6))] = draw(json_values)
     prompt = draw(st.sampled_from(["Aerial view of Lyon"] * 4 + ["", "   ", None, 5, ["x"]]))
-    if draw(st.integers(0, 4)) == 0:  # the original flat payload
+    shape = draw(st.integers(0, 5))
+    if shape == 0:  # the original flat payload
         return {"prompt": prompt, **{k: str(v) if isinstance(v, int) and k != "seed" else v for k, v in params.items()}}
+    if shape == 1:  # Drawing2Map: the flat payload with inputs too, every number as text
+        return {"inputs": prompt, "prompt": prompt, **{k: str(v) if isinstance(v, int) else v for k, v in params.items()}}
+    if shape == 2 and "image" in params:  # Hugging Face image-to-image: the mask in inputs
+        return {"inputs": params.pop("image"), "parameters": {"prompt": prompt, **params}}
     return {"inputs": prompt, "parameters": params}
 
 

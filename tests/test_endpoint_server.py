@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import threading
@@ -92,6 +93,29 @@ def test_legacy_payload_over_http(client, body):
     flat = {"prompt": "Aerial view", "image": body["parameters"]["image"], "steps": "1", "seed": "9"}
     answer = client.post("/", data=json.dumps(flat), content_type="text/plain")
     assert answer.status_code == 200 and answer.get_json()["seeds"] == [9]
+
+
+def test_drawing2map_payload_over_http_answers_its_png_with_the_exact_seed(client, body):
+    flat = {"inputs": "Aerial view", "prompt": "Aerial view", "image": body["parameters"]["image"], "steps": "1",
+            "seed": "9223372036854775000"}
+    answer = client.post("/", json=flat, headers={"Accept": "image/png"})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.mimetype == "image/png" and answer.headers["X-Seed"] == "9223372036854775000"
+    assert client.post("/", json=flat, headers={"Accept": "image/png"}).data == answer.data
+    assert client.post("/", json=flat).get_json()["seeds"] == [9223372036854775000]
+
+
+def test_bare_image_body_is_asked_for_its_prompt(client, body):
+    """What InferenceClient.image_to_image(image) posts when given no prompt: the raw PNG, no Content-Type."""
+    raw = base64.b64decode(body["parameters"]["image"])
+    answer = client.post("/", data=raw, headers={"Accept": "image/png"})
+    assert answer.status_code == 400 and answer.get_json()["error"].startswith("parameters.prompt:")
+
+
+def test_alias_and_our_name_disagreeing_is_400_naming_both(client, body):
+    body["parameters"]["num_inference_steps"] = 2
+    error = client.post("/", json=body).get_json()["error"]
+    assert error.startswith("parameters.num_inference_steps:") and "parameters.steps" in error
 
 
 @pytest.mark.parametrize("data, field", [
