@@ -79,7 +79,7 @@ def _args(tiny_dir: Path, data: Path, out: Path, *extra: str):
     argv = ["--pretrained_model_name_or_path", str(tiny_dir), "--controlnet_model_name_or_path",
             str(tiny_dir / "controlnet"), "--train_data_dir", str(data), "--output_dir", str(out),
             "--resolution", "64", "--train_batch_size", "2", "--dataloader_num_workers", "0",
-            "--learning_rate", "1e-3", "--report_to", "none", *extra]
+            "--learning_rate", "1e-3", *extra]  # the default tracker: tensorboard, from the requirements
     return build_parser().parse_args(argv)
 
 
@@ -203,7 +203,7 @@ def trained(tiny_dir, train_data, validation_mask, tmp_path_factory):
     args = _args(tiny_dir, train_data, out, "--max_train_steps", "3", "--checkpointing_steps", "2",
                  "--checkpoints_total_limit", "1", "--validation_image", str(validation_mask),
                  "--validation_prompt", "Aerial view of Lyon, France", "--validation_steps", "2",
-                 "--validation_inference_steps", "1", "--num_validation_images", "2", "--report_to", "tensorboard")
+                 "--validation_inference_steps", "1", "--num_validation_images", "2")
     return train(args)
 
 
@@ -218,8 +218,37 @@ def test_training_writes_controlnet_checkpoint_grid_and_logs(trained, tiny_dir):
     assert grids == ["step-000002.png", "step-000003.png"]
     with Image.open(out / "validation" / grids[0]) as grid:
         assert grid.size == (64 * 3, 64)  # the mask, then 2 images
-    assert list((out / "logs").rglob("events.out.tfevents*"))
-    assert "seg2sat generate" in (out / "README.md").read_text()
+    assert list((out / "logs").rglob("events.out.tfevents*"))  # --report_to tensorboard by default, in OUTPUT/logs
+    card = (out / "README.md").read_text()
+    assert "seg2sat generate" in card and f"--controlnet {out}" in card
+    assert f"`{tiny_dir}`" in card and "huggingface.co" not in card and "base_model" not in card  # a local base
+
+
+def test_model_card_links_a_hub_base_model(tmp_path):
+    from seg2sat.training.hub import write_model_card
+
+    args = build_parser().parse_args(["--push_to_hub", "--hub_model_id", "me/seg2sat-cn"])
+    card = write_model_card(tmp_path, args, 10, 0.1).read_text()
+    base = "stabilityai/stable-diffusion-2-1-base"
+    assert f"base_model: {base}\n" in card and f"[{base}](https://huggingface.co/{base})" in card
+    assert "--controlnet me/seg2sat-cn" in card and "--model" not in card
+
+
+@pytest.mark.parametrize("cores, local_processes, workers", [(1, None, 0), (2, None, 1), (64, None, 4), (16, "8", 1),
+                                                             (8, "8", 0)])
+def test_default_data_workers_never_outnumber_the_cores(monkeypatch, cores, local_processes, workers):
+    from seg2sat.training.arguments import check_args
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    if local_processes:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local_processes)
+    else:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    args = build_parser().parse_args(["--train_data_dir", "data"])
+    assert args.dataloader_num_workers is None
+    assert check_args(args).dataloader_num_workers == workers
+    assert check_args(build_parser().parse_args(["--train_data_dir", "data", "--dataloader_num_workers", "3"])
+                      ).dataloader_num_workers == 3
 
 
 def test_trained_controlnet_loads_and_generates(trained, tiny_dir, town_png, tmp_path, capsys):
@@ -245,30 +274,65 @@ def test_resume_latest_continues_from_the_newest_checkpoint(trained, tiny_dir, t
     assert (trained.output_dir / "checkpoint-4" / "progress.json").is_file()
 
 
-def test_stop_and_resume_gives_the_same_weights_as_a_straight_run(tiny_dir, train_data, tmp_path):
-    """2 steps straight == 1 step, stop, resume to 2: data position, noise, optimizer and LR warm-up included.
+def _train_processes(*runs: list[str]) -> None:
+    """``python -m seg2sat train`` once per argument list, each in a new process, side by side; all must succeed.
 
-    5 examples in batches of 2 with 2 accumulation steps: the stop falls in the middle of an epoch.
-    A half-written checkpoint left by a crash must be ignored by ``latest``.
+    A new process has a fresh global RNG, as a user's run has: in one test process, what the
+    first run drew would change the second and hide (or fake) a reproducibility bug.
     """
-    common = ("--gradient_accumulation_steps", "2", "--random_flip", "--proportion_empty_prompts", "0.3",
-              "--lr_scheduler", "constant_with_warmup", "--lr_warmup_steps", "3", "--checkpointing_steps", "1")
-    straight = tmp_path / "straight"
-    train(_args(tiny_dir, train_data, straight, "--max_train_steps", "2", *common))
-    stopped = tmp_path / "stopped"
-    train(_args(tiny_dir, train_data, stopped, "--max_train_steps", "1", *common))
-    crashed = stopped / "checkpoint-2.tmp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "seg2sat", "train", *argv], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for argv in runs]
+    for proc in procs:
+        output = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 0, output[-3000:]
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    """Every tensor of two saved ControlNets, bit for bit."""
+    wa, wb = load_file(a / WEIGHTS), load_file(b / WEIGHTS)
+    assert wa.keys() == wb.keys() and any(k.startswith("controlnet_cond_embedding.") for k in wa)
+    different = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+@pytest.fixture(scope="module")
+def process_runs(tiny_dir, train_data, tmp_path_factory) -> dict[str, Path]:
+    """Fresh ControlNets (``from_unet``: random conditioning embedding), default tracker and data workers.
+
+    ``straight`` and ``again``: 4 steps with the same arguments; ``resumed``: 2 steps, then a
+    new process with ``--resume_from_checkpoint latest`` to 4. 5 examples in batches of 2
+    with 2 accumulation steps: the stop falls mid-epoch, inside the LR warm-up.
+    """
+    root = tmp_path_factory.mktemp("processes")
+    common = ["--pretrained_model_name_or_path", str(tiny_dir), "--train_data_dir", str(train_data),
+              "--resolution", "64", "--train_batch_size", "2", "--learning_rate", "1e-3", "--seed", "7",
+              "--gradient_accumulation_steps", "2", "--random_flip", "--proportion_empty_prompts", "0.3",
+              "--lr_scheduler", "constant_with_warmup", "--lr_warmup_steps", "3", "--checkpointing_steps", "2"]
+    out = {name: root / name for name in ("straight", "again", "resumed")}
+    _train_processes(*([*common, "--output_dir", str(out[name]), "--max_train_steps", steps]
+                       for name, steps in (("straight", "4"), ("again", "4"), ("resumed", "2"))))
+    crashed = out["resumed"] / "checkpoint-4.tmp"  # half-written by a crash: `latest` must not pick it
     crashed.mkdir()
     (crashed / "optimizer.bin").write_bytes(b"half")
-    summary = train(_args(tiny_dir, train_data, stopped, "--max_train_steps", "2", "--resume_from_checkpoint",
-                          "latest", *common))
-    assert summary.resumed_from == stopped / "checkpoint-1"
+    _train_processes([*common, "--output_dir", str(out["resumed"]), "--max_train_steps", "4",
+                      "--resume_from_checkpoint", "latest"])
     assert not crashed.exists()  # cleared at the next checkpoint write
-    a, b = load_file(straight / WEIGHTS), load_file(stopped / WEIGHTS)
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
-    first_half = load_file(stopped / "checkpoint-1" / "controlnet" / WEIGHTS)
-    assert any(not torch.equal(first_half[k], b[k]) for k in a)
+    return out
+
+
+def test_same_seed_in_new_processes_gives_identical_weights(process_runs):
+    _assert_same_weights(process_runs["straight"], process_runs["again"])
+    assert list((process_runs["straight"] / "logs").rglob("events.out.tfevents*"))
+
+
+def test_stop_and_resume_in_a_new_process_gives_the_weights_of_a_straight_run(process_runs):
+    """4 steps straight == 2 steps, stop, resume to 4: initial weights, data position, noise, optimizer and LR."""
+    straight, resumed = process_runs["straight"], process_runs["resumed"]
+    _assert_same_weights(straight / "checkpoint-2" / "controlnet", resumed / "checkpoint-2" / "controlnet")
+    _assert_same_weights(straight, resumed)
+    halfway = load_file(resumed / "checkpoint-2" / "controlnet" / WEIGHTS)
+    assert any(not torch.equal(halfway[k], v) for k, v in load_file(resumed / WEIGHTS).items())
 
 
 def test_accelerate_launch_runs_the_entry_point(tiny_dir, train_data, tmp_path):
@@ -278,11 +342,11 @@ def test_accelerate_launch_runs_the_entry_point(tiny_dir, train_data, tmp_path):
         [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
          str(ROOT / "controlnet_training/accelerate/cpu.yaml"), str(ROOT / "controlnet_training/train.py"),
          "--pretrained_model_name_or_path", str(tiny_dir), "--train_data_dir", str(train_data),
-         "--output_dir", str(out), "--resolution", "64", "--train_batch_size", "1", "--max_train_steps", "1",
-         "--dataloader_num_workers", "1", "--report_to", "none"],
+         "--output_dir", str(out), "--resolution", "64", "--train_batch_size", "1", "--max_train_steps", "1"],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / WEIGHTS).is_file() and (out / "checkpoint-1").is_dir()
+    assert list((out / "logs").rglob("events.out.tfevents*"))
 
 
 @pytest.mark.parametrize("name", ["1gpu", "8gpu", "2nodes", "cpu"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 from pathlib import Path
 
 from ..masks import MULTIPLE
@@ -16,6 +17,24 @@ from ..pipelines import DEFAULT_MODEL
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 TRACKERS = ("tensorboard", "wandb", "all", "none")
+MAX_DEFAULT_WORKERS = 4
+"""Data workers per training process by default, on machines with cores to spare (see :func:`default_num_workers`)."""
+
+
+def default_num_workers(cap: int = MAX_DEFAULT_WORKERS) -> int:
+    """Workers per training process that leave every process and worker of this machine a core of its own.
+
+    More processes than cores only makes them wait for each other (and PyTorch's threads
+    spin while they wait), so a 2-core laptop gets 1 worker and a 1-core container none.
+    ``LOCAL_WORLD_SIZE`` is the number of training processes on this machine under
+    ``accelerate launch`` / ``torchrun``: 8 GPUs on 16 cores get 1 worker each, not 4.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use (taskset, cgroup cpusets)
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    local_processes = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    return max(0, min(cap, cores // local_processes - 1))
 
 
 def _flag(group, name: str, **kwargs) -> None:
@@ -50,10 +69,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     _flag(g, "random_flip", action="store_true", help="flip image and mask together, half of the time")
     _flag(g, "proportion_empty_prompts", type=float, default=0.0,
           help="share of captions replaced by an empty prompt (0..1; helps classifier-free guidance)")
-    _flag(g, "dataloader_num_workers", type=int, default=4, help="data loading processes per GPU (default 4; 0 = in the main process)")
+    _flag(g, "dataloader_num_workers", type=int, default=None,
+          help=f"data loading processes per training process (0 = in the main process); default: "
+          f"{MAX_DEFAULT_WORKERS}, or fewer so that the workers and the training processes of this machine "
+          f"together do not outnumber its cores ({default_num_workers()} here)")
 
     g = parser.add_argument_group("optimisation")
-    _flag(g, "seed", type=int, default=0, help="seed of everything random: data order, crops, noise (default 0)")
+    _flag(g, "seed", type=int, default=0,
+          help="seed of everything random: a new ControlNet's initial weights, data order, crops, noise; "
+          "the same seed and options give the same weights on the same hardware and software (default 0)")
     _flag(g, "train_batch_size", type=int, default=4, help="batch size per device (default 4)")
     _flag(g, "num_train_epochs", type=int, default=1, help="epochs, when --max_train_steps is not given (default 1)")
     _flag(g, "max_train_steps", type=int, default=None, help="optimizer steps in all; overrides --num_train_epochs")
@@ -94,7 +118,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     _flag(g, "validation_inference_steps", type=int, default=20, help="denoising steps of each validation image (default 20)")
     _flag(g, "report_to", default="tensorboard", choices=TRACKERS, help="experiment tracker (default tensorboard)")
     _flag(g, "tracker_project_name", default="seg2sat-controlnet", help="project name in the tracker")
-    _flag(g, "logging_dir", default="logs", help="tracker logs, inside --output_dir (default logs)")
+    _flag(g, "logging_dir", default="logs", help="tracker logs: a folder inside --output_dir, or an absolute path (default logs: OUTPUT/logs)")
     return parser
 
 
@@ -127,6 +151,8 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
         raise ValueError(f"--resolution must be a multiple of {MULTIPLE} (the model's size step), got {args.resolution}")
     if not 0.0 <= args.proportion_empty_prompts <= 1.0:
         raise ValueError(f"--proportion_empty_prompts must be between 0 and 1, got {args.proportion_empty_prompts}")
+    if args.dataloader_num_workers is None:  # resolved here, so the tracker's config records the number used
+        args.dataloader_num_workers = default_num_workers()
     if args.dataloader_num_workers < 0:
         raise ValueError("--dataloader_num_workers must be 0 or more")
     if args.learning_rate <= 0:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+
+from ..pipelines import DEFAULT_MODEL
 
 CARD = """---
 license: creativeml-openrail-m
-base_model: {base}
-tags:
+{base_meta}tags:
 - controlnet
 - stable-diffusion
 - land-cover
@@ -16,23 +18,33 @@ tags:
 
 # {name}
 
-A ControlNet for [{base}](https://huggingface.co/{base}) that turns land-cover masks
+A ControlNet for {base_ref} that turns land-cover masks
 (the 19 FLAIR classes, as colour images) into aerial images. Trained with Seg2Sat's
 `seg2sat train` for {steps} steps at {resolution} px (batch {batch} per device, learning
 rate {lr}); last loss {loss:.4f}.
 
 ```bash
-seg2sat generate mask.png --prompt "Aerial view of Lyon, France" --controlnet {name} --out out
+seg2sat generate mask.png --prompt "Aerial view of Lyon, France"{model} --controlnet {controlnet} --out out
 ```
 """
 
 
 def write_model_card(output_dir: Path, args, steps: int, loss: float) -> Path:
-    """``README.md`` next to the weights: what was trained from what, and how to use it."""
+    """``README.md`` next to the weights: what was trained from what, and how to use it.
+
+    A base model given as a local folder is named as that folder, in plain text: a hub link
+    (and a ``base_model`` entry, which the hub checks) would point to nothing.
+    """
+    base = str(args.pretrained_model_name_or_path)
+    local = Path(base).is_dir()  # what diffusers loads from when the folder exists, whatever its name
+    name = args.hub_model_id or Path(output_dir).name
     path = Path(output_dir) / "README.md"
     path.write_text(CARD.format(
-        base=args.pretrained_model_name_or_path, name=args.hub_model_id or Path(output_dir).name, steps=steps,
-        resolution=args.resolution, batch=args.train_batch_size, lr=args.learning_rate, loss=loss,
+        base_meta="" if local else f"base_model: {base}\n",
+        base_ref=f"the base model in the local folder `{base}`" if local else f"[{base}](https://huggingface.co/{base})",
+        name=name, steps=steps, resolution=args.resolution, batch=args.train_batch_size, lr=args.learning_rate,
+        loss=loss, model="" if base == DEFAULT_MODEL else f" --model {shlex.quote(base)}",
+        controlnet=shlex.quote(name if args.push_to_hub else str(output_dir)),
     ), encoding="utf-8")
     return path
 

@@ -49,6 +49,20 @@ def _accelerator(args):
                        log_with=None if args.report_to == "none" else args.report_to)
 
 
+def _seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) before any model is built, as diffusers' scripts do.
+
+    ``ControlNetModel.from_unet`` draws the conditioning embedding's initial weights from
+    torch's global generator: unseeded, two runs with the same ``--seed`` would start from
+    (and end with) different ControlNets. Everything drawn later has its own seeded
+    generator (:func:`.models.step_generator`, :func:`.data.example_rng`), and a resumed
+    run restores the global RNG states from its checkpoint.
+    """
+    from accelerate.utils import set_seed
+
+    set_seed(seed)
+
+
 def _weight_dtype(accelerator) -> torch.dtype:
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
 
@@ -84,6 +98,7 @@ def train(args) -> TrainingSummary:
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
     weight_dtype = _weight_dtype(accelerator)
+    _seed_everything(args.seed)
     models = load_models(args, accelerator.device, weight_dtype)
 
     plan = DataPlan(len(data.dataset), args.train_batch_size, accelerator.num_processes)
