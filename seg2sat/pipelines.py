@@ -137,21 +137,58 @@ def load_pipeline(
         return _CACHE[key]
 
 
+def dtype_kwargs(dtype: "torch.dtype") -> dict:
+    """``from_pretrained``'s dtype keyword for the installed diffusers: ``dtype`` from 0.40 on, ``torch_dtype`` before.
+
+    diffusers 0.33 (the one Hugging Face's Inference Endpoints toolkit ships) ignores ``dtype=``
+    with only a warning, which would load fp32 on a GPU; 0.40+ still reads ``torch_dtype`` but deprecates it.
+    """
+    import diffusers
+
+    release = tuple(int(part) for part in diffusers.__version__.split("+")[0].split(".")[:2] if part.isdigit())
+    return {"dtype" if release >= (0, 40) else "torch_dtype": dtype}
+
+
 def _load(model: str, controlnet: str | None, device: str, dtype: "torch.dtype"):
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, UniPCMultistepScheduler
 
-    kwargs: dict = {"dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
+    kwargs: dict = {**dtype_kwargs(dtype), "safety_checker": None, "requires_safety_checker": False}
     if _looks_like_path(model) and not os.path.isdir(os.path.expanduser(model)):
         raise WeightsNotFoundError(f"Cannot load the base model: the folder {model!r} does not exist; pass --model an existing folder or a hub id.")
     full = _looks_like_path(model) and is_full_pipeline(os.path.expanduser(model))
     if controlnet or not full:
         kwargs["controlnet"] = _from_pretrained(
-            ControlNetModel, controlnet or DEFAULT_CONTROLNET, "ControlNet", "--controlnet", dtype=dtype
+            ControlNetModel, controlnet or DEFAULT_CONTROLNET, "ControlNet", "--controlnet", **dtype_kwargs(dtype),
+            **_pickle_only_kwargs(controlnet or DEFAULT_CONTROLNET),
         )
     pipe = _from_pretrained(StableDiffusionControlNetPipeline, model, "base model", "--model", **kwargs)
     pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def _pickle_only_kwargs(name: str) -> dict:
+    """``use_safetensors=False`` for weights stored only as ``.bin`` (older hub repos, the original Seg2Sat ControlNet).
+
+    Otherwise diffusers first looks for a ``.safetensors`` file and logs "An error occurred while
+    trying to fetch …" before it falls back to the ``.bin``, which reads like a failure. Decided
+    from the folder, or from the hub cache for a hub id; {} (diffusers' own choice) when unknown.
+    """
+    stem = "diffusion_pytorch_model"
+    if _looks_like_path(name):
+        folder = Path(os.path.expanduser(name))
+
+        def has(ext: str) -> bool:
+            return (folder / f"{stem}.{ext}").is_file() or any(folder.glob(f"{stem}*.{ext}.index.json"))
+    else:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return {}
+
+        def has(ext: str) -> bool:
+            return isinstance(try_to_load_from_cache(name, f"{stem}.{ext}"), str)
+    return {"use_safetensors": False} if has("bin") and not has("safetensors") else {}
 
 
 def inpaint_pipeline(pipe: "StableDiffusionControlNetPipeline") -> "StableDiffusionControlNetInpaintPipeline":

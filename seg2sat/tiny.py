@@ -106,5 +106,42 @@ def build_tiny_pipeline(seed: int = 0):
 def make_tiny(directory: str | Path, seed: int = 0) -> Path:
     """Build the tiny pipeline and save it to ``directory`` (loadable like any saved pipeline)."""
     directory = Path(directory)
-    build_tiny_pipeline(seed).save_pretrained(directory)
+    pipe = build_tiny_pipeline(seed)
+    pipe.save_pretrained(directory)
+    write_slow_tokenizer_files(pipe.tokenizer, directory / "tokenizer")
+    _prefix_text_encoder_keys(directory / "text_encoder" / "model.safetensors")
     return directory
+
+
+def _prefix_text_encoder_keys(path: Path) -> None:
+    """Store the CLIP text encoder under ``text_model.*`` keys, as SD 2.1's own checkpoint does.
+
+    transformers 5 saves ``CLIPTextModel`` without that prefix and reads both layouts;
+    transformers 4.x reads only the prefixed one (else it silently re-initialises the
+    encoder at random, so a seed would give other images in another process).
+    """
+    from safetensors.torch import load_file, save_file
+
+    if not path.is_file():
+        return
+    state = load_file(path)
+    if state and not all(key.startswith("text_model.") for key in state):
+        save_file({key if key.startswith("text_model.") else f"text_model.{key}": value.contiguous()
+                   for key, value in state.items()}, path, metadata={"format": "pt"})
+
+
+def write_slow_tokenizer_files(tokenizer, folder: str | Path) -> None:
+    """Add ``vocab.json`` and ``merges.txt`` beside the saved ``tokenizer.json``.
+
+    transformers 5 saves only ``tokenizer.json``; transformers 4.x's ``CLIPTokenizer``
+    (the class diffusers picks from ``model_index.json``) needs these two files,
+    as Hugging Face's Inference Endpoints toolkit ships transformers 4.51.
+    Both files describe the same tokenizer (no merges), so either version tokenises alike.
+    """
+    import json
+
+    folder = Path(folder)
+    vocab = dict(sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]))
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    if not (folder / "merges.txt").exists():
+        (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
