@@ -27,7 +27,8 @@ from PIL import Image
 
 from seg2sat import masks
 from seg2sat.pipelines import load_pipeline
-from seg2sat.serving import ServeConfig, Service, create_app, make_server, stop_server
+from seg2sat.serving import Service, create_app, make_server, stop_server
+from seg2sat.settings import Settings
 from seg2sat.tiny import make_tiny
 
 
@@ -71,7 +72,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40, help="requests of each kind (default 40)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        service = Service(ServeConfig(), pipeline=load_pipeline(make_tiny(f"{folder}/tiny")))
+        service = Service(Settings(), pipeline=load_pipeline(make_tiny(f"{folder}/tiny")))
     ids = np.full((64, 64), 11, dtype=np.uint8)
     ids[:, 28:36] = 3
     mask = b64png(masks.to_rgb(ids))

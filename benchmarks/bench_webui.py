@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import shutil
 import statistics
 import tempfile
@@ -40,8 +41,8 @@ def town(side: int) -> np.ndarray:
 def api_overhead(model_dir: str) -> None:
     app = create_app({"MODEL": model_dir, "DEVICE": "cpu"})
     client = app.test_client()
-    pipe = app.extensions["seg2sat_ui"].worker.backend
-    pipe.load()
+    backend = app.extensions["seg2sat_ui"].worker.backend  # the in-process diffusion backend: its pipeline
+    backend.load()
     buffer = io.BytesIO()
     masks.to_image(town(SIDE)).save(buffer, format="PNG")
     body = {"mask": base64.b64encode(buffer.getvalue()).decode(), "place": "Lyon", "seed": 1, "steps": STEPS}
@@ -51,7 +52,7 @@ def api_overhead(model_dir: str) -> None:
         time.sleep(0.05)
 
     def direct():
-        generate(town(SIDE), prompt, seed=1, steps=STEPS, pipeline=pipe.pipe).images[0].save(io.BytesIO(), format="PNG")
+        generate(town(SIDE), prompt, seed=1, steps=STEPS, pipeline=backend.pipe).images[0].save(io.BytesIO(), format="PNG")
 
     def through_api():
         job = client.post("/api/generate", json=body).get_json()["job"]["id"]
@@ -80,6 +81,7 @@ def browser_redraw() -> None:
     except ImportError:
         print("browser redraw: skipped (playwright not installed)")
         return
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     app = create_app({"BACKEND": "procedural"})
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -24,13 +24,12 @@ _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 def build_repository(out: str | Path, weights: str | Path | None = None) -> Path:
     """Write the endpoint repository into ``out`` (created; refused if it holds files already)."""
     import seg2sat
-    from seg2sat.pipelines import is_full_pipeline
-    from seg2sat.serving import _is_controlnet_folder
+    from seg2sat.pipelines import is_controlnet_folder, is_full_pipeline
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty; give a new folder")
-    if weights is not None and not (is_full_pipeline(weights) or _is_controlnet_folder(Path(weights))):
+    if weights is not None and not (is_full_pipeline(weights) or is_controlnet_folder(weights)):
         raise ValueError(f"--weights {weights} is neither a ControlNet folder (config.json of a ControlNetModel) "
                          "nor a full pipeline folder (model_index.json with a controlnet)")
     out.mkdir(parents=True, exist_ok=True)

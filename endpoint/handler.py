@@ -4,7 +4,8 @@ The endpoint's toolkit (github.com/huggingface/huggingface-inference-toolkit) im
 this file from the repository it serves, builds one ``EndpointHandler(path=REPOSITORY_FOLDER)``
 at start-up and calls it once per request with the decoded JSON body. All the protocol
 work lives in :mod:`seg2sat.serving`, shared with ``seg2sat serve`` and the web UI, so
-this stays a thin shell.
+this stays a thin shell. Its configuration is :class:`seg2sat.settings.Settings`: the same
+SEG2SAT_* variables as ``seg2sat serve`` (model, device, backend, fallback, limits).
 
 How the toolkit answers, and what that asks of this handler:
 
@@ -17,7 +18,7 @@ How the toolkit answers, and what that asks of this handler:
   ``{"images": [...], "seeds": [...], ...}``, ``Accept: image/png`` clients (Drawing2Map)
   get the PNG itself, whatever the payload's shape.
 * Any exception the handler raises becomes HTTP 400 ``{"error": message}``. Every bad
-  request raises ``ValueError`` (``seg2sat.serving.RequestError``) while it is parsed,
+  request raises ``ValueError`` (``seg2sat.request.RequestError``) while it is parsed,
   before any model work.
 
 ``seg2sat`` is imported from a ``seg2sat/`` folder beside this file when there is one
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import os
 import sys
 from typing import Any
@@ -38,7 +40,10 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if os.path.isdir(os.path.join(_HERE, "seg2sat")) and _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from seg2sat.serving import ServeConfig, Service  # noqa: E402
+from seg2sat.serving import Service  # noqa: E402
+from seg2sat.settings import Settings  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 
 class ImageAnswer(dict, Image.Image):
@@ -90,9 +95,12 @@ class EndpointHandler:
         # A full pipeline folder or a ControlNet folder at `path` wins; else SEG2SAT_MODEL /
         # SEG2SAT_CONTROLNET; else the default hub ids. Device: CUDA when present, else CPU;
         # dtype bf16/fp16 on GPUs (seg2sat.pipelines.pick_dtype), on any diffusers version.
-        self.service = Service(ServeConfig.from_env(), repository=path or None)
-        if self.service.config.backend == "diffusion":
+        # Without weights (and SEG2SAT_FALLBACK not false) the procedural renderer answers, saying so.
+        self.service = Service(Settings.from_env(), repository=path or None)
+        if self.service.settings.backend == "diffusion":
             self.service.pipeline  # noqa: B018 - load at start-up, not on the first request
+            if self.service.note:
+                log.warning("%s", self.service.note)
 
     def __call__(self, data: dict[str, Any]) -> ImageAnswer:
         return ImageAnswer(self.service(data))

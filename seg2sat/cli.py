@@ -59,18 +59,35 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
 
 
+FLAGS = {"steps": "--steps", "guidance_scale": "--guidance", "controlnet_scale": "--controlnet-scale",
+         "num_images": "--num-images", "seed": "--seed", "negative_prompt": "--negative", "style": "--style",
+         "prompt": "--prompt", "region": "--region", "at": "--at", "init_image": "--init", "strength": "--strength",
+         "backend": "--backend", "mask": "MASK", "image": "IMAGE"}
+"""Request field -> its flag, so an error names what the user typed (``--steps: must be …``)."""
+
+
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     from .prompts import STYLES
+    from .request import SETTINGS
+
+    def setting(flags: list[str], name: str) -> None:
+        s = SETTINGS[name]
+        p.add_argument(*flags, dest=name, type=s.cast, default=None, help=f"{s.help} (default {s.default})")
 
     p.add_argument("--prompt", required=True, help='e.g. "Aerial view of 31 Rue Molière, France"')
     p.add_argument("--seed", type=int, default=None, help="seed of the first image; the next ones get seed+1, … (default random)")
-    p.add_argument("-n", "--num-images", type=int, default=1, help="number of images (default 1)")
-    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
-    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (default 7.5)")
-    p.add_argument("--controlnet-scale", type=float, default=1.0, help="how strongly the mask steers the image (default 1.0)")
+    setting(["-n", "--num-images"], "num_images")
+    setting(["--steps"], "steps")
+    setting(["--guidance"], "guidance_scale")
+    setting(["--controlnet-scale"], "controlnet_scale")
     p.add_argument("--style", default=None, help=f"style preset: {', '.join(STYLES)}")
-    p.add_argument("--negative", default=None, help="negative prompt")
+    p.add_argument("--negative", dest="negative_prompt", default=None, help="negative prompt")
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
+    p.add_argument("--backend", choices=("diffusion", "procedural"), default="diffusion",
+                   help="diffusion: the ControlNet model (default; masks larger than its 512 px tile are generated "
+                   "in overlapping tiles); procedural: the built-in renderer, no weights, instant, any size")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="fail when the diffusion weights cannot be loaded, instead of using the procedural renderer")
     _add_model_args(p)
 
 
@@ -87,8 +104,12 @@ def register_core(sub) -> None:
                        "or a FLAIR GeoTIFF mask.")
     p.add_argument("mask", type=Path)
     _add_generation_args(p)
-    _add_backend_args(p)
-    p.set_defaults(func=_cmd_generate)
+    p.add_argument("--init", dest="init_image", default=None, metavar="procedural|IMAGE",
+                   help="diffusion starts from this image instead of noise (image-to-image); 'procedural' = the "
+                   "offline render of the mask, which ties the result closer to the mask")
+    p.add_argument("--strength", type=float, default=None,
+                   help="with --init: how much of it is redrawn, in (0, 1] (default 0.75)")
+    p.set_defaults(func=_cmd_run, mode="generate")
 
     p = sub.add_parser("inpaint", help="regenerate a region of an image",
                        description="Regenerate the white part of REGION in IMAGE, following MASK there; "
@@ -97,7 +118,7 @@ def register_core(sub) -> None:
     p.add_argument("mask", type=Path, help="land-cover mask of the same size as IMAGE")
     p.add_argument("--region", type=Path, required=True, help="PNG of the same size: white = regenerate")
     _add_generation_args(p)
-    p.set_defaults(func=_cmd_inpaint)
+    p.set_defaults(func=_cmd_run, mode="inpaint")
 
     p = sub.add_parser("outpaint", help="extend an image past its edges",
                        description="MASK covers the grown canvas; IMAGE sits at X,Y in it and stays as it was; "
@@ -106,7 +127,7 @@ def register_core(sub) -> None:
     p.add_argument("mask", type=Path, help="land-cover mask of the whole grown canvas")
     p.add_argument("--at", required=True, help="X,Y: where the image's top-left corner sits in the mask")
     _add_generation_args(p)
-    p.set_defaults(func=_cmd_outpaint)
+    p.set_defaults(func=_cmd_run, mode="outpaint")
 
 
 def _cmd_make_tiny(args) -> None:
@@ -115,99 +136,51 @@ def _cmd_make_tiny(args) -> None:
     print(make_tiny(args.dir, seed=args.seed))
 
 
-def _pipeline(args):
-    """The pipeline, loaded only after the settings passed their checks (a typo must not cost a model load)."""
-    from .generation import check_settings
-    from .pipelines import load_pipeline
+def _request(args):
+    """The flags as one checked Request; an error names the flag. No model is loaded yet."""
+    from .request import Request, RequestError
 
-    check_settings(**_options(args))
+    fields = {name: getattr(args, name, None) for name in (
+        "prompt", "seed", "num_images", "steps", "guidance_scale", "controlnet_scale", "negative_prompt", "style",
+        "backend", "init_image", "strength", "region")}
+    if args.mode == "outpaint":
+        try:
+            fields["at"] = [int(v) for v in args.at.split(",")]
+        except ValueError:
+            raise CommandError(f"--at: must be X,Y (two integers), got {args.at!r}") from None
+    if fields["init_image"] not in (None, "procedural"):
+        fields["init_image"] = Path(fields["init_image"])
+    for path in (args.mask, getattr(args, "image", None), fields["region"], fields["init_image"]):
+        if isinstance(path, Path) and not path.is_file():
+            raise CommandError(f"file not found: {path}")
+    try:
+        return Request.build(args.mode, mask=args.mask, image=getattr(args, "image", None), **fields)
+    except RequestError as exc:
+        raise exc.renamed(FLAGS) from None
 
-    pipe = load_pipeline(args.model, args.controlnet, device=args.device)
-    pipe.set_progress_bar_config(disable=False, desc="denoising", unit="step")
-    return pipe
 
+def _cmd_run(args) -> None:
+    """generate / inpaint / outpaint: flags -> Request -> pipeline (or the renderer) -> files."""
+    from .generation import pipeline_or_fallback, run
 
-def _options(args) -> dict:
-    return dict(seed=args.seed, num_images=args.num_images, steps=args.steps, guidance_scale=args.guidance,
-                controlnet_scale=args.controlnet_scale, negative_prompt=args.negative, style=args.style)
-
-
-def _save(result, out: Path, stem: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    req = _request(args)
+    pipe = None
+    if req.backend == "diffusion":
+        pipe, note = pipeline_or_fallback(args.model, args.controlnet, args.device, fallback=not args.no_fallback)
+        if pipe is None:
+            print(f"note: {note}", file=sys.stderr)
+            req.backend = "procedural"
+        else:
+            pipe.set_progress_bar_config(disable=False, desc="denoising", unit="step")
+    result = run(req, pipe)
     if result.off_palette:
         print(f"note: {result.off_palette:.1%} of the mask pixels were off-palette and snapped to the nearest class colour")
+    stem = args.mask.stem if args.mode == "generate" else f"{args.image.stem}-{args.mode}"
+    args.out.mkdir(parents=True, exist_ok=True)
     for image, seed in zip(result.images, result.seeds):
-        path = out / f"{stem}-seed{seed}.png"
+        path = args.out / f"{stem}-seed{seed}.png"
         image.save(path)
         print(path)
-
-
-def _add_backend_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=("diffusion", "procedural"), default="diffusion",
-                   help="diffusion: the ControlNet model (default; masks larger than its 512 px tile are generated "
-                   "in overlapping tiles); procedural: the built-in renderer, no weights, instant, any size")
-    p.add_argument("--no-fallback", action="store_true",
-                   help="fail when the diffusion weights cannot be loaded, instead of using the procedural renderer")
-    p.add_argument("--init", default=None, metavar="procedural|IMAGE",
-                   help="diffusion starts from this image instead of noise (image-to-image); 'procedural' = the "
-                   "offline render of the mask, which ties the result closer to the mask")
-    p.add_argument("--strength", type=float, default=0.75,
-                   help="with --init: how much of it is redrawn, in (0, 1] (default 0.75)")
-
-
-def _cmd_generate(args) -> None:
-    from .generation import generate
-    from .pipelines import WeightsNotFoundError
-    from .render import procedural
-
-    _check_files(args.mask)
-    if args.backend == "diffusion":
-        try:
-            pipe = _pipeline(args)
-        except WeightsNotFoundError as exc:
-            if args.no_fallback:
-                raise
-            print(f"note: {exc} Using the procedural renderer instead (--no-fallback turns this off).", file=sys.stderr)
-        else:
-            result = generate(args.mask, args.prompt, pipeline=pipe, init_image=_init(args), strength=args.strength,
-                              **_options(args))
-            _save(result, args.out, args.mask.stem)
-            return
-    result = procedural(args.mask, seed=args.seed, num_images=args.num_images, prompt=args.prompt)
-    _save(result, args.out, args.mask.stem)
-
-
-def _init(args):
-    if args.init is None or args.init == "procedural":
-        return args.init
-    _check_files(Path(args.init))
-    return Path(args.init)
-
-
-def _cmd_inpaint(args) -> None:
-    from .generation import inpaint
-
-    _check_files(args.image, args.mask, args.region)
-    result = inpaint(args.image, args.mask, args.region, args.prompt, pipeline=_pipeline(args), **_options(args))
-    _save(result, args.out, f"{args.image.stem}-inpaint")
-
-
-def _cmd_outpaint(args) -> None:
-    from .generation import outpaint
-
-    _check_files(args.image, args.mask)
-    try:
-        at = tuple(int(v) for v in args.at.split(","))
-    except ValueError:
-        raise CommandError(f"--at must be X,Y (two integers), got {args.at!r}") from None
-    result = outpaint(args.image, args.mask, at, args.prompt, pipeline=_pipeline(args), **_options(args))
-    _save(result, args.out, f"{args.image.stem}-outpaint")
-
-
-def _check_files(*paths: Path) -> None:
-    for path in paths:
-        if not path.is_file():
-            raise CommandError(f"file not found: {path}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -60,6 +60,14 @@ def is_full_pipeline(path: str | os.PathLike) -> bool:
     return "controlnet" in json.loads(index.read_text(encoding="utf-8"))
 
 
+def is_controlnet_folder(path: str | os.PathLike) -> bool:
+    """A folder holding a ControlNet alone (``config.json`` of a ``ControlNetModel``), to put on a base model."""
+    try:
+        return json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("_class_name") == "ControlNetModel"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _looks_like_path(name: str) -> bool:
     """Hub ids are ``org/name``; anything existing, absolute, relative or deeper is a folder."""
     return os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1

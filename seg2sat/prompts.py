@@ -25,11 +25,6 @@ STYLES: dict[str, str] = {
 }
 
 
-def class_list(ids: np.ndarray, min_share: float = MIN_SHARE) -> list[str]:
-    """Names of the classes in the mask, largest share first, rare ones left out."""
-    return _names(class_shares(ids), min_share)
-
-
 def _names(shares: Mapping[int, float], min_share: float) -> list[str]:
     ranked = sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))
     return [BY_ID[i].name for i, share in ranked if share >= min_share]

@@ -490,21 +490,3 @@ def render(ids: np.ndarray, seed: int = 0, origin: tuple[int, int] = (0, 0)) -> 
     pixel, so neighbouring maps rendered with their origins join without a seam.
     """
     return Image.fromarray(render_array(ids, seed, origin), mode="RGB")
-
-
-def procedural(mask, *, seed: int | list[int] | None = None, num_images: int = 1, prompt: str | None = None):
-    """The ``procedural`` backend: :func:`seg2sat.generation.generate`'s inputs and result, rendered without a model.
-
-    ``prompt`` is accepted (front ends pass it) and recorded, but a procedural map
-    has no words to follow; seeds work as in ``generate`` (seed, seed+1, …).
-    """
-    from .generation import LIMITS, Result, _seeds
-    from .masks import load_mask
-
-    low, high = LIMITS["num_images"]
-    if isinstance(num_images, bool) or not isinstance(num_images, int) or not low <= num_images <= high:
-        raise ValueError(f"num_images must be an integer between {low} and {high}, got {num_images!r}")
-    loaded = load_mask(mask)
-    seeds = _seeds(seed, num_images)
-    images = [render(loaded.ids, s) for s in seeds]
-    return Result(images, seeds, prompt or "", loaded.off_palette, extra={"backend": "procedural"})

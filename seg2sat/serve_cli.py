@@ -1,13 +1,22 @@
 """``seg2sat serve``: its options only, so ``seg2sat --help`` imports no model code.
 
-The server itself is :mod:`seg2sat.serving`, imported when the command runs.
+The server itself is :mod:`seg2sat.serving`, imported when the command runs. Every option
+is a field of :class:`seg2sat.settings.Settings` and reads its SEG2SAT_* variable too.
 """
 
 from __future__ import annotations
 
+import sys
+
+SERVE_BACKENDS = ("diffusion", "procedural", "local")
+"""What ``--backend`` takes (local = diffusion); remote is the web UI's, refused with the reason."""
+
 
 def register(sub) -> None:
     """The ``seg2sat serve`` sub-command (listed in seg2sat.cli.COMMANDS)."""
+    from .settings import Settings
+
+    d = Settings()
     p = sub.add_parser("serve", help="local HTTP server speaking the Inference Endpoints protocol",
                        description="Serve Seg2Sat on GET /health, POST / and POST /predict with the same JSON "
                        "protocol as the Hugging Face endpoint handler (see endpoint/README.md), through waitress; "
@@ -20,28 +29,41 @@ def register(sub) -> None:
     p.add_argument("--model", default=None, help="base model hub id or folder, or a full pipeline folder (SEG2SAT_MODEL)")
     p.add_argument("--controlnet", default=None, help="ControlNet hub id or folder (SEG2SAT_CONTROLNET)")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (SEG2SAT_DEVICE; default the best available)")
-    p.add_argument("--max-pixels", type=int, default=None, help="largest image in pixels (SEG2SAT_MAX_PIXELS, default 1048576)")
-    p.add_argument("--queue-size", type=int, default=None, help="requests that may wait (SEG2SAT_QUEUE_SIZE, default 16)")
-    p.add_argument("--max-body-mb", type=float, default=None, help="largest request body (SEG2SAT_MAX_BODY_MB, default 32)")
-    p.add_argument("--backend", default=None,
-                   help="backend of requests that name none (SEG2SAT_BACKEND, default diffusion); with procedural, "
-                   "no model is loaded until a request asks for diffusion")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help=f"largest image in pixels (SEG2SAT_MAX_PIXELS, default {d.max_pixels})")
+    p.add_argument("--queue-size", type=int, default=None,
+                   help=f"requests that may wait (SEG2SAT_QUEUE_SIZE, default {d.queue_size})")
+    p.add_argument("--max-body-mb", type=float, default=None,
+                   help=f"largest request body (SEG2SAT_MAX_BODY_MB, default {d.max_body_mb:g})")
+    p.add_argument("--backend", default=None, metavar="diffusion|procedural",
+                   help="backend of requests that name none (SEG2SAT_BACKEND, default diffusion; local = diffusion); "
+                   "with procedural, no model is loaded until a request asks for diffusion")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="without the diffusion weights, fail (503) instead of answering with the procedural renderer "
+                   "(SEG2SAT_FALLBACK=false)")
     p.add_argument("--lazy", action="store_true", help="load the model on the first request instead of at start")
     p.set_defaults(func=_cmd_serve)
 
 
 def _cmd_serve(args) -> None:
-    from .serving import ServeConfig, Service, create_app, make_server
+    from .cli import CommandError
+    from .serving import NOT_REMOTE, Service, create_app, make_server
+    from .settings import Settings
 
-    body = None if args.max_body_mb is None else int(args.max_body_mb * 2**20)
-    config = ServeConfig.from_env(model=args.model, controlnet=args.controlnet, device=args.device,
-                                  max_pixels=args.max_pixels, queue_size=args.queue_size, max_body_bytes=body,
-                                  backend=args.backend)
-    service = Service(config)
-    if not args.lazy and config.backend == "diffusion":
-        print(f"loading {config.model or 'the default model'} …", flush=True)
+    if args.backend == "remote":
+        raise CommandError(f"--backend remote: {NOT_REMOTE}; use diffusion or procedural")
+    if args.backend is not None and args.backend not in SERVE_BACKENDS:
+        raise CommandError(f"--backend: must be diffusion or procedural, got {args.backend!r}")
+    settings = Settings.from_env(model=args.model, controlnet=args.controlnet, device=args.device,
+                                 max_pixels=args.max_pixels, queue_size=args.queue_size, max_body_mb=args.max_body_mb,
+                                 backend=args.backend, fallback=False if args.no_fallback else None)
+    service = Service(settings)
+    if not args.lazy and settings.backend == "diffusion":
+        print(f"loading {settings.model or 'the default model'} …", flush=True)
         service.pipeline  # noqa: B018 - load now, so the first request is not the slow one
-    server = make_server(create_app(config, service), host=args.host, port=args.port)
+        if service.note:
+            print(f"note: {service.note}", file=sys.stderr, flush=True)
+    server = make_server(create_app(settings, service), host=args.host, port=args.port)
     print(f"serving on http://{args.host}:{server.effective_port}  (POST / or /predict, GET /health; Ctrl+C stops)",
           flush=True)
     try:

@@ -42,9 +42,9 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path, tiny_dir, town_png)
     r = run("generate", tmp_path / "nope.png", "--prompt", "x", "--model", tiny_dir, "--out", tmp_path)
     assert r.returncode == 2 and r.stderr.strip() == f"error: file not found: {tmp_path / 'nope.png'}"
     r = run("generate", town_png, "--prompt", "x", "--model", tiny_dir, "--steps", "0", "--out", tmp_path)
-    assert r.returncode == 2 and r.stderr.strip().startswith("error: steps must be")
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: --steps: must be")
     r = run("outpaint", town_png, town_png, "--at", "a,b", "--prompt", "x", "--model", tiny_dir, "--out", tmp_path)
-    assert r.returncode == 2 and "--at must be X,Y" in r.stderr
+    assert r.returncode == 2 and "--at: must be X,Y" in r.stderr
 
 
 def test_make_tiny_and_help(tmp_path):
@@ -78,3 +78,34 @@ def test_help_and_model_free_commands_import_no_model_code(tmp_path):
     commands, loaded = r.stdout.strip().rsplit("] ", 1)
     assert "generate" in commands and "prepare" in commands and "serve" in commands
     assert loaded == "[]", f"imported {loaded} for --help / prepare"
+
+
+def test_inpaint_and_outpaint_fall_back_to_the_renderer_like_generate(tmp_path, town_png, town_ids):
+    """No weights: every generating command says so in one line and renders instead, unless --no-fallback."""
+    from seg2sat.render import render
+
+    render(town_ids, seed=1).save(tmp_path / "image.png")
+    region = np.zeros(town_ids.shape, np.uint8)
+    region[10:30, 10:50] = 255
+    Image.fromarray(region).save(tmp_path / "region.png")
+    missing = tmp_path / "no-weights-here"
+    out = tmp_path / "out"
+    r = run("inpaint", tmp_path / "image.png", town_png, "--region", tmp_path / "region.png", "--prompt", "x",
+            "--model", missing, "--seed", "3", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "Using the procedural renderer instead" in r.stderr
+    redone, original = (np.asarray(Image.open(p)) for p in (out / "image-inpaint-seed3.png", tmp_path / "image.png"))
+    assert np.array_equal(redone[region == 0], original[region == 0])
+    assert not np.array_equal(redone[region > 0], original[region > 0])
+
+    grown = np.concatenate([town_ids, town_ids[:, :32]], axis=1)
+    masks.to_image(grown).save(tmp_path / "grown.png")
+    r = run("outpaint", tmp_path / "image.png", tmp_path / "grown.png", "--at", "0,0", "--prompt", "x",
+            "--model", missing, "--seed", "3", "--out", out)
+    assert r.returncode == 0 and "Using the procedural renderer instead" in r.stderr, r.stderr
+    grown_image = np.asarray(Image.open(out / "image-outpaint-seed3.png"))
+    assert grown_image.shape[:2] == grown.shape and np.array_equal(grown_image[:, :128], original)
+
+    r = run("inpaint", tmp_path / "image.png", town_png, "--region", tmp_path / "region.png", "--prompt", "x",
+            "--model", missing, "--no-fallback", "--out", out)
+    assert r.returncode == 2 and r.stderr.startswith("error: Cannot load the base model"), r.stderr

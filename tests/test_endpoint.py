@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from PIL import Image
 
 from seg2sat import masks
-from seg2sat.serving import RequestError, ServeConfig, Service, parse_request
-
-from conftest import ROOT
+from seg2sat.serving import RequestError, Service, parse_request
+from seg2sat.settings import Settings
 
 
 def b64png(image: Image.Image | np.ndarray) -> str:
@@ -157,9 +157,12 @@ def test_seed_range_and_its_reduction_to_32_bits(handler, mask_b64):
 def test_hugging_face_names_are_aliases_of_ours(handler, mask_b64):
     ours = handler(payload(mask_b64, seed=3, width=64))
     for alias in ({"num_inference_steps": 1}, {"num_inference_steps": 1, "steps": 1},
-                  {"target_size": {"width": 64, "height": 32}}, {"target_size": {"width": 64}, "width": 64}):
+                  {"target_size": {"width": 64, "height": 32}}, {"target_size": {"width": 64}, "width": 64},
+                  {"controlnet_scale": 1.0}, {"controlnet_scale": 1.0, "controlnet_conditioning_scale": 1}):
         params = {"image": mask_b64, "seed": 3, "steps": 1, "width": 64, **alias}
         assert handler({"inputs": "Aerial view of Lyon, France", "parameters": params})["images"] == ours["images"], alias
+    weaker = handler(payload(mask_b64, seed=3, width=64, controlnet_conditioning_scale=0.25))
+    assert handler(payload(mask_b64, seed=3, width=64, controlnet_scale=0.25))["images"] == weaker["images"]
 
 
 def test_image_to_image_shape_puts_the_mask_in_inputs(handler, mask_b64):
@@ -189,7 +192,7 @@ BAD = {
     "parameters.image  ": lambda m: {"inputs": "x", "parameters": {"image": "not base64 !!"}},
     "parameters.image   ": lambda m: {"inputs": "x", "parameters": {"image": base64.b64encode(b"hello world").decode()}},
     "parameters.image    ": lambda m: {"inputs": "x", "parameters": {"image": _corrupt_png(m)}},
-    "parameters.image     ": lambda m: {"inputs": "x", "parameters": {"image": b64png(np.zeros((1100, 1000, 3), np.uint8))}},
+    "parameters.image     ": lambda m: {"inputs": "x", "parameters": {"image": b64png(np.zeros((2048, 2049), np.uint8))}},
     "parameters.image      ": lambda m: {"inputs": "x", "parameters": {"image": b64png(np.zeros((16, 64, 3), np.uint8))}},
     "parameters.image       ": lambda m: {"inputs": "x", "parameters": {"image": 12}},
     "parameters.steps": lambda m: payload(m, steps=0),
@@ -236,6 +239,8 @@ BAD = {
     "parameters.num_inference_steps": lambda m: payload(m, num_inference_steps=0),
     "parameters.num_inference_steps ": lambda m: payload(m, num_inference_steps=2, steps=1),
     "parameters.num_inference_steps  ": lambda m: payload(m, num_inference_steps="2"),
+    "parameters.controlnet_scale": lambda m: payload(m, controlnet_scale=2.5),
+    "parameters.controlnet_scale ": lambda m: payload(m, controlnet_scale=0.5, controlnet_conditioning_scale=1.0),
     "parameters.target_size": lambda m: payload(m, target_size=[64, 64]),
     "parameters.target_size ": lambda m: payload(m, target_size={"width": 64, "depth": 3}),
     "parameters.target_size  ": lambda m: payload(m, target_size={"width": 96}, width=64),
@@ -266,27 +271,34 @@ def test_bad_input_is_a_value_error_naming_the_field_and_the_handler_goes_on(han
 
 def test_pixel_limit_is_configurable(mask_b64):
     request = payload(mask_b64)
-    parse_request(request, ServeConfig())
-    with pytest.raises(ValueError, match="parameters.image.*8192"):
-        parse_request(request, ServeConfig(max_pixels=8192 - 1, min_side=32))
-    assert ServeConfig.from_env({"SEG2SAT_MAX_PIXELS": "4096", "SEG2SAT_MIN_SIDE": "8"}).max_pixels == 4096
+    parse_request(request, Settings().limits)
+    with pytest.raises(ValueError, match="parameters.image.*8,192"):
+        parse_request(request, Settings(max_pixels=8192 - 1, min_side=32).limits)
+    with pytest.raises(ValueError, match="parameters.image.*8,192"):
+        Service(Settings(max_pixels=8192 - 1)).parse(request)
+    assert Settings.from_env({"SEG2SAT_MAX_PIXELS": "4096", "SEG2SAT_MIN_SIDE": "8"}).max_pixels == 4096
     with pytest.raises(ValueError, match="SEG2SAT_MAX_PIXELS"):
-        ServeConfig.from_env({"SEG2SAT_MAX_PIXELS": "lots"})
+        Settings.from_env({"SEG2SAT_MAX_PIXELS": "lots"})
 
 
 def test_validation_happens_before_any_model_work(mask_b64):
-    service = Service(ServeConfig(model="/nonexistent/model/folder"))
+    service = Service(Settings(model="/nonexistent/model/folder"))
     with pytest.raises(ValueError, match="parameters.steps"):
         service(payload(mask_b64, steps=0))
-    assert service._pipeline is None
+    assert not service.loaded
 
 
 def test_controlnet_folder_repository_goes_on_the_configured_base(tiny_dir, tmp_path):
-    from seg2sat.serving import _is_controlnet_folder
+    from seg2sat.pipelines import is_controlnet_folder
+    from seg2sat.serving import repository_models
 
-    assert _is_controlnet_folder(tiny_dir / "controlnet")
-    assert not _is_controlnet_folder(tiny_dir)
-    assert not _is_controlnet_folder(tmp_path)
+    assert is_controlnet_folder(tiny_dir / "controlnet")
+    assert not is_controlnet_folder(tiny_dir)
+    assert not is_controlnet_folder(tmp_path)
+    settings = Settings(model="base/model", controlnet="other/controlnet")
+    assert repository_models(tiny_dir / "controlnet", settings) == ("base/model", str(tiny_dir / "controlnet"))
+    assert repository_models(tiny_dir, settings) == (str(tiny_dir), "other/controlnet")
+    assert repository_models(tmp_path, settings) == ("base/model", "other/controlnet")
 
 
 def test_built_repository_serves_with_its_own_copy_of_seg2sat(tiny_dir, tmp_path, mask_b64):
@@ -331,7 +343,7 @@ def test_handler_called_from_threads_runs_one_generation_at_a_time(tiny_dir, mas
             finally:
                 Watched.active -= 1
 
-    service = Watched(ServeConfig(), pipeline=load_pipeline(tiny_dir))
+    service = Watched(Settings(), pipeline=load_pipeline(tiny_dir))
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda s: service(payload(mask_b64, seed=s)), range(4)))
     assert [a["seeds"] for a in answers] == [[0], [1], [2], [3]]

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from test_endpoint import b64png
 
 from seg2sat import masks
 from seg2sat.pipelines import load_pipeline
-from seg2sat.serving import PARAMETERS, RequestError, ServeConfig, Service
-
-from test_endpoint import b64png
+from seg2sat.serving import PARAMETERS, RequestError, Service
+from seg2sat.settings import Settings
 
 MASK = np.full((64, 64), 11, dtype=np.uint8)
 MASK[:, 20:28] = 3
@@ -92,14 +92,15 @@ def payloads(draw):
 
 @pytest.fixture(scope="module")
 def service(tiny_dir):
-    return Service(ServeConfig(), pipeline=load_pipeline(tiny_dir))
+    return Service(Settings(), pipeline=load_pipeline(tiny_dir))
 
 
 def _known_field(field: str) -> bool:
     return field in {"body", "inputs", "prompt", "parameters"} or field.removeprefix("parameters.") in PARAMETERS
 
 
-@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=200, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=payloads())
 def test_any_payload_gives_images_or_a_value_error_naming_a_field(service, data):
     try:

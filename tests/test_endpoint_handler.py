@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT
 from PIL import Image
 
 from seg2sat import masks, pipelines
-
-from conftest import ROOT
 
 # What the toolkit's image installs (its setup.py: install_requires, extras "diffusers" and "torch").
 TOOLKIT_PINS = {"transformers": "4.51.3", "huggingface-hub": "0.30.2", "diffusers": "0.33.1",

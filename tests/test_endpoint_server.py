@@ -13,12 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from PIL import Image
+from test_endpoint import b64png, decode
 
 from seg2sat import masks
 from seg2sat.pipelines import load_pipeline
-from seg2sat.serving import ServeConfig, Service, create_app, make_server, stop_server
-
-from test_endpoint import b64png, decode
+from seg2sat.serving import Service, create_app, make_server, stop_server
+from seg2sat.settings import Settings
 
 
 class CountingService(Service):
@@ -42,8 +42,8 @@ class CountingService(Service):
 
 
 def make_app(tiny_dir, **limits):
-    config = ServeConfig(**limits)
-    return create_app(config, CountingService(config, pipeline=load_pipeline(tiny_dir)))
+    settings = Settings(**limits)
+    return create_app(settings, CountingService(settings, pipeline=load_pipeline(tiny_dir)))
 
 
 @pytest.fixture
@@ -57,11 +57,17 @@ def body(town_ids):
     return {"inputs": "Aerial view of Lyon", "parameters": {"image": b64png(mask), "steps": 1, "seed": 3}}
 
 
-def test_health(client):
+def test_health(client, tiny_dir):
     answer = client.get("/health")
     assert answer.status_code == 200
-    assert answer.get_json()["status"] == "ok"
-    assert answer.get_json()["limits"]["max_pixels"] == 1024 * 1024
+    health = answer.get_json()
+    assert health["status"] == "ok" and health["model_loaded"] and health["fallback"] is None
+    assert health["limits"]["max_pixels"] == Settings().max_pixels == 2048 * 2048
+    assert health["limits"]["steps"] == [1, 150] and health["defaults"]["steps"] == 20
+    assert health["limits"]["controlnet_conditioning_scale"] == [0.0, 2.0], "parameters under their wire names"
+    assert health["queue_size"] == Settings().queue_size == 8
+    small = make_app(tiny_dir, max_pixels=4096, queue_size=2).test_client().get("/health").get_json()
+    assert small["limits"]["max_pixels"] == 4096 and small["queue_size"] == 2
 
 
 @pytest.mark.parametrize("route", ["/", "/predict"])
@@ -122,9 +128,11 @@ def test_alias_and_our_name_disagreeing_is_400_naming_both(client, body):
     ("{not json", "body"),
     ('"just a string"', "body"),
     (json.dumps({"inputs": "x", "parameters": {"image": "@@@"}}), "parameters.image"),
-    (json.dumps({"inputs": "", "parameters": {}}), "inputs"),
+    (json.dumps({"inputs": "", "parameters": {"image": "MASK"}}), "inputs"),
+    (json.dumps({"inputs": "", "parameters": {}}), "parameters.image"),  # the core checks the mask before the prompt
 ])
 def test_bad_requests_are_400_json_naming_the_field(client, body, data, field):
+    data = data.replace('"MASK"', json.dumps(body["parameters"]["image"]))
     answer = client.post("/", data=data, content_type="application/json")
     assert answer.status_code == 400
     assert answer.get_json()["error"].startswith(field)
@@ -132,7 +140,7 @@ def test_bad_requests_are_400_json_naming_the_field(client, body, data, field):
 
 
 def test_body_limit_and_unknown_routes_answer_json(tiny_dir, body):
-    client = make_app(tiny_dir, max_body_bytes=200).test_client()
+    client = make_app(tiny_dir, max_body_mb=200 / 2**20).test_client()
     answer = client.post("/", json=body)
     assert answer.status_code == 413 and "limit" in answer.get_json()["error"]
     assert client.get("/nowhere").status_code == 404 and "error" in client.get("/nowhere").get_json()
@@ -152,25 +160,67 @@ def test_full_queue_answers_503_with_retry_after_then_serves_again(tiny_dir, bod
 
 
 def test_procedural_backend_needs_no_model(body):
-    pytest.importorskip("seg2sat.render")
-    service = Service(ServeConfig(model="/no/such/model", backend="procedural"))
+    service = Service(Settings(model="/no/such/model", backend="procedural", fallback=False))
     client = create_app(service=service).test_client()
     answer = client.post("/", json=body)
     assert answer.status_code == 200, answer.get_json()
     assert answer.get_json()["backend"] == "procedural"
     assert decode(answer.get_json()["images"][0]).size == (64, 64)
-    assert service._pipeline is None
+    assert not service.loaded
     body["parameters"]["backend"] = "diffusion"
     missing = client.post("/", json=body)
     assert missing.status_code == 503 and "/no/such/model" in missing.get_json()["error"]
     assert client.get("/health").get_json()["status"] == "ok"
 
 
+def test_missing_weights_fall_back_to_the_renderer_and_say_so(body):
+    service = Service(Settings(model="/no/such/model"))
+    client = create_app(service=service).test_client()
+    answer = client.post("/", json=body)
+    assert answer.status_code == 200, answer.get_json()
+    data = answer.get_json()
+    assert data["backend"] == "procedural" and any("/no/such/model" in w for w in data["warnings"])
+    assert "procedural renderer" in client.get("/health").get_json()["fallback"]
+    png = client.post("/", json=body, headers={"Accept": "image/png"})
+    assert png.status_code == 200 and png.headers["X-Backend"] == "procedural"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png.data))), np.asarray(decode(data["images"][0])))
+
+
+def test_remote_backend_is_refused_with_the_reason(body):
+    with pytest.raises(ValueError, match="remote is a web UI backend"):
+        Service(Settings(backend="remote"))
+    body["parameters"]["backend"] = "remote"
+    answer = create_app(service=Service(Settings(backend="procedural"))).test_client().post("/", json=body)
+    assert answer.status_code == 400
+    assert answer.get_json()["error"].startswith("parameters.backend:") and "web UI" in answer.get_json()["error"]
+    body["parameters"]["backend"] = "local"  # the web UI's old name of diffusion
+    assert Service(Settings(backend="procedural")).parse(body).backend == "diffusion"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backend", "remote"], "serve runs the model itself; remote is a web UI backend"),
+    (["--backend", "gan"], "--backend: must be diffusion or procedural"),
+])
+def test_serve_refuses_other_backends_in_one_line(argv, message):
+    """Before anything loads; seg2sat.cli.main prints a CommandError as one line `error: …` and exits 2."""
+    import argparse
+
+    from seg2sat.cli import CommandError
+    from seg2sat.serve_cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["serve", *argv])
+    with pytest.raises(CommandError, match=message) as info:
+        args.func(args)
+    assert "\n" not in str(info.value)
+    assert parser.parse_args(["serve", "--no-fallback"]).no_fallback
+
+
 def test_procedural_inpaint_keeps_the_image_outside_the_region(body):
-    pytest.importorskip("seg2sat.render")
     photo = np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     body["parameters"].update(mode="inpaint", init_image=b64png(photo), region=[0, 0, 32, 64], backend="procedural")
-    out = np.asarray(decode(Service(ServeConfig())(body)["images"][0]).convert("RGB"))
+    out = np.asarray(decode(Service(Settings())(body)["images"][0]).convert("RGB"))
     assert (out[:, 32:] == photo[:, 32:]).all() and (out[:, :32] != photo[:, :32]).any()
 
 

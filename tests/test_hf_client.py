@@ -15,12 +15,12 @@ import urllib.request
 import numpy as np
 import pytest
 from PIL import Image
+from test_endpoint import b64png, decode, load_script
 
 from seg2sat import masks
 from seg2sat.pipelines import load_pipeline
-from seg2sat.serving import ServeConfig, Service, create_app, make_server, stop_server
-
-from test_endpoint import b64png, decode, load_script
+from seg2sat.serving import Service, create_app, make_server, stop_server
+from seg2sat.settings import Settings
 
 hub = pytest.importorskip("huggingface_hub")
 from huggingface_hub.errors import HfHubHTTPError  # noqa: E402
@@ -56,7 +56,7 @@ def mask_png() -> bytes:
 
 @pytest.fixture(scope="module")
 def server(tiny_dir):
-    service = RecordingService(ServeConfig(), pipeline=load_pipeline(tiny_dir))
+    service = RecordingService(Settings(), pipeline=load_pipeline(tiny_dir))
     srv = make_server(create_app(service=service), port=0)
     threading.Thread(target=srv.run, daemon=True).start()
     yield f"http://127.0.0.1:{srv.effective_port}", service

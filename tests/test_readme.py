@@ -30,7 +30,7 @@ def test_readme_quickstart_command_runs(tmp_path):
     run_part = line.split("requirements.txt && ", 1)[1]
     command = run_part.replace("seg2sat ", f"{sys.executable} -m seg2sat ")
     shutil.copytree(ROOT / "examples" / "masks", tmp_path / "examples" / "masks")
-    env = dict(os.environ, SEG2SAT_PORT="0", HF_HUB_OFFLINE="1")  # a free port; no weights here
+    env = dict(os.environ, SEG2SAT_UI_PORT="0", HF_HUB_OFFLINE="1")  # a free port; no weights here
     proc = subprocess.Popen(command, shell=True, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

@@ -8,7 +8,8 @@ from PIL import Image
 
 from seg2sat import masks
 from seg2sat.classes import CLASSES, NUM_CLASSES
-from seg2sat.render import HALO, procedural, render, render_array, render_window
+from seg2sat.generation import generate
+from seg2sat.render import HALO, render, render_array, render_window
 from seg2sat.render_stats import class_stats
 
 
@@ -89,7 +90,7 @@ def test_same_seed_same_image_other_seed_other_image(town_ids):
 
 
 def test_procedural_backend_reads_mask_files_and_numbers_seeds(town_png, town_ids):
-    result = procedural(town_png, seed=5, num_images=2, prompt="Aerial view of a town")
+    result = generate(town_png, "Aerial view of a town", seed=5, num_images=2, backend="procedural")
     assert result.seeds == [5, 6]
     assert [im.size for im in result.images] == [(128, 64)] * 2
     assert np.array_equal(np.asarray(result.images[0]), render_array(town_ids, seed=5))
@@ -116,6 +117,6 @@ def test_bad_seed_origin_and_box_are_refused(town_ids):
     with pytest.raises(ValueError, match="inside"):
         render_window(town_ids, (0, 0, 500, 10))
     with pytest.raises(ValueError, match="num_images"):
-        procedural(town_ids, num_images=0)
+        generate(town_ids, "x", num_images=0, backend="procedural")
     with pytest.raises(ValueError, match="not found"):
-        procedural("no/such/mask.png")
+        generate("no/such/mask.png", "x", backend="procedural")

@@ -15,6 +15,7 @@ from PIL import Image
 from seg2sat import masks
 from seg2sat.classes import CLASSES
 from seg2sat.generation import generate
+from seg2sat.render import render
 from seg2sat.webui import create_app
 
 
@@ -53,7 +54,7 @@ def app(tiny_dir, tmp_path_factory):
     masks.to_image(small_ids()).save(samples / "village.png")
     (samples / "notes.txt").write_text("not a mask")
     app = create_app({"MODEL": str(tiny_dir), "DEVICE": "cpu", "SAMPLES_DIR": str(samples), "QUEUE_SIZE": 2,
-                      "MAX_UPLOAD_MB": 1})
+                      "MAX_BODY_MB": 1})
     yield app
     app.extensions["seg2sat_ui"].worker.close()
 
@@ -89,8 +90,8 @@ def test_health_reports_ready_backend(client):
     deadline = time.time() + 30
     while (health := client.get("/api/health").get_json())["status"] == "loading" and time.time() < deadline:
         time.sleep(0.05)
-    assert health["status"] == "ready" and health["backend"] == "local"
-    assert {"local", "remote", "procedural"} <= set(health["backends"])
+    assert health["status"] == "ready" and health["backend"] == "diffusion"
+    assert health["backends"] == ["diffusion", "procedural", "remote"]
 
 
 def test_generate_gives_the_seeds_and_images_of_the_core(generated, client, tiny_pipe):
@@ -189,24 +190,34 @@ def _mask() -> str:
     "path, body, words",
     [
         ("/api/generate", None, "JSON object"),
-        ("/api/generate", {"steps": 2}, "mask is missing"),
-        ("/api/generate", {"mask": "not base64!"}, "base64"),
-        ("/api/generate", {"mask": base64.b64encode(b"hello").decode()}, "readable"),
-        ("/api/generate", {"mask": _mask(), "steps": 0}, "steps"),
-        ("/api/generate", {"mask": _mask(), "steps": "many"}, "steps"),
-        ("/api/generate", {"mask": _mask(), "num_images": 9}, "num_images"),
-        ("/api/generate", {"mask": _mask(), "guidance_scale": 31}, "guidance_scale"),
-        ("/api/generate", {"mask": _mask(), "seed": -1}, "seed"),
-        ("/api/generate", {"mask": _mask(), "style": "cubism"}, "style"),
-        ("/api/generate", {"mask": _mask(), "place": 3}, "place"),
-        ("/api/inpaint", {"mask": _mask(), "image_id": "../../etc/passwd", "region": _mask()}, "image_id"),
-        ("/api/inpaint", {"mask": _mask(), "image_id": "0" * 32, "region": _mask()}, "image_id"),
-        ("/api/inpaint", {"mask": _mask()}, "image_id"),
-        ("/api/inpaint", {"mask": _mask(), "image": _mask(), "region": b64png(Image.new("L", (64, 64)))}, "region is empty"),
-        ("/api/inpaint", {"mask": _mask(), "image": _mask(), "region": b64png(Image.new("L", (32, 64), 255))}, "region is 32x64"),
-        ("/api/inpaint", {"mask": _mask(), "image": b64png(Image.new("RGB", (32, 32))), "region": _mask()}, "32x32"),
-        ("/api/outpaint", {"mask": _mask(), "image": _mask(), "side": "up", "pixels": 8}, "side"),
-        ("/api/outpaint", {"mask": _mask(), "image": _mask(), "side": "left", "pixels": 0}, "pixels"),
+        ("/api/generate", {"steps": 2}, "mask: must be a base64-encoded PNG"),
+        ("/api/generate", {"mask": "not base64!"}, "mask: is not valid base64"),
+        ("/api/generate", {"mask": base64.b64encode(b"hello").decode()}, "mask: the decoded bytes are not an image"),
+        ("/api/generate", {"mask": b64png(Image.new("RGB", (3000, 3000)))}, "more than the limit"),
+        ("/api/generate", {"mask": _mask(), "steps": 0}, "steps: must be an integer between 1 and 150, got 0"),
+        ("/api/generate", {"mask": _mask(), "steps": "many"}, "steps: must be an integer"),
+        ("/api/generate", {"mask": _mask(), "num_images": 9}, "num_images: "),
+        ("/api/generate", {"mask": _mask(), "guidance_scale": 31}, "guidance_scale: "),
+        ("/api/generate", {"mask": _mask(), "controlnet_conditioning_scale": 2.5}, "controlnet_conditioning_scale: "),
+        ("/api/generate", {"mask": _mask(), "controlnet_scale": 2.5}, "controlnet_scale: "),
+        ("/api/generate", {"mask": _mask(), "controlnet_scale": 1, "controlnet_conditioning_scale": 2},
+         "controlnet_scale: 1 conflicts with controlnet_conditioning_scale = 2; send one of them"),
+        ("/api/generate", {"mask": _mask(), "seed": -1}, "seed: "),
+        ("/api/generate", {"mask": _mask(), "style": "cubism"}, "style: "),
+        ("/api/generate", {"mask": _mask(), "place": 3}, "place: must be a string"),
+        ("/api/generate", {"mask": _mask(), "region": _mask()}, "region: is not used in mode 'generate'"),
+        ("/api/generate", {"mask": _mask(), "side": "left"}, "side: is not used in mode 'generate'"),
+        ("/api/inpaint", {"mask": _mask(), "image_id": "../../etc/passwd", "region": _mask()}, "image_id: names no image"),
+        ("/api/inpaint", {"mask": _mask(), "image_id": "0" * 32, "region": _mask()}, "image_id: names no image"),
+        ("/api/inpaint", {"mask": _mask()}, "image_id or image: is required"),
+        ("/api/inpaint", {"mask": _mask(), "image": _mask(), "region": b64png(Image.new("L", (64, 64)))}, "region: is empty"),
+        ("/api/inpaint", {"mask": _mask(), "image": _mask(), "region": b64png(Image.new("L", (32, 64), 255))},
+         "region: is 32x64"),
+        ("/api/inpaint", {"mask": _mask(), "image": b64png(Image.new("RGB", (32, 32))), "region": _mask()},
+         "image: is 32x32"),
+        ("/api/outpaint", {"mask": _mask(), "image": _mask(), "side": "up", "pixels": 8}, "side: "),
+        ("/api/outpaint", {"mask": _mask(), "image": _mask(), "side": "left", "pixels": 0}, "pixels: "),
+        ("/api/outpaint", {"mask": _mask(), "image": _mask(), "side": "left", "pixels": 32}, "mask: extending"),
         ("/api/outpaint", {"mask": _mask(), "image": _mask(), "side": "left", "pixels": 32}, "96x64 mask"),
     ],
 )
@@ -275,14 +286,45 @@ def test_unknown_backend_is_refused():
         create_app({"BACKEND": "magic"})
 
 
+def test_settings_are_shared_with_serve_and_the_ui_has_its_own_prefix(monkeypatch, caplog):
+    """SEG2SAT_* as for `seg2sat serve` (local = diffusion), SEG2SAT_UI_* for the UI alone, the config dict last."""
+    from seg2sat.settings import Settings
+
+    for name, value in {"SEG2SAT_BACKEND": "local", "SEG2SAT_MAX_PIXELS": "4096", "SEG2SAT_MAX_BODY_MB": "2",
+                        "SEG2SAT_UI_STORE_SIZE": "7", "SEG2SAT_UI_WARMUP": "false", "SEG2SAT_UI_PORT": "0",
+                        "SEG2SAT_PORT": "1234"}.items():
+        monkeypatch.setenv(name, value)
+    app = create_app({"QUEUE_SIZE": 3})
+    try:
+        state = app.extensions["seg2sat_ui"]
+        assert state.settings == Settings.from_env(queue_size=3)
+        assert (state.settings.backend, state.settings.max_pixels, state.worker.queue_size) == ("diffusion", 4096, 3)
+        assert app.config["MAX_CONTENT_LENGTH"] == 2 * 2**20 and state.store.capacity == 7 and app.config["PORT"] == 0
+        assert app.config["BACKEND"] == "diffusion" and app.config["WARMUP"] is False
+        assert "SEG2SAT_PORT is no longer read; the web UI reads SEG2SAT_UI_PORT" in caplog.text
+    finally:
+        state.worker.close()
+
+
+def test_options_give_the_core_settings_styles_and_limits(client):
+    from seg2sat.prompts import STYLES
+    from seg2sat.request import SETTINGS
+
+    got = client.get("/api/options").get_json()
+    assert got["settings"] == {name: {"default": s.default, "low": s.low, "high": s.high, "label": s.label,
+                                      "integer": s.cast is int} for name, s in SETTINGS.items()}
+    assert [s["name"] for s in got["styles"]] == list(STYLES) and got["max_pixels"] == 2048 * 2048
+
+
 def test_remote_backend_speaks_the_endpoint_protocol(tiny_pipe, monkeypatch):
     """Against the real local endpoint server (seg2sat.serving), sharing the tiny pipeline."""
     from werkzeug.serving import make_server
 
     from seg2sat import serving
+    from seg2sat.settings import Settings
 
     seen = []
-    limits = serving.ServeConfig(max_pixels=64 * 64)
+    limits = Settings(max_pixels=64 * 64)
     endpoint = serving.create_app(limits, serving.Service(limits, pipeline=tiny_pipe))
     endpoint.before_request(lambda: seen.append(__import__("flask").request.headers.get("Authorization")))
     server = make_server("127.0.0.1", 0, endpoint, threaded=True)
@@ -351,9 +393,6 @@ def test_start_script_serves_the_page_and_prints_its_url(tiny_dir):
 
 
 def test_procedural_backend_needs_no_weights_and_keeps_pixels_outside_the_region():
-    pytest.importorskip("seg2sat.render")
-    from seg2sat.render import render
-
     app = create_app({"BACKEND": "procedural"})
     client = app.test_client()
     try:

@@ -1,8 +1,9 @@
 """Drawing2Map: the Seg2Sat web UI (Flask app factory, JSON API, one page with a canvas editor).
 
-``create_app(config)`` builds the app from :data:`config.DEFAULTS`, then ``SEG2SAT_*``
-environment variables, then ``config``. The page and its JavaScript are plain files
-in ``templates/`` and ``static/``: nothing to build.
+``create_app(config)`` builds the app from the defaults, then the environment (the shared
+``SEG2SAT_*`` settings of :class:`seg2sat.settings.Settings` and the UI's own
+``SEG2SAT_UI_*``, see :mod:`.config`), then ``config``. The page and its JavaScript are
+plain files in ``templates/`` and ``static/``: nothing to build.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .config import DEFAULTS, ENV_PREFIX, default_samples_dir
+from ..settings import Settings
+from .config import default_samples_dir, resolve
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -21,17 +23,14 @@ def create_app(config: dict | None = None) -> Flask:
     from .jobs import Worker
     from .store import ImageStore
 
+    settings, values = resolve(config)
     app = Flask(__name__)
-    app.config.update(DEFAULTS)
-    app.config.from_prefixed_env(ENV_PREFIX)
-    app.config.update(config or {})
-    app.config["MAX_CONTENT_LENGTH"] = int(float(app.config["MAX_UPLOAD_MB"]) * 1024 * 1024)
+    app.config.update(values, MAX_CONTENT_LENGTH=settings.max_body_bytes)
 
-    backend = make_backend(app.config)
     store = ImageStore(int(app.config["STORE_SIZE"]))
-    worker = Worker(backend, store, _device_key(app.config), int(app.config["QUEUE_SIZE"]))
+    worker = Worker(make_backend(settings), store, _device_key(settings), settings.queue_size)
     samples = app.config["SAMPLES_DIR"]
-    app.extensions["seg2sat_ui"] = api.UIState(worker, store, backend.name, Path(samples) if samples else default_samples_dir())
+    app.extensions["seg2sat_ui"] = api.UIState(worker, store, settings, Path(samples) if samples else default_samples_dir())
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_error_handler(HTTPException, _http_error)
@@ -39,13 +38,13 @@ def create_app(config: dict | None = None) -> Flask:
     return app
 
 
-def _device_key(config) -> str:
-    """Jobs that share a device share a lock: the local backend's device, or the remote URL."""
-    if str(config["BACKEND"]).lower() == "local":
+def _device_key(settings: Settings) -> str:
+    """Jobs that share a device share a lock: the diffusion backend's device, or the renderer, or the remote URL."""
+    if settings.backend == "diffusion":
         from ..pipelines import pick_device
 
-        return config["DEVICE"] or pick_device()
-    return f"{config['BACKEND']}:{config.get('ENDPOINT_URL')}"
+        return settings.device or pick_device()
+    return f"{settings.backend}:{settings.endpoint_url}"
 
 
 def _http_error(exc: HTTPException):

@@ -10,11 +10,13 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from .. import masks
 from ..classes import CLASSES
-from ..generation import LIMITS
+from ..codec import decode_image
 from ..prompts import STYLES
-from .backends import BACKENDS, BackendError
+from ..request import BACKENDS, SETTINGS
+from ..settings import Settings
+from .backends import BackendError
 from .jobs import QueueFull, Worker
-from .payloads import body_object, decode_image, mask_summary, open_image, parse_task
+from .payloads import body_object, mask_summary, parse_request
 from .store import ImageStore
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -28,7 +30,7 @@ class UIState:
 
     worker: Worker
     store: ImageStore
-    backend: str
+    settings: Settings
     samples_dir: Path | None
 
 
@@ -48,8 +50,8 @@ def _bad_value(exc: ValueError):
 @bp.get("/health")
 def health():
     worker = _state().worker
-    return jsonify({"status": worker.state, "message": worker.message, "backend": _state().backend,
-                    "backends": list(BACKENDS), "queued": worker.queue.qsize(), "queue_size": worker.queue.maxsize})
+    return jsonify({"status": worker.state, "message": worker.message, "backend": _state().settings.backend,
+                    "backends": list(BACKENDS), "queued": worker.waiting(), "queue_size": worker.queue_size})
 
 
 @bp.get("/classes")
@@ -59,11 +61,12 @@ def classes():
 
 @bp.get("/options")
 def options():
-    """Style presets, value ranges and defaults, so the page never hard-codes them."""
-    return jsonify({"styles": [{"name": k, "text": v} for k, v in STYLES.items()],
-                    "limits": {k: list(v) for k, v in LIMITS.items()},
-                    "defaults": {"steps": 20, "guidance_scale": 7.5, "controlnet_scale": 1.0, "num_images": 1},
-                    "max_pixels": current_app.config["MAX_PIXELS"]})
+    """The core's settings (default, range, label), style presets and image limits: the page hard-codes none."""
+    limits = _state().settings.limits
+    return jsonify({"settings": {name: {"default": s.default, "low": s.low, "high": s.high, "label": s.label,
+                                        "integer": s.cast is int} for name, s in SETTINGS.items()},
+                    "styles": [{"name": k, "text": v} for k, v in STYLES.items()],
+                    "max_pixels": limits.max_pixels, "min_side": limits.min_side})
 
 
 def _samples() -> dict[str, Path]:
@@ -90,27 +93,28 @@ def sample(name: str):
 
 @bp.post("/masks/import")
 def import_mask():
-    """An uploaded PNG/JPEG (form field ``file`` or JSON ``image``) snapped to class colours by the core codec."""
-    max_pixels = current_app.config["MAX_PIXELS"]
+    """An uploaded PNG/JPEG (form field ``file`` or JSON ``image``) snapped to class colours."""
+    limits = _state().settings.limits
     if "file" in request.files:
-        image = open_image(request.files["file"].read(), "the uploaded file", max_pixels)
+        image = decode_image(request.files["file"].read(), "file", limits)
     else:
-        image = decode_image(body_object(request.get_json(silent=True)).get("image"), "image", max_pixels)
+        image = decode_image(body_object(request.get_json(silent=True)).get("image"), "image", limits)
     loaded = masks.snap(image)
     return jsonify(mask_summary(loaded.ids, loaded.off_palette))
 
 
 def _submit(mode: str):
     state = _state()
-    task, off_palette = parse_task(mode, request.get_json(silent=True), state.store, current_app.config["MAX_PIXELS"])
+    req = parse_request(mode, request.get_json(silent=True), state.store, state.settings.backend,
+                        state.settings.limits)
     try:
-        job = state.worker.submit(task)
+        job = state.worker.submit(req)
     except QueueFull as exc:
         return error(str(exc), 429)
     except BackendError as exc:
         return error(str(exc), 503)
-    return jsonify({"job": job.to_json(state.worker.position(job)), "prompt": task.prompt,
-                    "seeds": task.settings["seeds"], "off_palette": off_palette}), 202
+    return jsonify({"job": job.to_json(state.worker.position(job)), "prompt": req.prompt, "seeds": req.seeds,
+                    "off_palette": req.off_palette}), 202
 
 
 @bp.post("/generate")

@@ -4,30 +4,38 @@ from __future__ import annotations
 
 import argparse
 
-from .config import DEFAULTS
+from ..request import BACKEND_ALIASES, BACKENDS
+from ..settings import Settings
+from .config import UI_DEFAULTS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .backends import BACKENDS
-
-    p.add_argument("--backend", choices=list(BACKENDS), default=None,
-                   help="local: the pipeline in this process (default); remote: an inference endpoint; "
-                        "procedural: the offline renderer, no weights (env SEG2SAT_BACKEND)")
-    p.add_argument("--model", default=None, help="base model hub id or folder, or a full saved pipeline folder (env SEG2SAT_MODEL)")
+    shared = Settings()
+    p.add_argument("--backend", choices=[*BACKENDS, *BACKEND_ALIASES], default=None,
+                   help="diffusion: the model in this process (default; 'local' is its older name); remote: an "
+                        "inference endpoint; procedural: the offline renderer, no weights (env SEG2SAT_BACKEND)")
+    p.add_argument("--model", default=None,
+                   help="base model hub id or folder, or a full saved pipeline folder (env SEG2SAT_MODEL)")
     p.add_argument("--controlnet", default=None, help="ControlNet hub id or folder (env SEG2SAT_CONTROLNET)")
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available; env SEG2SAT_DEVICE)")
     p.add_argument("--endpoint-url", default=None, help="remote backend: the endpoint URL (env SEG2SAT_ENDPOINT_URL)")
     p.add_argument("--token-env", default=None,
-                   help=f"remote backend: the environment variable holding the token (default {DEFAULTS['ENDPOINT_TOKEN_ENV']}, then HF_TOKEN)")
-    p.add_argument("--host", default=None, help=f"address to listen on (default {DEFAULTS['HOST']}; 0.0.0.0 opens it to the network)")
-    p.add_argument("--port", type=int, default=None, help=f"port (default {DEFAULTS['PORT']}; 0 picks a free one)")
+                   help=f"remote backend: the environment variable holding the token (default "
+                        f"{shared.endpoint_token_env}, then HF_TOKEN; env SEG2SAT_ENDPOINT_TOKEN_ENV)")
+    p.add_argument("--host", default=None, help=f"address to listen on (default {UI_DEFAULTS['HOST']}; 0.0.0.0 opens "
+                                                "it to the network; env SEG2SAT_UI_HOST)")
+    p.add_argument("--port", type=int, default=None,
+                   help=f"port (default {UI_DEFAULTS['PORT']}; 0 picks a free one; env SEG2SAT_UI_PORT)")
     p.add_argument("--no-fallback", dest="fallback", action="store_false", default=None,
-                   help="local backend: show the missing-weights error instead of using the procedural renderer (env SEG2SAT_FALLBACK=false)")
-    p.add_argument("--queue-size", type=int, default=None, help=f"jobs that may wait for the device (default {DEFAULTS['QUEUE_SIZE']})")
+                   help="diffusion backend: show the missing-weights error instead of using the procedural renderer "
+                        "(env SEG2SAT_FALLBACK=false)")
+    p.add_argument("--queue-size", type=int, default=None,
+                   help=f"jobs that may wait for the device while one runs (default {shared.queue_size}; "
+                        "env SEG2SAT_QUEUE_SIZE)")
 
 
 def config_from_args(args: argparse.Namespace) -> dict:
-    """Only the options given on the command line; the rest comes from SEG2SAT_* or the defaults."""
+    """Only the options given on the command line; the rest comes from the environment or the defaults."""
     pairs = {"BACKEND": args.backend, "MODEL": args.model, "CONTROLNET": args.controlnet, "DEVICE": args.device,
              "ENDPOINT_URL": args.endpoint_url, "ENDPOINT_TOKEN_ENV": args.token_env, "HOST": args.host,
              "PORT": args.port, "QUEUE_SIZE": args.queue_size, "FALLBACK": args.fallback}
@@ -47,7 +55,7 @@ def serve(config: dict) -> None:
         raise ValueError(f"cannot listen on {app.config['HOST']}:{app.config['PORT']} ({exc.strerror or exc}); "
                          "pick another --port") from None
     host = "localhost" if app.config["HOST"] in ("127.0.0.1", "0.0.0.0", "::") else app.config["HOST"]
-    print(f"Drawing2Map is running at http://{host}:{server.port}/ (backend: {app.extensions['seg2sat_ui'].backend}; "
+    print(f"Drawing2Map is running at http://{host}:{server.port}/ (backend: {app.extensions['seg2sat_ui'].settings.backend}; "
           "Ctrl+C to stop)", flush=True)
     try:
         server.serve_forever()
@@ -59,6 +67,7 @@ def serve(config: dict) -> None:
 def register(sub) -> None:
     p = sub.add_parser("ui", help="start the Drawing2Map web UI in the browser",
                        description="Draw a land-cover map in the browser and turn it into aerial images. "
-                       "Prints the URL to open. Every option can also be set with a SEG2SAT_* variable.")
+                       "Prints the URL to open. Every option can also be set with the environment variable named in its "
+                       "help: the SEG2SAT_* settings shared with `seg2sat serve`, SEG2SAT_UI_* for the UI's own.")
     add_arguments(p)
     p.set_defaults(func=lambda args: serve(config_from_args(args)))

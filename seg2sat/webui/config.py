@@ -1,44 +1,51 @@
-"""Web UI settings: defaults, overridden by ``SEG2SAT_*`` environment variables, then by the caller.
+"""Web UI settings: the shared server settings, plus a few of the UI's own under ``SEG2SAT_UI_``.
 
-Every key can be set from the environment with the ``SEG2SAT_`` prefix (``SEG2SAT_BACKEND=remote``,
-``SEG2SAT_MODEL=./tiny``, ``SEG2SAT_QUEUE_SIZE=8``); values that parse as JSON numbers or booleans
-become numbers or booleans. The CLI passes its options as the last layer.
+What the UI shares with ``seg2sat serve`` and the endpoint (model, device, backend,
+fallback, limits, queue, remote endpoint) is :class:`seg2sat.settings.Settings`: the
+same ``SEG2SAT_*`` variables, values and defaults. Settings of the UI alone read
+``SEG2SAT_UI_<KEY>`` (``SEG2SAT_UI_PORT=0``). The caller's config dict (the CLI's
+options, a test's) comes last and wins; its keys are the upper-case names of both.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Mapping
+from dataclasses import asdict, fields
 from pathlib import Path
 
-ENV_PREFIX = "SEG2SAT"
+from ..settings import Settings, _parse
 
-DEFAULTS: dict = {
-    "BACKEND": "local",
-    "MODEL": None,
-    "CONTROLNET": None,
-    "DEVICE": None,
-    "ENDPOINT_URL": None,
-    "ENDPOINT_TOKEN_ENV": "SEG2SAT_ENDPOINT_TOKEN",
-    "ENDPOINT_TIMEOUT": 600,
-    "HOST": "127.0.0.1",
-    "PORT": 7860,
-    "QUEUE_SIZE": 4,
-    "STORE_SIZE": 200,
-    "MAX_UPLOAD_MB": 32,
-    "MAX_PIXELS": 2048 * 2048,
-    "WARMUP": True,
-    "FALLBACK": True,
-    "SAMPLES_DIR": None,
-}
-"""Keys the UI reads. ``ENDPOINT_TOKEN_ENV`` names the variable holding the token (never the token itself)."""
+log = logging.getLogger(__name__)
+
+UI_PREFIX = "SEG2SAT_UI_"
+UI_DEFAULTS: dict = {"HOST": "127.0.0.1", "PORT": 7860, "STORE_SIZE": 200, "WARMUP": True, "SAMPLES_DIR": None}
+"""The UI's own keys: where to listen, generated images kept in memory, load the model at start, sample masks."""
+SHARED = tuple(f.name.upper() for f in fields(Settings))
+"""Keys resolved through :class:`Settings`: MODEL, CONTROLNET, DEVICE, BACKEND, FALLBACK, MAX_PIXELS, …"""
+_RENAMED = {"SEG2SAT_HOST": "SEG2SAT_UI_HOST", "SEG2SAT_PORT": "SEG2SAT_UI_PORT",
+            "SEG2SAT_STORE_SIZE": "SEG2SAT_UI_STORE_SIZE", "SEG2SAT_WARMUP": "SEG2SAT_UI_WARMUP",
+            "SEG2SAT_SAMPLES_DIR": "SEG2SAT_UI_SAMPLES_DIR", "SEG2SAT_MAX_UPLOAD_MB": "SEG2SAT_MAX_BODY_MB"}
+
+
+def resolve(config: Mapping | None = None, environ: Mapping[str, str] | None = None) -> tuple[Settings, dict]:
+    """(shared settings, the full config dict): defaults, then the environment, then ``config``."""
+    env = os.environ if environ is None else environ
+    for old, new in _RENAMED.items():
+        if env.get(old, "").strip():
+            log.warning("%s is no longer read; the web UI reads %s", old, new)
+    values = dict(UI_DEFAULTS)
+    for key, default in UI_DEFAULTS.items():
+        text = env.get(UI_PREFIX + key, "").strip()
+        if text:
+            values[key] = _parse(UI_PREFIX + key, text, type(default) if default is not None else str)
+    values.update(config or {})
+    settings = Settings.from_env(env, **{key.lower(): values.get(key) for key in SHARED})
+    values.update({key.upper(): value for key, value in asdict(settings).items()})
+    return settings, values
 
 
 def default_samples_dir() -> Path:
     """The repository's sample masks (``examples/masks``), next to the package in a checkout."""
     return Path(__file__).resolve().parents[2] / "examples" / "masks"
-
-
-def endpoint_token(config: dict) -> str | None:
-    """The remote endpoint's token, read from the environment at call time so it never sits in a file."""
-    name = config.get("ENDPOINT_TOKEN_ENV") or "SEG2SAT_ENDPOINT_TOKEN"
-    return os.environ.get(name) or os.environ.get("HF_TOKEN") or None

@@ -15,7 +15,8 @@ import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
-from .backends import Backend, BackendError, Task
+from ..request import Request
+from .backends import Backend, BackendError
 from .store import ImageStore
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,9 @@ class QueueFull(Exception):
     pass
 
 
-@dataclass(eq=False)  # jobs are compared by identity (their task holds arrays)
+@dataclass(eq=False)  # jobs are compared by identity (their request holds arrays)
 class Job:
-    task: Task
+    request: Request
     id: str = field(default_factory=lambda: secrets.token_hex(16))
     status: str = "queued"  # queued, running, done, error, cancelled
     step: int = 0
@@ -50,7 +51,7 @@ class Job:
         return self.status in ("done", "error", "cancelled")
 
     def to_json(self, position: int | None = None) -> dict:
-        return {"id": self.id, "mode": self.task.mode, "status": self.status, "step": self.step,
+        return {"id": self.id, "mode": self.request.mode, "status": self.status, "step": self.step,
                 "total": self.total, "error": self.error, "prompt": self.prompt, "results": self.results,
                 "queue_position": position}
 
@@ -58,17 +59,17 @@ class Job:
 class Worker:
     """Runs jobs one by one on a backend; loads the backend first so the page can say if it cannot."""
 
-    def __init__(self, backend: Backend, store: ImageStore, device_key: str, queue_size: int = 4, keep: int = 100):
-        if queue_size < 1:
-            raise ValueError(f"QUEUE_SIZE must be at least 1, got {queue_size}")
+    def __init__(self, backend: Backend, store: ImageStore, device_key: str, queue_size: int = 8, keep: int = 100):
         self.backend, self.store, self.device_key, self.keep = backend, store, device_key, keep
-        self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        """Jobs that may wait while one runs; more are refused."""
+        self.queue: queue.Queue[Job | None] = queue.Queue()
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.state, self.message = "loading", "loading the model…"
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="seg2sat-ui-worker", daemon=True)
 
-    def start(self, warmup: bool = True) -> "Worker":
+    def start(self, warmup: bool = True) -> Worker:
         if not warmup:
             self.state, self.message = "ready", "the model loads with the first job"
         self._warmup = warmup
@@ -78,15 +79,14 @@ class Worker:
     def close(self) -> None:
         self.queue.put(None)
 
-    def submit(self, task: Task) -> Job:
+    def submit(self, req: Request) -> Job:
         if self.state == "error":
             raise BackendError(self.message)
-        job = Job(task, total=task.total_steps)
+        job = Job(req, total=req.steps * req.num_images)
         with self._lock:
-            try:
-                self.queue.put_nowait(job)
-            except queue.Full:
-                raise QueueFull(f"the queue is full ({self.queue.maxsize} jobs waiting); try again when one finishes") from None
+            if sum(not j.finished for j in self.jobs.values()) > self.queue_size:
+                raise QueueFull(f"the queue is full ({self.queue_size} jobs waiting); try again when one finishes")
+            self.queue.put(job)
             self.jobs[job.id] = job
             self._forget_old()
         return job
@@ -94,6 +94,10 @@ class Worker:
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             return self.jobs.get(job_id)
+
+    def waiting(self) -> int:
+        with self._lock:
+            return sum(j.status == "queued" for j in self.jobs.values())
 
     def position(self, job: Job) -> int | None:
         """How many jobs run or wait before this one (0 = running now)."""
@@ -135,7 +139,7 @@ class Worker:
     def _load(self) -> None:
         try:
             self.backend.load()
-            self.state, self.message = "ready", getattr(self.backend, "note", "") or "ready"
+            self.state, self.message = "ready", self.backend.note or "ready"
         except Exception as exc:  # any failure is shown on the page, word for word
             log.warning("backend %s cannot start: %s", self.backend.name, exc)
             self.state, self.message = "error", str(exc)
@@ -147,7 +151,7 @@ class Worker:
                 raise Cancelled
 
         try:
-            output = self.backend.run(job.task, on_step)
+            result = self.backend.run(job.request, on_step)
         except Cancelled:
             job.status = "cancelled"
             return
@@ -161,10 +165,10 @@ class Worker:
         if job.cancel_requested.is_set():
             job.status = "cancelled"
             return
-        job.prompt = output.prompt
+        job.prompt = result.prompt
         job.results = [{"id": (key := self.store.put(image)), "url": f"/api/images/{key}.png", "seed": seed,
                         "width": image.width, "height": image.height}
-                       for image, seed in zip(output.images, output.seeds)]
+                       for image, seed in zip(result.images, result.seeds, strict=False)]
         job.step = job.total
         job.status = "done"
 

@@ -1,24 +1,29 @@
-"""Turning JSON request bodies into validated tasks: every bad field is a ValueError naming it.
+"""UI API bodies -> one :meth:`Request.build` call; every check is the core's (seg2sat.request, seg2sat.codec).
 
-All checks happen here, before a job is queued, so a bad request is answered
-with a 400 at once instead of failing after it waited for the GPU.
+The translation is all that happens here: base64 images are decoded (size-checked by the
+codec before their pixels are), ``image_id`` is looked up in the image store, and
+``side`` + ``pixels`` become the outpaint position. A bad value is a 400 whose sentence
+names the field as the UI API spells it (``controlnet_conditioning_scale: must be …``),
+before the job waits for the device. The checks left here are the ones only this API has:
+an ``image_id`` this server holds, a mask that covers the grown canvas, ``side``/``pixels``
+outside outpaint, and an alias disagreeing with the public name.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import io
 
 import numpy as np
-from PIL import Image
 
-from .. import masks, prompts
-from ..generation import check_settings, grow
-from .backends import Task
+from .. import masks
+from ..codec import decode_image
+from ..request import ImageLimits, Request, RequestError, grow
 from .store import ImageStore
 
-MAX_PLACE = 300
+SETTING_FIELDS = ("seed", "num_images", "steps", "guidance_scale", "negative_prompt", "style")
+"""Body fields passed to :meth:`Request.build` under the same name."""
+MAP_STRENGTH, MAP_STRENGTH_ALIAS = "controlnet_conditioning_scale", "controlnet_scale"
+"""The public name shared with the endpoint API, and the core's name, accepted as an alias."""
 
 
 def body_object(body) -> dict:
@@ -27,34 +32,62 @@ def body_object(body) -> dict:
     return body
 
 
-def decode_image(value, name: str, max_pixels: int) -> Image.Image:
-    """A base64 PNG/JPEG (a bare string or a data: URL) -> a loaded PIL image, size-checked before decoding."""
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{name} must be a base64-encoded PNG or JPEG image")
-    if value.startswith("data:"):
-        value = value.partition(",")[2]
+def parse_request(mode: str, body, store: ImageStore, backend: str, limits: ImageLimits) -> Request:
+    """A generate / inpaint / outpaint body -> the checked request (RequestError naming the body's field).
+
+    No ``prompt`` and no ``place`` is the training caption without a place ("Aerial view. <classes>.").
+    """
+    body = body_object(body)
+    names = {"image": "image_id" if "image_id" in body else "image" if "image" in body else "image_id or image"}
     try:
-        data = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{name} is not valid base64") from None
-    return open_image(data, name, max_pixels)
+        map_strength, names["controlnet_scale"] = _map_strength(body)
+        mask = decode_image(body.get("mask"), "mask", limits)
+        image = _image(body, store, limits)
+        region = body.get("region")
+        if isinstance(region, str):
+            region = decode_image(region, "region", limits)
+        place = body.get("place")
+        return Request.build(
+            mode, mask=mask, prompt=body.get("prompt"), place="" if place is None else place, image=image,
+            region=region, at=_position(mode, body, image, mask.size), controlnet_scale=map_strength, backend=backend,
+            limits=limits, **{name: body.get(name) for name in SETTING_FIELDS})
+    except RequestError as exc:
+        raise exc.renamed(names) from None
 
 
-def open_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
-    try:
-        image = Image.open(io.BytesIO(data))
-        if image.format not in ("PNG", "JPEG", "WEBP", "GIF", "BMP"):
-            raise ValueError(f"{name} must be a PNG or JPEG image, not {image.format}")
-        _check_pixels(image.size, name, max_pixels)
-        image.load()
-    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"{name} is not a readable PNG or JPEG image ({exc})") from None
-    return image
+def _map_strength(body: dict) -> tuple[object, str]:
+    """Its value and the name it came under; the alias may be sent too if it agrees (as on the endpoint)."""
+    ours, alias = body.get(MAP_STRENGTH), body.get(MAP_STRENGTH_ALIAS)
+    if ours is not None and alias is not None and ours != alias:
+        raise RequestError(MAP_STRENGTH_ALIAS, f"{alias!r} conflicts with {MAP_STRENGTH} = {ours!r}; send one of them")
+    return (alias, MAP_STRENGTH_ALIAS) if ours is None and alias is not None else (ours, MAP_STRENGTH)
 
 
-def _check_pixels(size: tuple[int, int], name: str, max_pixels: int) -> None:
-    if size[0] < 1 or size[1] < 1 or size[0] * size[1] > max_pixels:
-        raise ValueError(f"{name} is {size[0]}x{size[1]}; the largest this server accepts is {max_pixels:,} pixels")
+def _image(body: dict, store: ImageStore, limits: ImageLimits):
+    """The image to start from: a result held by this server (``image_id``), or one sent (``image``)."""
+    if body.get("image_id") is not None:
+        image = store.image(body["image_id"])
+        if image is None:
+            raise RequestError("image_id", "names no image held by this server (it may have expired); generate it again")
+        return image
+    return None if body.get("image") is None else decode_image(body["image"], "image", limits)
+
+
+def _position(mode: str, body: dict, image, mask_size: tuple[int, int]) -> tuple[int, int] | None:
+    """Outpaint: "extend by ``pixels`` on ``side``" -> where the image sits; the mask must cover the grown canvas."""
+    if mode != "outpaint":
+        for name in ("side", "pixels"):
+            if body.get(name) is not None:
+                raise RequestError(name, f"is not used in mode {mode!r}")
+        return None
+    if image is None:
+        return None  # Request.build says the image is required
+    side, pixels = body.get("side"), body.get("pixels")
+    size, at = grow(side, pixels, image.size)
+    if size != mask_size:
+        raise RequestError("mask", f"extending the {image.width}x{image.height} image by {pixels} px on the {side} "
+                                   f"needs a {size[0]}x{size[1]} mask, got {mask_size[0]}x{mask_size[1]}")
+    return at
 
 
 def mask_summary(ids: np.ndarray, off_palette: float) -> dict:
@@ -63,74 +96,3 @@ def mask_summary(ids: np.ndarray, off_palette: float) -> dict:
             "ids": base64.b64encode(np.ascontiguousarray(ids, dtype=np.uint8).tobytes()).decode("ascii"),
             "off_palette": off_palette,
             "shares": [{"id": k, "share": v} for k, v in masks.class_shares(ids).items()]}
-
-
-def _settings(body: dict) -> dict:
-    style = body.get("style") or None
-    settings = check_settings(seed=body.get("seed"), num_images=body.get("num_images", 1), steps=body.get("steps", 20),
-                              guidance_scale=body.get("guidance_scale", 7.5),
-                              controlnet_scale=body.get("controlnet_scale", 1.0),
-                              negative_prompt=body.get("negative_prompt") or None, style=style)
-    settings.update(negative_prompt=body.get("negative_prompt") or None, style=style)
-    return settings
-
-
-def _prompt(body: dict, ids: np.ndarray, style: str | None) -> str:
-    """An explicit ``prompt`` wins; otherwise the training caption for ``place`` and the mask's classes."""
-    place, prompt = body.get("place"), body.get("prompt")
-    if place is not None and not isinstance(place, str):
-        raise ValueError("place must be a string, e.g. '31 Rue Molière, France'")
-    if place and len(place) > MAX_PLACE:
-        raise ValueError(f"place is longer than {MAX_PLACE} characters")
-    if prompt is not None and not isinstance(prompt, str):
-        raise ValueError("prompt must be a string")
-    text = prompt.strip() if prompt and prompt.strip() else prompts.caption(place, ids)
-    prompts.build_prompt(text, style)  # the checks the model call would make
-    return text
-
-
-def _source_image(body: dict, store: ImageStore, max_pixels: int) -> Image.Image:
-    if body.get("image_id") is not None:
-        image = store.image(body["image_id"])
-        if image is None:
-            raise ValueError("image_id names no image held by this server (it may have expired); generate it again")
-        return image
-    if body.get("image") is None:
-        raise ValueError("send image_id (a result of this server) or image (base64 PNG) to start from")
-    return decode_image(body["image"], "image", max_pixels).convert("RGB")
-
-
-def _region(value, size: tuple[int, int], max_pixels: int) -> np.ndarray:
-    region = np.asarray(decode_image(value, "region", max_pixels).convert("L")) > 127
-    if region.shape != (size[1], size[0]):
-        raise ValueError(f"region is {region.shape[1]}x{region.shape[0]} but the image is {size[0]}x{size[1]}")
-    if not region.any():
-        raise ValueError("region is empty: paint the part of the image to regenerate")
-    return region
-
-
-def parse_task(mode: str, body, store: ImageStore, max_pixels: int) -> tuple[Task, float]:
-    """A generate / inpaint / outpaint body -> (task, share of off-palette mask pixels)."""
-    body = body_object(body)
-    if "mask" not in body:
-        raise ValueError("mask is missing: send the land-cover mask as a base64 PNG")
-    loaded = masks.snap(decode_image(body["mask"], "mask", max_pixels))
-    settings = _settings(body)
-    task = Task(mode, loaded.ids, _prompt(body, loaded.ids, settings["style"]), settings)
-    mask_size = (loaded.ids.shape[1], loaded.ids.shape[0])
-    if mode == "inpaint":
-        task.image = _source_image(body, store, max_pixels)
-        if task.image.size != mask_size:
-            raise ValueError(f"the image is {task.image.width}x{task.image.height} but the mask is {mask_size[0]}x{mask_size[1]}")
-        task.region = _region(body.get("region"), mask_size, max_pixels)
-    elif mode == "outpaint":
-        task.image = _source_image(body, store, max_pixels)
-        pixels = body.get("pixels")
-        if isinstance(pixels, bool) or not isinstance(pixels, int):
-            raise ValueError(f"pixels must be a positive integer, got {pixels!r}")
-        size, task.at = grow(body.get("side"), pixels, task.image.size)
-        if size != mask_size:
-            raise ValueError(f"extending the {task.image.width}x{task.image.height} image by {pixels} px on the "
-                             f"{body.get('side')} needs a {size[0]}x{size[1]} mask, got {mask_size[0]}x{mask_size[1]}")
-        _check_pixels(size, "the grown image", max_pixels)
-    return task, loaded.off_palette

@@ -14,6 +14,8 @@ from collections import OrderedDict
 
 from PIL import Image
 
+from ..codec import png_bytes
+
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -28,11 +30,10 @@ class ImageStore:
         self._lock = threading.Lock()
 
     def put(self, image: Image.Image) -> str:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
+        data = png_bytes(image)
         key = secrets.token_hex(16)
         with self._lock:
-            self._items[key] = buffer.getvalue()
+            self._items[key] = data
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
         return key

@@ -11,14 +11,15 @@ const MAX_UNDO_BYTES = 64 * 1024 * 1024;  // big canvases keep fewer steps
 const POLL_MS = 250;
 
 const S = {
-  classes: [], rgb: [], byKey: new Map(),
+  classes: [], rgb: [],
   w: 512, h: 512, ids: new Uint8Array(512 * 512),
   current: 1, background: 11, tool: "brush", size: 8,
   undo: [], redo: [],
   region: null,       // Uint8Array (1 = redo) while inpainting
   mode: null,         // {kind: "inpaint"|"outpaint", entry, result, base, at, side, pixels}
   drawing: null,      // the stroke in progress
-  job: null, history: [], defaults: {},
+  job: null,
+  maxPixels: Infinity,  // from /api/options
 };
 
 // ---------------------------------------------------------------- errors and status
@@ -494,12 +495,21 @@ async function loadSample() {
   }
 }
 
+function tooLarge(w, h) {
+  // The server's own limit (MAX_PIXELS), said before drawing rather than after generating.
+  if (w * h <= S.maxPixels) return false;
+  showError(`A ${w} × ${h} px canvas has ${(w * h).toLocaleString("en")} pixels; this server accepts at most ${S.maxPixels.toLocaleString("en")}.`);
+  return true;
+}
+
 function newCanvas() {
   const w = Number($("canvas-width").value), h = Number($("canvas-height").value);
-  if (!Number.isInteger(w) || !Number.isInteger(h) || w < 64 || h < 64 || w > 2048 || h > 2048) {
-    showError("Canvas sides must be whole numbers from 64 to 2048 pixels.");
+  const min = Number($("canvas-width").min);
+  if (!Number.isInteger(w) || !Number.isInteger(h) || w < min || h < min) {
+    showError(`Canvas sides must be whole numbers of at least ${min} pixels.`);
     return;
   }
+  if (tooLarge(w, h)) return;
   pushUndo();
   leaveMode();
   setMap(w, h, new Uint8Array(w * h).fill(S.background));
@@ -519,10 +529,10 @@ function settings() {
   return {
     place: $("place").value,
     style: $("style").value || null,
-    seed: locked && seedValue !== "" ? Number(seedValue) : null,
+    seed: locked && seedValue !== "" ? seedValue : null,  // as text: 19-digit seeds stay exact
     steps: Number($("steps").value),
     guidance_scale: Number($("guidance").value),
-    controlnet_scale: Number($("controlnet-scale").value),
+    controlnet_conditioning_scale: Number($("controlnet-scale").value),
     num_images: Number($("num-images").value),
   };
 }
@@ -603,7 +613,6 @@ function addResults(job, state) {
   $("gallery-empty").hidden = true;
   for (const r of [...state.results].reverse()) {  // prepended: the batch reads in seed order
     const entry = { result: r, mask: job.mask, settings: job.settings, prompt: state.prompt, mode: job.mode };
-    S.history.unshift(entry);
     $("results").prepend(resultCard(entry));
   }
 }
@@ -641,7 +650,7 @@ function restoreEntry(entry) {
   $("seed-lock").checked = true;
   $("steps").value = s.steps;
   $("guidance").value = s.guidance_scale;
-  $("controlnet-scale").value = s.controlnet_scale;
+  $("controlnet-scale").value = s.controlnet_conditioning_scale;
   $("num-images").value = 1;
   $("canvas-width").value = entry.mask.w;
   $("canvas-height").value = entry.mask.h;
@@ -708,13 +717,14 @@ function extendCanvas() {
   // Grow the original map on one side; the new strip continues the edge classes until redrawn.
   const side = $("outpaint-side").value;
   const pixels = Number($("outpaint-pixels").value);
-  if (!Number.isInteger(pixels) || pixels < 1 || pixels > 1024) {
-    showError("The strip to add must be a whole number of pixels from 1 to 1024.");
+  if (!Number.isInteger(pixels) || pixels < 1) {
+    showError("The strip to add must be a whole number of pixels, at least 1.");
     return;
   }
   const base = S.mode.base;
   const horizontal = side === "left" || side === "right";
   const w = base.w + (horizontal ? pixels : 0), h = base.h + (horizontal ? 0 : pixels);
+  if (tooLarge(w, h)) return;
   const ox = side === "left" ? pixels : 0, oy = side === "top" ? pixels : 0;
   const ids = new Uint8Array(w * h);
   for (let y = 0; y < h; y++) {
@@ -786,6 +796,17 @@ function onKey(event) {
   if (!event.ctrlKey && !event.metaKey && !event.altKey && tools[key]) selectTool(tools[key]);
 }
 
+function applySettings(options) {
+  // Labels, defaults and ranges of the number inputs: the core's table (seg2sat.request.SETTINGS).
+  for (const input of document.querySelectorAll("input[data-setting]")) {
+    const s = options.settings[input.dataset.setting];
+    Object.assign(input, { min: s.low, max: s.high, value: s.default });
+    if (s.integer) input.step = 1;
+    document.querySelector(`[data-label="${input.dataset.setting}"]`).textContent = s.label;
+  }
+  S.maxPixels = options.max_pixels;
+}
+
 async function init() {
   bindEvents();
   checkHealth();
@@ -802,6 +823,7 @@ async function init() {
     style.append(new Option("none", ""));
     for (const s of options.styles) style.append(new Option(s.name, s.name));
     style.value = "photorealistic";
+    applySettings(options);
     buildPalette();
   } catch (err) {
     showError(err.message);

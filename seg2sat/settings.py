@@ -1,0 +1,95 @@
+"""Server settings shared by ``seg2sat serve``, the endpoint handler and ``seg2sat ui``: one vocabulary.
+
+Every field reads the environment variable ``SEG2SAT_<FIELD>`` (``SEG2SAT_BACKEND``,
+``SEG2SAT_MAX_PIXELS``…), with the same values and the same default whichever program
+reads it; command-line options come last and win. Settings of the web UI alone live in
+:mod:`seg2sat.webui.config` under their own prefix, ``SEG2SAT_UI_``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .request import BACKEND_ALIASES, BACKENDS, ImageLimits
+
+PREFIX = "SEG2SAT_"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a server loads and what it accepts. The docstring of each field is its documentation."""
+
+    model: str | None = None
+    """Base model hub id or folder, or a full pipeline folder (default SD 2.1 base)."""
+    controlnet: str | None = None
+    """ControlNet hub id or folder (default the Seg2Sat ControlNet, or the one inside ``model``)."""
+    device: str | None = None
+    """cuda, mps or cpu (default the best available)."""
+    backend: str = "diffusion"
+    """Backend of requests that name none: diffusion, procedural or remote (``local`` = diffusion)."""
+    fallback: bool = True
+    """Use the procedural renderer when the diffusion weights are missing (and say so)."""
+    max_pixels: int = 2048 * 2048
+    """Largest image (mask, image, region, output) in pixels."""
+    min_side: int = 32
+    """Smallest side of an image in pixels."""
+    max_body_mb: float = 32.0
+    """Largest request body in MiB."""
+    queue_size: int = 8
+    """Requests that may wait for the device while one runs; more are refused at once (503 / 429)."""
+    endpoint_url: str | None = None
+    """remote backend: the endpoint's URL."""
+    endpoint_token_env: str = "SEG2SAT_ENDPOINT_TOKEN"
+    """remote backend: the variable holding the endpoint's token (then HF_TOKEN); never the token itself."""
+    endpoint_timeout: float = 600.0
+    """remote backend: seconds to wait for an answer."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``SEG2SAT_*`` variables, then ``overrides`` (those not None)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var = PREFIX + f.name.upper()
+            if env.get(var, "").strip():
+                values[f.name] = _parse(var, env[var].strip(), type(f.default) if f.default is not None else str)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).checked()
+
+    def checked(self) -> Settings:
+        backend = BACKEND_ALIASES.get(self.backend, self.backend)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend (SEG2SAT_BACKEND, --backend) must be one of {', '.join(BACKENDS)}, "
+                             f"got {self.backend!r}")
+        if self.min_side < 1 or self.max_pixels < self.min_side**2 or self.queue_size < 0 or self.max_body_mb <= 0:
+            raise ValueError(f"inconsistent limits: min_side {self.min_side}, max_pixels {self.max_pixels}, "
+                             f"queue_size {self.queue_size}, max_body_mb {self.max_body_mb}")
+        return replace(self, backend=backend)
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(self.max_pixels, self.min_side)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 2**20)
+
+    def endpoint_token(self) -> str | None:
+        """The remote endpoint's token, read from the environment at call time so it never sits in a file."""
+        return os.environ.get(self.endpoint_token_env) or os.environ.get("HF_TOKEN") or None
+
+
+def _parse(var: str, text: str, cast: type) -> Any:
+    if cast is bool:
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise ValueError(f"environment variable {var} must be true or false, got {text!r}")
+    try:
+        return cast(text)
+    except ValueError:
+        raise ValueError(f"environment variable {var} must be {'an integer' if cast is int else 'a number'}, "
+                         f"got {text!r}") from None

@@ -1,0 +1,88 @@
+"""One request model: the CLI, the endpoint API and the web UI API refuse the same values with the same words.
+
+Each front end names the field in its own spelling (``--steps``, ``parameters.steps``,
+``steps``); what follows the name is the core's one sentence (seg2sat.request).
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from seg2sat.cli import main
+from seg2sat.request import SETTINGS, Request
+
+BAD = [  # (request field, CLI flag and value, HTTP value)
+    ("steps", ["--steps", "0"], 0),
+    ("steps", ["--steps", "151"], 151),
+    ("num_images", ["--num-images", "9"], 9),
+    ("guidance_scale", ["--guidance", "30.5"], 30.5),
+    ("controlnet_scale", ["--controlnet-scale", "2.5"], 2.5),
+    ("seed", ["--seed", "-1"], -1),
+    ("style", ["--style", "cubist"], "cubist"),
+]
+HTTP_NAMES = {"controlnet_scale": "controlnet_conditioning_scale"}
+
+
+@pytest.fixture(scope="module")
+def clients():
+    from seg2sat.serving import create_app as endpoint_app
+    from seg2sat.settings import Settings
+    from seg2sat.webui import create_app as ui_app
+
+    endpoint = endpoint_app(Settings(backend="procedural")).test_client()
+    ui = ui_app({"BACKEND": "procedural", "WARMUP": False}).test_client()
+    return endpoint, ui
+
+
+def _detail(message: str, field: str) -> str:
+    assert message.startswith(f"{field}: "), (field, message)
+    return message[len(field) + 2:]
+
+
+@pytest.mark.parametrize("name, flag, value", BAD, ids=[f"{b[0]}={b[2]}" for b in BAD])
+def test_cli_endpoint_and_ui_refuse_a_bad_value_with_the_same_sentence(name, flag, value, clients, town_png, tmp_path,
+                                                                       capsys):
+    wire = HTTP_NAMES.get(name, name)
+    mask = base64.b64encode(town_png.read_bytes()).decode()
+
+    code = main(["generate", str(town_png), "--prompt", "x", "--backend", "procedural", "--out", str(tmp_path), *flag])
+    cli = capsys.readouterr().err.strip()
+    assert code == 2 and cli.startswith("error: "), cli
+    cli = _detail(cli.removeprefix("error: "), flag[0])
+
+    endpoint, ui = clients
+    answer = endpoint.post("/", json={"inputs": "x", "parameters": {"image": mask, wire: value}})
+    assert answer.status_code == 400
+    http = _detail(answer.get_json()["error"], f"parameters.{wire}")
+
+    answer = ui.post("/api/generate", json={"mask": mask, "prompt": "x", wire: value})
+    assert answer.status_code == 400
+    page = _detail(answer.get_json()["error"], wire)
+
+    assert cli == http == page
+    if name in SETTINGS:  # the sentence gives the range from the one table
+        assert f"between {SETTINGS[name].low} and {SETTINGS[name].high}" in cli
+
+
+def test_defaults_come_from_one_table(town_ids):
+    req = Request.build(mask=town_ids, prompt="x", seed=1)
+    assert (req.steps, req.guidance_scale, req.controlnet_scale, req.num_images) == tuple(
+        SETTINGS[k].default for k in ("steps", "guidance_scale", "controlnet_scale", "num_images"))
+
+
+def test_the_configuration_table_lists_every_variable_the_code_reads():
+    """README's Configuration table is the one list of SEG2SAT_* variables: none missing, none stale."""
+    import re
+    from dataclasses import fields
+    from pathlib import Path
+
+    from seg2sat.settings import PREFIX, Settings
+    from seg2sat.webui.config import UI_DEFAULTS, UI_PREFIX
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`(SEG2SAT_[A-Z_]+)`", section)) - {"SEG2SAT_ENDPOINT_TOKEN"}
+    read = {PREFIX + f.name.upper() for f in fields(Settings)} | {UI_PREFIX + k for k in UI_DEFAULTS}
+    assert documented == read
