@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from seg2sat.flair import to_wgs84  # noqa: E402
-from seg2sat.geocode import DEFAULT_GRID, CachedGeocoder, GeocodeCache  # noqa: E402
+from seg2sat.flair import to_wgs84
+from seg2sat.geocode import DEFAULT_GRID, CachedGeocoder, GeocodeCache
 
 PATCH_M = 512 * 0.2
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "flair-pairs"
@@ -54,7 +54,6 @@ def flair_like_centres(patches: int, zone_size: float, seed: int = 0) -> np.ndar
         n = min(left, max(4, int(rng.lognormal(np.log(zone_size), 0.6))))
         aspect = rng.uniform(1, 3)
         cols = max(1, int(round(np.sqrt(n * aspect))))
-        rows = -(-n // cols)
         x0, y0 = rng.uniform(*FRANCE_X), rng.uniform(*FRANCE_Y)
         k = np.arange(n)
         centres.append(np.stack([x0 + (k % cols + 0.5) * PATCH_M, y0 - (k // cols + 0.5) * PATCH_M], 1))

@@ -28,9 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from seg2sat.dataset import prepare  # noqa: E402
-from seg2sat.flair import convert, discover  # noqa: E402
-from seg2sat.masks import snap  # noqa: E402
+from seg2sat.dataset import prepare
+from seg2sat.flair import convert, discover
+from seg2sat.masks import snap
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "flair-pairs"
 SIZE = 512

@@ -19,12 +19,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from seg2sat import masks  # noqa: E402
-from seg2sat.classes import BY_ID  # noqa: E402
-from seg2sat.render import render_array  # noqa: E402
-from seg2sat.render_stats import read_pairs  # noqa: E402
+from seg2sat import masks
+from seg2sat.classes import BY_ID
+from seg2sat.render import render_array
+from seg2sat.render_stats import read_pairs
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "masks" / "town.png"
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "flair-pairs"
@@ -49,7 +49,8 @@ def fidelity(pairs) -> None:
     for name, n, distance, ratio in rows:
         print(f"{name:<24}{n:>9}{distance:>11.1f}{ratio:>11.2f}")
     ratios = [r[3] for r in rows if r[1] >= 1000]
-    print(f"area-weighted mean-colour distance: {total / weight:.1f} (flat legend colours: {flat_total / weight:.1f}; target <= 25)")
+    print(f"area-weighted mean-colour distance: {total / weight:.1f} "
+          f"(flat legend colours: {flat_total / weight:.1f}; target <= 25)")
     print(f"std ratio render/real over classes with >= 1000 px: min {min(ratios):.2f}, max {max(ratios):.2f} (target 0.5-2)")
 
 

@@ -97,7 +97,8 @@ def main() -> None:
                                  capture_output=True, text=True, check=True)
             results[side] = json.loads(out.stdout.strip().splitlines()[-1])
             r = results[side]
-            print(f"{side}x{side}: +{r['added_mb']:.0f} MB peak over the loaded pipeline, {r['seconds']:.0f} s, image {r['size']}")
+            print(f"{side}x{side}: +{r['added_mb']:.0f} MB peak over the loaded pipeline, {r['seconds']:.0f} s, "
+                  f"image {r['size']}")
     ratio = results[2048]["added_mb"] / results[1024]["added_mb"]
     print(f"peak memory ratio 2048^2 / 1024^2: {ratio:.2f} (4x the pixels; target <= 1.5)")
 

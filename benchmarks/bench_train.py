@@ -102,7 +102,6 @@ def bench_tiny(opts) -> None:
 
 def sd21_models(device, weight_dtype):
     """SD 2.1 base-sized parts from their published configurations, random weights (no download)."""
-    import torch
     from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 

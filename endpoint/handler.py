@@ -71,7 +71,7 @@ class ImageAnswer(dict, Image.Image):
         with Image.open(io.BytesIO(self.png())) as image:
             return image.convert("RGB")
 
-    def save(self, fp, format: str | None = None, **params) -> None:  # noqa: A002 - PIL's signature
+    def save(self, fp, format: str | None = None, **params) -> None:
         if format is None and isinstance(fp, (str, os.PathLike)):
             format = Image.registered_extensions().get(os.path.splitext(os.fspath(fp))[1].lower())  # as PIL does
         fmt = (format or "PNG").upper()

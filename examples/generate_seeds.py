@@ -11,8 +11,8 @@ on (``Aerial view of <place>. <classes>.``) with ``seg2sat.caption``.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from diffusers.utils import logging as diffusers_logging
 

@@ -14,9 +14,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from diffusers.utils import logging as diffusers_logging
+from PIL import Image
 
 from seg2sat import caption, generate, get_class, inpaint, load_mask
 from seg2sat.figures import grid

@@ -13,8 +13,8 @@ out as a 2 x 2 mosaic (1024 x 1024 px, about 200 m across at the FLAIR scale).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from diffusers.utils import logging as diffusers_logging

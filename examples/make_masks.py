@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -275,7 +275,8 @@ def forest_clearcut(rng: np.random.Generator) -> np.ndarray:
                                rng, 10, width=6))
     c.area("coniferous", wobble([(-10, -10), (522, -10), (522, 300), (300, 350), (-10, 380)], rng, 8))
     c.area("mixed", wobble([(-10, 250), (120, 230), (180, 380), (-10, 395)], rng, 8))
-    c.area("clear cut", wobble([(230, 70), (330, 45), (470, 30), (490, 120), (505, 230), (400, 250), (280, 270), (250, 170)], rng, 8))
+    c.area("clear cut", wobble([(230, 70), (330, 45), (470, 30), (490, 120), (505, 230), (400, 250), (280, 270),
+                                (250, 170)], rng, 8))
     for x, y, r in [(330, 120, 26), (420, 190, 18), (290, 220, 14)]:
         c.area("brushwood", blob(x, y, r, rng, 0.4))
     track = spline([(-20, 200), (110, 170), (215, 150), (260, 290), (330, 330), (380, 420), (400, 530)])

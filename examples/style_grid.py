@@ -10,8 +10,8 @@ The mask fixes *where* things are; the style preset only adds words to the promp
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from diffusers.utils import logging as diffusers_logging
 

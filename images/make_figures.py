@@ -16,8 +16,8 @@ that writes the same files with random-weight pictures, so use ``--out`` then.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image

@@ -54,8 +54,10 @@ def _quiet_libraries() -> None:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     from .pipelines import DEFAULT_CONTROLNET, DEFAULT_MODEL
 
-    p.add_argument("--model", default=None, help=f"base model hub id or folder, or a full saved pipeline folder (default {DEFAULT_MODEL})")
-    p.add_argument("--controlnet", default=None, help=f"ControlNet hub id or folder (default {DEFAULT_CONTROLNET}, or the one inside --model)")
+    p.add_argument("--model", default=None,
+                   help=f"base model hub id or folder, or a full saved pipeline folder (default {DEFAULT_MODEL})")
+    p.add_argument("--controlnet", default=None,
+                   help=f"ControlNet hub id or folder (default {DEFAULT_CONTROLNET}, or the one inside --model)")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
 
 

@@ -33,8 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .classes import CLASSES
-from .flair import (METADATA_NAME, PATCH_SIZE, TMP_MARK, Patch, Problem, TileError, convert, discover,
-                    load_metadata, write_atomic)
+from .flair import METADATA_NAME, PATCH_SIZE, TMP_MARK, Patch, Problem, TileError, convert, discover, load_metadata, write_atomic
 from .geocode import CachedGeocoder, Geocoder, GeocodingError
 from .prompts import caption_from_shares
 
@@ -224,7 +223,7 @@ def _convert_job(job: tuple) -> dict | Problem:
         return convert(*job)
     except TileError as exc:
         return Problem(str(patch.image), str(exc))
-    except Exception as exc:  # noqa: BLE001 - an unexpected failure of one tile must not stop the run
+    except Exception as exc:
         return Problem(str(patch.image), f"unexpected error: {type(exc).__name__}: {exc}")
 
 

@@ -159,9 +159,10 @@ def convert(patch: Patch, out: Path, meta: dict | None = None, size: int = PATCH
 
 def _read(path: Path, bands: int, size: int, what: str, used: int | None = None) -> tuple[np.ndarray, object, str | None]:
     """All bands of a GeoTIFF, checked against what FLAIR promises."""
+    import warnings
+
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
-    import warnings
 
     try:
         with warnings.catch_warnings():

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image
@@ -27,7 +26,7 @@ from .classes import CLASSES, NUM_CLASSES, OTHER
 
 MULTIPLE = 64
 
-MaskLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+MaskLike = str | os.PathLike | Image.Image | np.ndarray
 
 # PALETTE[i] is the colour of class i; row 0 (no class) repeats "other".
 PALETTE = np.zeros((NUM_CLASSES + 1, 3), dtype=np.uint8)

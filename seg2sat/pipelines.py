@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-base"
 DEFAULT_CONTROLNET = "rgres/Seg2Sat-sd-controlnet"
 
-_CACHE: dict[tuple, "StableDiffusionControlNetPipeline"] = {}
+_CACHE: dict[tuple, StableDiffusionControlNetPipeline] = {}
 _LOCK = threading.Lock()
 
 
@@ -41,7 +41,7 @@ def pick_device() -> str:
     return "cpu"
 
 
-def pick_dtype(device: str) -> "torch.dtype":
+def pick_dtype(device: str) -> torch.dtype:
     """bf16 where the GPU supports it, else fp16 on GPUs; fp32 on CPU (half is slow or broken there)."""
     import torch
 
@@ -94,7 +94,8 @@ def _from_pretrained(cls, name: str, what: str, flag: str, **kwargs):
     """Load from a folder or the hub cache first, the network last; explain a failure in one sentence."""
     if _looks_like_path(name):
         if not os.path.isdir(os.path.expanduser(name)):
-            raise WeightsNotFoundError(f"Cannot load the {what}: the folder {name!r} does not exist; pass {flag} an existing folder or a hub id.")
+            raise WeightsNotFoundError(f"Cannot load the {what}: the folder {name!r} does not exist; "
+                                       f"pass {flag} an existing folder or a hub id.")
         attempts = [True]
     else:
         attempts = [True, False] if hub_reachable() else [True]
@@ -127,8 +128,8 @@ def load_pipeline(
     model: str | os.PathLike | None = None,
     controlnet: str | os.PathLike | None = None,
     device: str | None = None,
-    dtype: "torch.dtype | None" = None,
-) -> "StableDiffusionControlNetPipeline":
+    dtype: torch.dtype | None = None,
+) -> StableDiffusionControlNetPipeline:
     """The Seg2Sat text-to-image pipeline, loaded once per process.
 
     ``model`` is a base Stable Diffusion model (hub id or folder) or a full saved
@@ -145,7 +146,7 @@ def load_pipeline(
         return _CACHE[key]
 
 
-def dtype_kwargs(dtype: "torch.dtype") -> dict:
+def dtype_kwargs(dtype: torch.dtype) -> dict:
     """``from_pretrained``'s dtype keyword for the installed diffusers: ``dtype`` from 0.40 on, ``torch_dtype`` before.
 
     diffusers 0.33 (the one Hugging Face's Inference Endpoints toolkit ships) ignores ``dtype=``
@@ -157,12 +158,13 @@ def dtype_kwargs(dtype: "torch.dtype") -> dict:
     return {"dtype" if release >= (0, 40) else "torch_dtype": dtype}
 
 
-def _load(model: str, controlnet: str | None, device: str, dtype: "torch.dtype"):
+def _load(model: str, controlnet: str | None, device: str, dtype: torch.dtype):
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, UniPCMultistepScheduler
 
     kwargs: dict = {**dtype_kwargs(dtype), "safety_checker": None, "requires_safety_checker": False}
     if _looks_like_path(model) and not os.path.isdir(os.path.expanduser(model)):
-        raise WeightsNotFoundError(f"Cannot load the base model: the folder {model!r} does not exist; pass --model an existing folder or a hub id.")
+        raise WeightsNotFoundError(f"Cannot load the base model: the folder {model!r} does not exist; "
+                                   "pass --model an existing folder or a hub id.")
     full = _looks_like_path(model) and is_full_pipeline(os.path.expanduser(model))
     if controlnet or not full:
         kwargs["controlnet"] = _from_pretrained(
@@ -189,17 +191,14 @@ def _pickle_only_kwargs(name: str) -> dict:
         def has(ext: str) -> bool:
             return (folder / f"{stem}.{ext}").is_file() or any(folder.glob(f"{stem}*.{ext}.index.json"))
     else:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:
-            return {}
+        from huggingface_hub import try_to_load_from_cache
 
         def has(ext: str) -> bool:
             return isinstance(try_to_load_from_cache(name, f"{stem}.{ext}"), str)
     return {"use_safetensors": False} if has("bin") and not has("safetensors") else {}
 
 
-def inpaint_pipeline(pipe: "StableDiffusionControlNetPipeline") -> "StableDiffusionControlNetInpaintPipeline":
+def inpaint_pipeline(pipe: StableDiffusionControlNetPipeline) -> StableDiffusionControlNetInpaintPipeline:
     """The inpainting pipeline over the very same modules as ``pipe`` (no second copy of any weight)."""
     from diffusers import StableDiffusionControlNetInpaintPipeline
 

@@ -144,9 +144,9 @@ def build_tokenizer():
     """
     from transformers import CLIPTokenizer
 
-    from .tiny import _byte_alphabet
+    from .tiny import byte_alphabet
 
-    alphabet = sorted(_byte_alphabet(), key=ord)  # CLIP's order: printable bytes first, so "!" is id 0
+    alphabet = sorted(byte_alphabet(), key=ord)  # CLIP's order: printable bytes first, so "!" is id 0
     order = [c for c in _PRIORITY if c in alphabet] + [c for c in alphabet if c not in _PRIORITY]
     tokens = [*alphabet, *(c + "</w>" for c in alphabet)]
     n_merges = VOCAB_SIZE - len(tokens) - 2

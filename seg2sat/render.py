@@ -19,7 +19,6 @@ is softened across class edges and darkened in a cast shadow.
 
 from __future__ import annotations
 
-import math
 from functools import cached_property
 
 import numpy as np
@@ -127,7 +126,8 @@ def _shift(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """``mask`` moved by (dy, dx) (content goes down/right for positive values), False where it came from outside."""
     out = np.zeros_like(mask)
     h, w = mask.shape
-    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = mask[max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
+    source = mask[max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = source
     return out
 
 

@@ -19,6 +19,17 @@ PREFIX = "SEG2SAT_"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
+class QueueFull(Exception):
+    """More requests wait than ``queue_size`` allows: refused at once rather than held open for minutes.
+
+    ``retry_after`` (seconds) is a fair guess where the server can make one.
+    """
+
+    def __init__(self, message: str, retry_after: int | None = None):
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 @dataclass(frozen=True)
 class Settings:
     """What a server loads and what it accepts. The docstring of each field is its documentation."""
@@ -56,7 +67,7 @@ class Settings:
         for f in fields(cls):
             var = PREFIX + f.name.upper()
             if env.get(var, "").strip():
-                values[f.name] = _parse(var, env[var].strip(), type(f.default) if f.default is not None else str)
+                values[f.name] = parse_env_value(var, env[var].strip(), type(f.default) if f.default is not None else str)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).checked()
 
@@ -83,7 +94,8 @@ class Settings:
         return os.environ.get(self.endpoint_token_env) or os.environ.get("HF_TOKEN") or None
 
 
-def _parse(var: str, text: str, cast: type) -> Any:
+def parse_env_value(var: str, text: str, cast: type) -> Any:
+    """A variable's text as ``cast`` (bool: true/false, 1/0, yes/no, on/off); a bad one names the variable."""
     if cast is bool:
         if text.lower() in _TRUE + _FALSE:
             return text.lower() in _TRUE

@@ -16,7 +16,7 @@ as the plain pipeline call, so it gives the same image for the same seed.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -17,7 +17,7 @@ import torch
 TEXT_DIM = 32
 
 
-def _byte_alphabet() -> list[str]:
+def byte_alphabet() -> list[str]:
     """The 256 printable stand-ins byte-level BPE uses for raw bytes (as in GPT-2 and CLIP)."""
     keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     extra = (b for b in range(256) if b not in keep)
@@ -33,7 +33,7 @@ def build_tokenizer():
     """
     from transformers import CLIPTokenizer
 
-    alphabet = _byte_alphabet()
+    alphabet = byte_alphabet()
     tokens = ["<|startoftext|>", "<|endoftext|>", *alphabet, *(c + "</w>" for c in alphabet)]
     return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=77)
 

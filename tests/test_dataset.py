@@ -362,7 +362,7 @@ def nominatim():
     seen: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
+        def do_GET(self):
             query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
             seen.append({"path": urlparse(self.path).path, "agent": self.headers["User-Agent"], **query})
             if float(query["lat"]) < 0:
@@ -411,5 +411,6 @@ def test_cli_geocodes_through_a_nominatim_server_with_a_cache(flair, nominatim, 
     asked = len(seen)
     assert 0 < asked < len(truth) / 2 and (tmp_path / "out" / "geocode-cache.sqlite").is_file()
     assert f"{asked} geocoder requests" in capsys.readouterr().out
-    assert main(args[:2] + [str(tmp_path / "again")] + args[3:] + ["--geocode-cache", str(tmp_path / "out" / "geocode-cache.sqlite")]) == 0
+    cache = ["--geocode-cache", str(tmp_path / "out" / "geocode-cache.sqlite")]
+    assert main(args[:2] + [str(tmp_path / "again")] + args[3:] + cache) == 0
     assert len(seen) == asked  # the second output folder reused the first one's cache: no new request

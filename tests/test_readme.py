@@ -26,7 +26,7 @@ def test_readme_python_example_runs_as_written(tmp_path, tiny_dir):
 
 def test_readme_quickstart_command_runs(tmp_path):
     """The first command, after its install part (CI has just run it): images, then the UI answering."""
-    line = next(l for l in README.splitlines() if l.startswith("pip install torch"))
+    line = next(row for row in README.splitlines() if row.startswith("pip install torch"))
     run_part = line.split("requirements.txt && ", 1)[1]
     command = run_part.replace("seg2sat ", f"{sys.executable} -m seg2sat ")
     shutil.copytree(ROOT / "examples" / "masks", tmp_path / "examples" / "masks")

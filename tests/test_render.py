@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from seg2sat import masks
 from seg2sat.classes import CLASSES, NUM_CLASSES
 from seg2sat.generation import generate
 from seg2sat.render import HALO, render, render_array, render_window

@@ -47,7 +47,8 @@ def test_a_one_tile_mask_gives_the_same_image_as_plain_generate(tiny_pipe, town_
 def test_large_masks_give_one_image_of_the_mask_size_with_progress_over_tiles_and_steps(tiny_pipe, town_ids):
     ids = np.tile(town_ids, (1, 5))[:, :600]  # 600 x 64 (model size 576 x 64): two 512 px tiles
     calls = []
-    result = generate(ids, "Aerial view", seed=4, num_images=2, steps=2, pipeline=tiny_pipe, on_step=lambda k, n: calls.append((k, n)))
+    result = generate(ids, "Aerial view", seed=4, num_images=2, steps=2, pipeline=tiny_pipe,
+                      on_step=lambda k, n: calls.append((k, n)))
     assert [im.size for im in result.images] == [(600, 64)] * 2
     tiles = len(windows(64 // 8, 576 // 8, 64, 16))
     assert tiles == 2

@@ -19,7 +19,7 @@ from .. import generation
 from ..codec import encode_png
 from ..pipelines import is_controlnet_folder, is_full_pipeline
 from ..request import Request, RequestError, Result
-from ..settings import Settings
+from ..settings import QueueFull, Settings
 from .protocol import parse_request, wire_name
 
 NOT_REMOTE = "serve runs the model itself; remote is a web UI backend"
@@ -120,14 +120,6 @@ class Service:
 # --------------------------------------------------------------------------- one at a time
 
 
-class QueueFull(Exception):
-    """More requests are waiting than the queue holds; ``retry_after`` is a fair guess in seconds."""
-
-    def __init__(self, retry_after: int):
-        self.retry_after = retry_after
-        super().__init__(f"the server is busy; retry in {retry_after} s")
-
-
 class DeviceGate:
     """One generation at a time on the device, waiting requests served first come first served.
 
@@ -160,7 +152,8 @@ class DeviceGate:
         with self._cond:
             queued = self._next_ticket - self._serving
             if queued > self.max_waiting:
-                raise QueueFull(max(1, round(queued * self._average_s)))
+                wait = max(1, round(queued * self._average_s))
+                raise QueueFull(f"the server is busy; retry in {wait} s", retry_after=wait)
             ticket = self._next_ticket
             self._next_ticket += 1
             while ticket != self._serving:

@@ -26,7 +26,6 @@ def __getattr__(name: str):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``controlnet_training/train.py``: errors are one line and exit code 2."""
     from ..pipelines import WeightsNotFoundError
-
     from .loop import train
 
     args = build_parser("train.py").parse_args(argv)

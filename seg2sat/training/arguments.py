@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..masks import MULTIPLE
 from ..pipelines import DEFAULT_MODEL
+from ..request import SETTINGS
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 TRACKERS = ("tensorboard", "wandb", "all", "none")
@@ -115,10 +116,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     _flag(g, "validation_prompt", nargs="+", default=None, help="one prompt for all masks, or one per mask")
     _flag(g, "num_validation_images", type=int, default=2, help="images per mask and prompt (default 2)")
     _flag(g, "validation_steps", type=int, default=100, help="validate every N steps (default 100)")
-    _flag(g, "validation_inference_steps", type=int, default=20, help="denoising steps of each validation image (default 20)")
+    steps = SETTINGS["steps"].default
+    _flag(g, "validation_inference_steps", type=int, default=steps,
+          help=f"denoising steps of each validation image (default {steps}, as generate)")
     _flag(g, "report_to", default="tensorboard", choices=TRACKERS, help="experiment tracker (default tensorboard)")
     _flag(g, "tracker_project_name", default="seg2sat-controlnet", help="project name in the tracker")
-    _flag(g, "logging_dir", default="logs", help="tracker logs: a folder inside --output_dir, or an absolute path (default logs: OUTPUT/logs)")
+    _flag(g, "logging_dir", default="logs",
+          help="tracker logs: a folder inside --output_dir, or an absolute path (default logs: OUTPUT/logs)")
     return parser
 
 

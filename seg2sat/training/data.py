@@ -15,9 +15,9 @@ from __future__ import annotations
 import math
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from .. import masks
 
 @dataclass
 class TrainingData:
-    dataset: "datasets.Dataset"  # noqa: F821
+    dataset: datasets.Dataset  # noqa: F821
     """The training split, reduced to the image, mask and caption columns."""
     root: str | None = None
     """The folder that relative file names in the data (imagefolder metadata) are relative to."""
@@ -106,9 +106,9 @@ def prepare_pair(
     """An aerial image and its colour mask -> ``(image, mask colours)``, both uint8 (3, R, R).
 
     Bytes, not floats: a quarter of the memory between data workers and the training process
-    and on the way to the GPU; :func:`model_inputs` scales them there. The mask is snapped to clean class ids, resized nearest-neighbour only, and gets the
-    image's exact crop and flip, so every conditioning pixel is a real class colour that
-    lies over the image pixel it describes.
+    and on the way to the GPU; :func:`model_inputs` scales them there. The mask is snapped to
+    clean class ids, resized nearest-neighbour only, and gets the image's exact crop and flip,
+    so every conditioning pixel is a real class colour that lies over the image pixel it describes.
     """
     image = image.convert("RGB")
     ids = masks.snap(mask).ids

@@ -31,7 +31,7 @@ class ValidationSet:
     prompts: list[str]
 
     @classmethod
-    def from_args(cls, args) -> "ValidationSet | None":
+    def from_args(cls, args) -> ValidationSet | None:
         if not args.validation_image:
             return None
         ids = [masks.load_mask(path).ids for path in args.validation_image]

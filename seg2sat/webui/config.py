@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from ..settings import Settings, _parse
+from ..settings import Settings, parse_env_value
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def resolve(config: Mapping | None = None, environ: Mapping[str, str] | None = N
     for key, default in UI_DEFAULTS.items():
         text = env.get(UI_PREFIX + key, "").strip()
         if text:
-            values[key] = _parse(UI_PREFIX + key, text, type(default) if default is not None else str)
+            values[key] = parse_env_value(UI_PREFIX + key, text, type(default) if default is not None else str)
     values.update(config or {})
     settings = Settings.from_env(env, **{key.lower(): values.get(key) for key in SHARED})
     values.update({key.upper(): value for key, value in asdict(settings).items()})

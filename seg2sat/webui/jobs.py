@@ -16,6 +16,7 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from ..request import Request
+from ..settings import QueueFull
 from .backends import Backend, BackendError
 from .store import ImageStore
 
@@ -27,10 +28,6 @@ _DEVICE_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
 class Cancelled(Exception):
     """Raised from the step callback to stop the pipeline mid-run."""
-
-
-class QueueFull(Exception):
-    pass
 
 
 @dataclass(eq=False)  # jobs are compared by identity (their request holds arrays)
@@ -158,7 +155,7 @@ class Worker:
         except (BackendError, ValueError, OSError, RuntimeError) as exc:
             job.error, job.status = _sentence(exc), "error"
             return
-        except Exception as exc:  # noqa: BLE001 - the page must hear about every failure
+        except Exception as exc:
             log.exception("job %s failed", job.id)
             job.error, job.status = f"internal error: {type(exc).__name__}: {exc}", "error"
             return
