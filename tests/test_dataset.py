@@ -13,15 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 from PIL import Image
+from rasterio.transform import from_origin
 
 from seg2sat import masks
 from seg2sat.dataset import prepare
 from seg2sat.flair import encode_png
 from seg2sat.geocode import CachedGeocoder, GeocodeCache, GeocodingError, NominatimGeocoder
-
-rasterio = pytest.importorskip("rasterio")
-from rasterio.transform import from_origin  # noqa: E402
 
 SIZE = 64
 PIXEL = 1.6  # metres: a 64 px patch spans 102.4 m, like a real 512 px FLAIR patch at 0.2 m

@@ -12,8 +12,10 @@ import json
 import threading
 import urllib.request
 
+import huggingface_hub as hub
 import numpy as np
 import pytest
+from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image
 from test_endpoint import b64png, decode, load_script
 
@@ -21,9 +23,6 @@ from seg2sat import masks
 from seg2sat.pipelines import load_pipeline
 from seg2sat.serving import Service, create_app, make_server, stop_server
 from seg2sat.settings import Settings
-
-hub = pytest.importorskip("huggingface_hub")
-from huggingface_hub.errors import HfHubHTTPError  # noqa: E402
 
 PROMPT = "Aerial view of Lyon"
 BIG_SEED = 9223372036854775000  # what Drawing2Map sends: above 2**53, so float() would change it
