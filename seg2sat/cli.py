@@ -64,13 +64,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 FLAGS = {"steps": "--steps", "guidance_scale": "--guidance", "controlnet_scale": "--controlnet-scale",
          "num_images": "--num-images", "seed": "--seed", "negative_prompt": "--negative", "style": "--style",
          "prompt": "--prompt", "region": "--region", "at": "--at", "init_image": "--init", "strength": "--strength",
-         "backend": "--backend", "mask": "MASK", "image": "IMAGE"}
+         "backend": "--backend", "mask": "MASK", "image": "IMAGE",
+         "scheduler": "--scheduler", "cache_interval": "--cache-interval"}
 """Request field -> its flag, so an error names what the user typed (``--steps: must be …``)."""
 
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     from .prompts import STYLES
-    from .request import SETTINGS
+    from .request import SCHEDULERS, SETTINGS
+    from .settings import add_load_arguments
 
     def setting(flags: list[str], name: str) -> None:
         s = SETTINGS[name]
@@ -82,6 +84,9 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     setting(["--steps"], "steps")
     setting(["--guidance"], "guidance_scale")
     setting(["--controlnet-scale"], "controlnet_scale")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=None,
+                   help=f"sampler (default {SCHEDULERS[0]}); lcm and tcd are for few-step LoRAs (--lora)")
+    setting(["--cache-interval"], "cache_interval")
     p.add_argument("--style", default=None, help=f"style preset: {', '.join(STYLES)}")
     p.add_argument("--negative", dest="negative_prompt", default=None, help="negative prompt")
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
@@ -91,6 +96,7 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-fallback", action="store_true",
                    help="fail when the diffusion weights cannot be loaded, instead of using the procedural renderer")
     _add_model_args(p)
+    add_load_arguments(p)
 
 
 def register_core(sub) -> None:
@@ -144,7 +150,7 @@ def _request(args):
 
     fields = {name: getattr(args, name, None) for name in (
         "prompt", "seed", "num_images", "steps", "guidance_scale", "controlnet_scale", "negative_prompt", "style",
-        "backend", "init_image", "strength", "region")}
+        "backend", "init_image", "strength", "region", "scheduler", "cache_interval")}
     if args.mode == "outpaint":
         try:
             fields["at"] = [int(v) for v in args.at.split(",")]
@@ -164,11 +170,14 @@ def _request(args):
 def _cmd_run(args) -> None:
     """generate / inpaint / outpaint: flags -> Request -> pipeline (or the renderer) -> files."""
     from .generation import pipeline_or_fallback, run
+    from .settings import load_overrides
 
     req = _request(args)
     pipe = None
     if req.backend == "diffusion":
-        pipe, note = pipeline_or_fallback(args.model, args.controlnet, args.device, fallback=not args.no_fallback)
+        options = {k: v for k, v in load_overrides(args).items() if v is not None}
+        pipe, note = pipeline_or_fallback(args.model, args.controlnet, args.device, fallback=not args.no_fallback,
+                                          **options)
         if pipe is None:
             print(f"note: {note}", file=sys.stderr)
             req.backend = "procedural"

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import masks, tiling
+from . import masks, stepcache, tiling
 from .pipelines import WeightsNotFoundError, inpaint_pipeline, load_pipeline
 from .request import LIMITS, SETTINGS, ImageLike, Request, RequestError, Result, grow
 
@@ -40,6 +40,8 @@ def generate(
     style: str | None = None,
     init_image: ImageLike | str | None = None,
     strength: float | None = None,
+    scheduler: str | None = None,
+    cache_interval: int | None = None,
     backend: str | None = None,
     pipeline=None,
     on_step: StepCallback | None = None,
@@ -50,6 +52,8 @@ def generate(
     or a 2-D class-id array. ``seed``: one int (images get seed, seed+1, …), a list
     with one seed per image, or None for random seeds; :attr:`Result.seeds` says which.
     Settings left at None take their defaults from :data:`seg2sat.request.SETTINGS`.
+    ``scheduler`` picks the sampler (:data:`seg2sat.request.SCHEDULERS`); ``cache_interval``
+    N > 1 runs the UNet's deep blocks once every N steps (:mod:`seg2sat.stepcache`).
     ``init_image``: start from this picture instead of noise (image-to-image), or
     ``"procedural"`` for the offline render of the mask with each image's seed, which
     ties the result closer to the mask; ``strength`` (0..1] is how much is redrawn.
@@ -60,7 +64,7 @@ def generate(
         mask = Request.build("generate", mask=mask, prompt=prompt, seed=seed, num_images=num_images, steps=steps,
                              guidance_scale=guidance_scale, controlnet_scale=controlnet_scale,
                              negative_prompt=negative_prompt, style=style, init_image=init_image, strength=strength,
-                             backend=backend)
+                             scheduler=scheduler, cache_interval=cache_interval, backend=backend)
     return run(mask, pipeline, on_step)
 
 
@@ -77,6 +81,8 @@ def inpaint(
     controlnet_scale: float | None = None,
     negative_prompt: str | None = None,
     style: str | None = None,
+    scheduler: str | None = None,
+    cache_interval: int | None = None,
     backend: str | None = None,
     pipeline=None,
     on_step: StepCallback | None = None,
@@ -89,7 +95,7 @@ def inpaint(
     req = Request.build("inpaint", mask=mask, prompt=prompt, image=image, region=region, seed=seed,
                         num_images=num_images, steps=steps, guidance_scale=guidance_scale,
                         controlnet_scale=controlnet_scale, negative_prompt=negative_prompt, style=style,
-                        backend=backend)
+                        scheduler=scheduler, cache_interval=cache_interval, backend=backend)
     return run(req, pipeline, on_step)
 
 
@@ -106,6 +112,8 @@ def outpaint(
     controlnet_scale: float | None = None,
     negative_prompt: str | None = None,
     style: str | None = None,
+    scheduler: str | None = None,
+    cache_interval: int | None = None,
     backend: str | None = None,
     pipeline=None,
     on_step: StepCallback | None = None,
@@ -117,30 +125,43 @@ def outpaint(
     """
     req = Request.build("outpaint", mask=mask, prompt=prompt, image=image, at=at, seed=seed, num_images=num_images,
                         steps=steps, guidance_scale=guidance_scale, controlnet_scale=controlnet_scale,
-                        negative_prompt=negative_prompt, style=style, backend=backend)
+                        negative_prompt=negative_prompt, style=style, scheduler=scheduler,
+                        cache_interval=cache_interval, backend=backend)
     return run(req, pipeline, on_step)
 
 
 def run(req: Request, pipeline=None, on_step: StepCallback | None = None) -> Result:
-    """The images of a checked request: the pipeline (default: :func:`load_pipeline`), or the renderer."""
+    """The images of a checked request: the pipeline (default: :func:`load_pipeline`), or the renderer.
+
+    The request's sampler (``req.scheduler``) is put on the pipeline first and stays there
+    until the next request sets its own (see :func:`seg2sat.speed.use_scheduler`).
+    """
     if req.backend == "procedural":
         images = _procedural(req, on_step)
     elif req.backend != "diffusion":
         raise RequestError("backend", f"{req.backend!r} runs elsewhere (the web UI sends it to an endpoint)")
     else:
+        from .speed import check_steps, use_scheduler
+
         pipe = pipeline if pipeline is not None else load_pipeline()
+        check_steps(use_scheduler(pipe, req.scheduler), req.steps)  # per request: requests share the pipeline
         images = _generate(pipe, req, on_step) if req.mode == "generate" else _inpaint(pipe, req, on_step)
     return Result(_composite(req, images), req.seeds, req.full_prompt, req.off_palette)
 
 
-def pipeline_or_fallback(model=None, controlnet=None, device: str | None = None, *, fallback: bool = True):
+def pipeline_or_fallback(model=None, controlnet=None, device: str | None = None, *, fallback: bool = True,
+                         lora: str | None = None, lora_scale: float = 1.0, compile: bool = False,
+                         low_memory: bool = False):
     """``(pipeline, "")``, or ``(None, note)`` when the weights are missing and the renderer may stand in.
 
     Every front end falls back the same way and says so with this one ``note``; with
-    ``fallback=False`` the :class:`WeightsNotFoundError` is raised instead.
+    ``fallback=False`` the :class:`WeightsNotFoundError` is raised instead. ``lora``,
+    ``lora_scale``, ``compile`` and ``low_memory`` go to :func:`load_pipeline` (a LoRA that
+    cannot be found is a missing weight like any other).
     """
     try:
-        return load_pipeline(model, controlnet, device=device), ""
+        return load_pipeline(model, controlnet, device=device, lora=lora, lora_scale=lora_scale, compile=compile,
+                             low_memory=low_memory), ""
     except WeightsNotFoundError as exc:
         if not fallback:
             raise
@@ -210,23 +231,27 @@ def _run(pipe, req: Request, on_step: StepCallback | None, **inputs) -> list[Ima
     Batching seeds would be slightly faster on a GPU, but a batched image differs from
     the same seed alone in the last bit of a few pixels; one call per image makes a
     seed mean exactly one image. ``on_step`` sees (steps done, steps in all).
+    ``req.cache_interval`` > 1: a step cache per image, told of each step by the step callback.
     """
     width, height = _work_size(req)
     total = req.steps * req.num_images
     images = []
     for n, seed in enumerate(req.seeds):
-        kwargs = {}
-        if on_step is not None:
+        with stepcache.step_cache(pipe, req.cache_interval) as cache:
+            kwargs = {}
+            if on_step is not None or cache.active:
 
-            def callback(pipe, step, timestep, tensors, done=n * req.steps):
-                on_step(done + step + 1, total)
-                return tensors
+                def callback(pipe, step, timestep, tensors, done=n * req.steps, cache=cache):
+                    cache.next_step()
+                    if on_step is not None:
+                        on_step(done + step + 1, total)
+                    return tensors
 
-            kwargs["callback_on_step_end"] = callback
-        out = pipe(prompt=req.full_prompt, negative_prompt=req.negative_prompt, width=width, height=height,
-                   num_inference_steps=req.steps, guidance_scale=req.guidance_scale,
-                   controlnet_conditioning_scale=req.controlnet_scale,
-                   generator=torch.Generator("cpu").manual_seed(seed), **inputs, **kwargs)
+                kwargs["callback_on_step_end"] = callback
+            out = pipe(prompt=req.full_prompt, negative_prompt=req.negative_prompt, width=width, height=height,
+                       num_inference_steps=req.steps, guidance_scale=req.guidance_scale,
+                       controlnet_conditioning_scale=req.controlnet_scale,
+                       generator=torch.Generator("cpu").manual_seed(seed), **inputs, **kwargs)
         images.append(out.images[0])
     return images
 
@@ -235,6 +260,7 @@ def _run_tiled(pipe, req: Request, on_step: StepCallback | None, control: Image.
     """Masks larger than the model's tile, one seamless image per seed (see :mod:`seg2sat.tiling`), and image-to-image.
 
     ``on_step`` counts tile passes (tiles x steps), over all seeds, as the progress bar does.
+    ``req.cache_interval`` > 1: a step cache per image, with one slot per tile.
     """
     images = []
     for n, seed in enumerate(req.seeds):
@@ -248,8 +274,9 @@ def _run_tiled(pipe, req: Request, on_step: StepCallback | None, control: Image.
             if on_step is not None:
                 on_step(n * total + done, total * req.num_images)
 
-        images.append(tiling.generate_tiled(
-            pipe, control, req.full_prompt, seed=seed, steps=req.steps, guidance_scale=req.guidance_scale,
-            controlnet_scale=req.controlnet_scale, negative_prompt=req.negative_prompt, on_tile=on_tile,
-            init_image=start, strength=req.strength))
+        with stepcache.step_cache(pipe, req.cache_interval) as cache:
+            images.append(tiling.generate_tiled(
+                pipe, control, req.full_prompt, seed=seed, steps=req.steps, guidance_scale=req.guidance_scale,
+                controlnet_scale=req.controlnet_scale, negative_prompt=req.negative_prompt, on_tile=on_tile,
+                init_image=start, strength=req.strength, cache=cache if cache.active else None))
     return images

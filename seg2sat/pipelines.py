@@ -129,20 +129,34 @@ def load_pipeline(
     controlnet: str | os.PathLike | None = None,
     device: str | None = None,
     dtype: torch.dtype | None = None,
+    *,
+    lora: str | os.PathLike | None = None,
+    lora_scale: float = 1.0,
+    compile: bool = False,
+    low_memory: bool = False,
 ) -> StableDiffusionControlNetPipeline:
-    """The Seg2Sat text-to-image pipeline, loaded once per process.
+    """The Seg2Sat text-to-image pipeline, loaded once per process for each set of options.
 
     ``model`` is a base Stable Diffusion model (hub id or folder) or a full saved
     ControlNet pipeline folder; ``controlnet`` overrides the ControlNet (hub id or
     folder). Defaults: SD 2.1 base and ``rgres/Seg2Sat-sd-controlnet``.
+
+    Speed options (:mod:`seg2sat.speed`): ``lora`` (hub id or folder) is fused into the
+    weights at ``lora_scale``; ``compile`` fuses attention projections and
+    ``torch.compile``-s the UNet and ControlNet (call :func:`seg2sat.speed.warm_up` once);
+    ``low_memory`` offloads models to the CPU between uses (CUDA) and slices/tiles the VAE.
+    :func:`seg2sat.speed.notes` returns what the options want the user to know.
     """
     model = str(model or DEFAULT_MODEL)
     device = device or pick_device()
     dtype = dtype or pick_dtype(device)
-    key = (model, str(controlnet) if controlnet else None, device, dtype)
+    lora = str(lora) if lora else None
+    key = (model, str(controlnet) if controlnet else None, device, dtype,
+           lora, float(lora_scale) if lora else None, bool(compile), bool(low_memory))
     with _LOCK:
         if key not in _CACHE:
-            _CACHE[key] = _load(model, str(controlnet) if controlnet else None, device, dtype)
+            _CACHE[key] = _load(model, str(controlnet) if controlnet else None, device, dtype,
+                                lora=lora, lora_scale=float(lora_scale), compile=bool(compile), low_memory=bool(low_memory))
         return _CACHE[key]
 
 
@@ -158,13 +172,19 @@ def dtype_kwargs(dtype: torch.dtype) -> dict:
     return {"dtype" if release >= (0, 40) else "torch_dtype": dtype}
 
 
-def _load(model: str, controlnet: str | None, device: str, dtype: torch.dtype):
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, UniPCMultistepScheduler
+def _load(model: str, controlnet: str | None, device: str, dtype: torch.dtype, *, lora: str | None = None,
+          lora_scale: float = 1.0, compile: bool = False, low_memory: bool = False):
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+
+    from . import speed
 
     kwargs: dict = {**dtype_kwargs(dtype), "safety_checker": None, "requires_safety_checker": False}
     if _looks_like_path(model) and not os.path.isdir(os.path.expanduser(model)):
         raise WeightsNotFoundError(f"Cannot load the base model: the folder {model!r} does not exist; "
                                    "pass --model an existing folder or a hub id.")
+    if lora and _looks_like_path(lora) and not os.path.isdir(os.path.expanduser(lora)):
+        raise WeightsNotFoundError(f"Cannot load the LoRA: the folder {lora!r} does not exist; "
+                                   "pass --lora an existing folder or a hub id.")
     full = _looks_like_path(model) and is_full_pipeline(os.path.expanduser(model))
     if controlnet or not full:
         kwargs["controlnet"] = _from_pretrained(
@@ -172,9 +192,26 @@ def _load(model: str, controlnet: str | None, device: str, dtype: torch.dtype):
             **_pickle_only_kwargs(controlnet or DEFAULT_CONTROLNET),
         )
     pipe = _from_pretrained(StableDiffusionControlNetPipeline, model, "base model", "--model", **kwargs)
-    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
+    pipe._seg2sat_options = {"lora": lora, "lora_scale": lora_scale, "compile": compile, "low_memory": low_memory}
+    pipe._seg2sat_notes = []
+    speed.use_scheduler(pipe, "unipc")
+    if lora:
+        speed.fuse_lora(pipe, lora, lora_scale, attempts=[True] if _looks_like_path(lora) or not hub_reachable()
+                        else [True, False], error=lambda exc: WeightsNotFoundError(_lora_message(lora, exc)))
+    if compile:
+        speed.compile_pipeline(pipe, device)
+    if low_memory and speed.low_memory(pipe, device):
+        return pipe  # offloaded: the hooks move each model to the GPU when it runs
     return pipe.to(device)
+
+
+def _lora_message(lora: str, exc: Exception | None) -> str:
+    if _looks_like_path(lora):
+        return (f"Cannot load the LoRA: the folder {lora!r} holds no LoRA weights; pass --lora a folder holding "
+                "pytorch_lora_weights.safetensors (as written by save_lora_weights) or a hub id.")
+    return (f"Cannot load the LoRA {lora!r}: it is not in the Hugging Face cache and cannot be downloaded from here; "
+            f"run `huggingface-cli download {lora} --local-dir DIR` on a machine with network and pass --lora DIR.")
 
 
 def _pickle_only_kwargs(name: str) -> dict:

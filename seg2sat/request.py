@@ -31,6 +31,9 @@ BACKENDS = ("diffusion", "procedural", "remote")
 BACKEND_ALIASES = {"local": "diffusion"}
 """Older names, still accepted: the web UI called the in-process model "local"."""
 MAX_SEED = 2**63 - 1
+SCHEDULERS = ("unipc", "dpm++", "euler-a", "ddim", "lcm", "tcd")
+"""Samplers a request may ask for (seg2sat.speed maps them to diffusers' classes); the first is the default.
+lcm and tcd are the few-step samplers of LCM / TCD LoRAs (load one with --lora)."""
 
 ImageLike = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
 
@@ -54,10 +57,14 @@ SETTINGS: dict[str, Setting] = {
     "guidance_scale": Setting(7.5, 0.0, 30.0, float, "Prompt strength", "classifier-free guidance scale"),
     "controlnet_scale": Setting(1.0, 0.0, 2.0, float, "Map strength", "how strongly the mask steers the image"),
     "strength": Setting(0.75, 0.01, 1.0, float, "Redraw", "with an init image: how much of it is redrawn"),
+    "cache_interval": Setting(1, 1, 10, int, "Step cache",
+                              "run the UNet's deep blocks once every N steps and reuse them in between (1 = off)"),
 }
 """The one place for defaults and limits; the CLI's flags, both HTTP APIs and the page read them."""
 
 LIMITS = {name: (s.low, s.high) for name, s in SETTINGS.items()}
+FAST = {"cache_interval": 3}
+"""The web UI's "Fast" toggle: step caching at interval 3 (see README, Fast generation, for what it costs)."""
 """Documented ranges, ``{name: (low, high)}``."""
 
 
@@ -124,6 +131,8 @@ class Request:
     init_image: Image.Image | str | None = None
     """generate: start from this image (or "procedural", the offline render) instead of noise."""
     strength: float = float(SETTINGS["strength"].default)
+    scheduler: str = SCHEDULERS[0]
+    cache_interval: int = int(SETTINGS["cache_interval"].default)
     backend: str = "diffusion"
     off_palette: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -177,6 +186,8 @@ class Request:
         height: int | None = None,
         init_image: ImageLike | str | None = None,
         strength: float | None = None,
+        scheduler: str | None = None,
+        cache_interval: int | None = None,
         backend: str | None = None,
         limits: ImageLimits | None = None,
     ) -> Request:
@@ -196,7 +207,7 @@ class Request:
                           BACKENDS)
         numbers = {name: _number(name, value) for name, value in (
             ("num_images", num_images), ("steps", steps), ("guidance_scale", guidance_scale),
-            ("controlnet_scale", controlnet_scale), ("strength", strength))}
+            ("controlnet_scale", controlnet_scale), ("strength", strength), ("cache_interval", cache_interval))}
         seeds = _seeds(seed, int(numbers["num_images"]))
         negative_prompt = _text("negative_prompt", negative_prompt)
         style = _text("style", style)
@@ -207,7 +218,9 @@ class Request:
         text = _prompt(prompt, place, ids, style)
         req = cls(ids=ids, prompt=text, seeds=seeds, mode=mode, style=style, negative_prompt=negative_prompt or None,
                   steps=numbers["steps"], guidance_scale=numbers["guidance_scale"],
-                  controlnet_scale=numbers["controlnet_scale"], strength=numbers["strength"], backend=backend,
+                  controlnet_scale=numbers["controlnet_scale"], strength=numbers["strength"],
+                  scheduler=_choice("scheduler", scheduler, SCHEDULERS), cache_interval=numbers["cache_interval"],
+                  backend=backend,
                   off_palette=loaded.off_palette)
         _geometry(req, image, region, at, init_image, width, height, limits)
         return req

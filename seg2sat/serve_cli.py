@@ -14,7 +14,7 @@ SERVE_BACKENDS = ("diffusion", "procedural", "local")
 
 def register(sub) -> None:
     """The ``seg2sat serve`` sub-command (listed in seg2sat.cli.COMMANDS)."""
-    from .settings import Settings
+    from .settings import Settings, add_load_arguments
 
     d = Settings()
     p = sub.add_parser("serve", help="local HTTP server speaking the Inference Endpoints protocol",
@@ -42,13 +42,14 @@ def register(sub) -> None:
                    help="without the diffusion weights, fail (503) instead of answering with the procedural renderer "
                    "(SEG2SAT_FALLBACK=false)")
     p.add_argument("--lazy", action="store_true", help="load the model on the first request instead of at start")
+    add_load_arguments(p, env=True)
     p.set_defaults(func=_cmd_serve)
 
 
 def _cmd_serve(args) -> None:
     from .cli import CommandError
     from .serving import NOT_REMOTE, Service, create_app, make_server
-    from .settings import Settings
+    from .settings import Settings, load_overrides
 
     if args.backend == "remote":
         raise CommandError(f"--backend remote: {NOT_REMOTE}; use diffusion or procedural")
@@ -56,7 +57,8 @@ def _cmd_serve(args) -> None:
         raise CommandError(f"--backend: must be diffusion or procedural, got {args.backend!r}")
     settings = Settings.from_env(model=args.model, controlnet=args.controlnet, device=args.device,
                                  max_pixels=args.max_pixels, queue_size=args.queue_size, max_body_mb=args.max_body_mb,
-                                 backend=args.backend, fallback=False if args.no_fallback else None)
+                                 backend=args.backend, fallback=False if args.no_fallback else None,
+                                 **load_overrides(args))
     service = Service(settings)
     if not args.lazy and settings.backend == "diffusion":
         print(f"loading {settings.model or 'the default model'} …", flush=True)

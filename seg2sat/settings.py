@@ -8,6 +8,7 @@ reads it; command-line options come last and win. Settings of the web UI alone l
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -52,6 +53,14 @@ class Settings:
     """Largest request body in MiB."""
     queue_size: int = 8
     """Requests that may wait for the device while one runs; more are refused at once (503 / 429)."""
+    lora: str | None = None
+    """A LoRA (hub id or folder) fused into the UNet at load, e.g. a few-step TCD LoRA."""
+    lora_scale: float = 1.0
+    """How strongly the LoRA is fused."""
+    compile: bool = False
+    """torch.compile the UNet and ControlNet (GPUs; the first image after start is slow)."""
+    low_memory: bool = False
+    """Model CPU offload and VAE slicing/tiling, for 4-6 GB GPUs (a no-op on CPU-only machines)."""
     endpoint_url: str | None = None
     """remote backend: the endpoint's URL."""
     endpoint_token_env: str = "SEG2SAT_ENDPOINT_TOKEN"
@@ -81,6 +90,26 @@ class Settings:
                              f"queue_size {self.queue_size}, max_body_mb {self.max_body_mb}")
         return replace(self, backend=backend)
 
+    def load_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`seg2sat.pipelines.load_pipeline` that make it faster or smaller."""
+        return {"lora": self.lora, "lora_scale": self.lora_scale, "compile": self.compile, "low_memory": self.low_memory}
+
+    def pipeline(self, model: str | None = None, controlnet: str | None = None):
+        """What a server loads: ``(pipeline, "")``, or ``(None, note)`` when the renderer stands in.
+
+        ``model``/``controlnet`` override the settings' (an endpoint repository's own weights).
+        A compiled pipeline is warmed up here, once per process, so no user waits for compilation.
+        """
+        from .generation import pipeline_or_fallback
+
+        pipe, note = pipeline_or_fallback(model or self.model, controlnet or self.controlnet, self.device,
+                                          fallback=self.fallback, **self.load_options())
+        if pipe is not None and self.compile:
+            from .speed import warm_up
+
+            warm_up(pipe)
+        return pipe, note
+
     @property
     def limits(self) -> ImageLimits:
         return ImageLimits(self.max_pixels, self.min_side)
@@ -105,3 +134,22 @@ def parse_env_value(var: str, text: str, cast: type) -> Any:
     except ValueError:
         raise ValueError(f"environment variable {var} must be {'an integer' if cast is int else 'a number'}, "
                          f"got {text!r}") from None
+
+
+def add_load_arguments(p: argparse.ArgumentParser, env: bool = False) -> None:
+    """--lora, --lora-scale, --compile, --low-memory: how the pipeline is loaded (generate…, serve, ui)."""
+    var = (lambda name: f" (env SEG2SAT_{name})") if env else (lambda name: "")
+    p.add_argument("--lora", default=None, metavar="ID_OR_DIR",
+                   help="a LoRA fused into the UNet at load, e.g. the few-step h1t/TCD-SD21-base-LoRA with "
+                        f"--scheduler tcd --steps 4 --guidance 1{var('LORA')}")
+    p.add_argument("--lora-scale", type=float, default=None,
+                   help=f"how strongly the LoRA is fused (default 1.0){var('LORA_SCALE')}")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help=f"torch.compile the UNet and ControlNet: faster on GPUs, the first image is slow{var('COMPILE')}")
+    p.add_argument("--low-memory", action="store_true", default=None,
+                   help=f"model CPU offload and VAE slicing/tiling, for 4-6 GB GPUs{var('LOW_MEMORY')}")
+
+
+def load_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The load options given on the command line (None: not given, the setting's default applies)."""
+    return {"lora": args.lora, "lora_scale": args.lora_scale, "compile": args.compile, "low_memory": args.low_memory}

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from .request import SETTINGS
+from .stepcache import StepCache
 
 Window = tuple[int, int, int, int]
 """(top, left, bottom, right) in latent pixels."""
@@ -114,14 +115,20 @@ class TiledDenoiser:
             noise = uncond + self.guidance_scale * (text - uncond)
         return noise
 
-    def _average(self, latents: torch.Tensor, t, on_tile: Callable[[], None]) -> torch.Tensor:
-        """Noise prediction for the whole latent: tile predictions averaged where they overlap."""
+    def _average(self, latents: torch.Tensor, t, on_tile: Callable[[], None], cache: StepCache | None = None
+                 ) -> torch.Tensor:
+        """Noise prediction for the whole latent: tile predictions averaged where they overlap.
+
+        ``cache``: a step cache keeps each tile's deep features apart (one slot per tile).
+        """
         if len(self.windows) == 1:
             on_tile()
             return self._predict(latents, t, self.windows[0])
         total = torch.zeros_like(latents)
         weight = torch.zeros_like(latents[:, :1])
-        for window in self.windows:
+        for index, window in enumerate(self.windows):
+            if cache is not None:
+                cache.select(index)
             top, left, bottom, right = window
             w = torch.from_numpy(blend_weights(bottom - top, right - left, self.overlap)).to(latents)
             total[:, :, top:bottom, left:right] += self._predict(latents, t, window) * w
@@ -149,7 +156,7 @@ class TiledDenoiser:
         return timesteps, pipe.scheduler.add_noise(clean, noise, timesteps[:1])
 
     def __call__(self, seed: int, steps: int, on_tile: TileCallback | None = None,
-                 init: Image.Image | None = None, strength: float = 1.0) -> Image.Image:
+                 init: Image.Image | None = None, strength: float = 1.0, cache: StepCache | None = None) -> Image.Image:
         pipe = self.pipe
         generator = torch.Generator("cpu").manual_seed(seed)
         timesteps, latents = self._start(generator, steps, init, strength)
@@ -166,8 +173,10 @@ class TiledDenoiser:
                     on_tile(done, total)
 
             for t in timesteps:
-                noise = self._average(latents, t, tile_done)
+                noise = self._average(latents, t, tile_done, cache)
                 latents = pipe.scheduler.step(noise, t, latents, **extra, return_dict=False)[0]
+                if cache is not None:
+                    cache.next_step()
             return decode(pipe, latents, self.tile, self.overlap, generator)
 
 
@@ -260,7 +269,7 @@ def generate_tiled(pipe, control: Image.Image, prompt: str, *, seed: int, steps:
                    controlnet_scale: float = SETTINGS["controlnet_scale"].default, negative_prompt: str | None = None,
                    overlap: int | None = None, tile: int | None = None,
                    on_tile: TileCallback | None = None, init_image: Image.Image | None = None,
-                   strength: float = SETTINGS["strength"].default) -> Image.Image:
+                   strength: float = SETTINGS["strength"].default, cache: StepCache | None = None) -> Image.Image:
     """One image for a colour-mask ``control`` of any size (sides multiples of 8), tile by tile.
 
     ``tile`` and ``overlap`` are in latent pixels (defaults: the model's native size,
@@ -269,6 +278,7 @@ def generate_tiled(pipe, control: Image.Image, prompt: str, *, seed: int, steps:
     (0 < strength <= 1; 1 keeps almost nothing of it) instead of pure noise, and runs
     that share of the steps: a procedural render here ties the result closer to the mask.
     ``on_tile`` sees (tile passes done, tile passes in all) = tiles x steps.
+    ``cache``: an open :class:`~seg2sat.stepcache.StepCache` on ``pipe``, told of every tile and step.
     """
     if control.width % pipe.vae_scale_factor or control.height % pipe.vae_scale_factor:
         raise ValueError(f"control image sides must be multiples of {pipe.vae_scale_factor}, got {control.size}")
@@ -276,4 +286,4 @@ def generate_tiled(pipe, control: Image.Image, prompt: str, *, seed: int, steps:
         raise ValueError(f"strength must be a number in (0, 1], got {strength!r}")
     denoiser = TiledDenoiser(pipe, control.convert("RGB"), prompt, negative_prompt, guidance_scale,
                              controlnet_scale, overlap, tile)
-    return denoiser(seed, steps, on_tile, init_image, float(strength))
+    return denoiser(seed, steps, on_tile, init_image, float(strength), cache)

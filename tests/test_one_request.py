@@ -86,3 +86,23 @@ def test_the_configuration_table_lists_every_variable_the_code_reads():
     documented = set(re.findall(r"`(SEG2SAT_[A-Z_]*[A-Z])`", section)) - {"SEG2SAT_ENDPOINT_TOKEN"}
     read = {PREFIX + f.name.upper() for f in fields(Settings)} | {UI_PREFIX + k for k in UI_DEFAULTS}
     assert documented == read
+
+
+def test_speed_options_reach_the_request_from_every_front_end(clients, town_png, tiny_dir, tmp_path):
+    """--scheduler / --cache-interval, the endpoint's parameters and the UI's fields are one pair of Request fields."""
+    from seg2sat.cli import build_parser, _request
+
+    args = build_parser().parse_args(["generate", str(town_png), "--prompt", "x", "--out", str(tmp_path),
+                                      "--scheduler", "dpm++", "--cache-interval", "3"])
+    req = _request(args)
+    assert (req.scheduler, req.cache_interval) == ("dpm++", 3)
+    mask = base64.b64encode(town_png.read_bytes()).decode()
+    endpoint, ui = clients
+    for name, value in (("scheduler", "fast"), ("cache_interval", 11)):
+        answer = endpoint.post("/", json={"inputs": "x", "parameters": {"image": mask, name: value}})
+        assert answer.status_code == 400 and answer.get_json()["error"].startswith(f"parameters.{name}: ")
+        answer = ui.post("/api/generate", json={"mask": mask, "prompt": "x", name: value})
+        assert answer.status_code == 400 and answer.get_json()["error"].startswith(f"{name}: ")
+    ok = endpoint.post("/", json={"inputs": "x", "parameters": {"image": mask, "scheduler": "euler-a",
+                                                              "cache_interval": 2, "backend": "procedural"}})
+    assert ok.status_code == 200

@@ -29,7 +29,7 @@ FIELDS: dict[str, str] = {
     "image": "mask", "init_image": "image", "region": "region", "at": "at", "mode": "mode", "backend": "backend",
     "seed": "seed", "num_images": "num_images", "steps": "steps", "guidance_scale": "guidance_scale",
     "controlnet_conditioning_scale": "controlnet_scale", "negative_prompt": "negative_prompt", "style": "style",
-    "width": "width", "height": "height",
+    "width": "width", "height": "height", "scheduler": "scheduler", "cache_interval": "cache_interval",
 }
 """Our wire name of each parameter -> its :meth:`Request.build` keyword. On the wire ``image`` is the
 land-cover mask and ``init_image`` the aerial image that inpaint and outpaint work on."""
@@ -172,7 +172,7 @@ def parse_request(data: Any, limits: ImageLimits | None = None, default_backend:
             backend=default_backend if backend is None else backend, limits=limits,
             **{FIELDS[k]: params.get(k) for k in ("seed", "num_images", "steps", "guidance_scale",
                                                    "controlnet_conditioning_scale", "negative_prompt", "style",
-                                                   "width", "height")})
+                                                   "width", "height", "scheduler", "cache_interval")})
     except RequestError as exc:
         raise exc.renamed(names) from None
     req.extra.update(legacy=p.legacy, names=names, parse_s=time.perf_counter() - start)

@@ -70,8 +70,7 @@ class Service:
         with self._load_lock:
             if self._pipeline is None and not self.note:
                 model, controlnet = repository_models(self.repository, self.settings)
-                self._pipeline, self.note = generation.pipeline_or_fallback(
-                    model, controlnet, self.settings.device, fallback=self.settings.fallback)
+                self._pipeline, self.note = self.settings.pipeline(model, controlnet)
             return self._pipeline
 
     def parse(self, data: Any) -> Request:

@@ -12,7 +12,7 @@ from .. import masks
 from ..classes import CLASSES
 from ..codec import decode_image
 from ..prompts import STYLES
-from ..request import BACKENDS, SETTINGS
+from ..request import BACKENDS, FAST, SETTINGS
 from ..settings import Settings
 from .backends import BackendError
 from .jobs import QueueFull, Worker
@@ -66,7 +66,7 @@ def options():
     return jsonify({"settings": {name: {"default": s.default, "low": s.low, "high": s.high, "label": s.label,
                                         "integer": s.cast is int} for name, s in SETTINGS.items()},
                     "styles": [{"name": k, "text": v} for k, v in STYLES.items()],
-                    "max_pixels": limits.max_pixels, "min_side": limits.min_side})
+                    "max_pixels": limits.max_pixels, "min_side": limits.min_side, "fast": FAST})
 
 
 def _samples() -> dict[str, Path]:

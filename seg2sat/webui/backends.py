@@ -56,10 +56,7 @@ class LocalBackend:
 
     def load(self) -> None:
         if self.name == "diffusion" and not self.loaded:
-            from ..generation import pipeline_or_fallback
-
-            s = self.settings
-            self.pipe, self.note = pipeline_or_fallback(s.model, s.controlnet, s.device, fallback=s.fallback)
+            self.pipe, self.note = self.settings.pipeline()
         self.loaded = True
 
     def run(self, req: Request, on_step: StepCallback) -> Result:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..request import BACKEND_ALIASES, BACKENDS
-from ..settings import Settings
+from ..settings import Settings, add_load_arguments, load_overrides
 from .config import UI_DEFAULTS
 
 
@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-fallback", dest="fallback", action="store_false", default=None,
                    help="diffusion backend: show the missing-weights error instead of using the procedural renderer "
                         "(env SEG2SAT_FALLBACK=false)")
+    add_load_arguments(p, env=True)
     p.add_argument("--queue-size", type=int, default=None,
                    help=f"jobs that may wait for the device while one runs (default {shared.queue_size}; "
                         "env SEG2SAT_QUEUE_SIZE)")
@@ -38,7 +39,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
     """Only the options given on the command line; the rest comes from the environment or the defaults."""
     pairs = {"BACKEND": args.backend, "MODEL": args.model, "CONTROLNET": args.controlnet, "DEVICE": args.device,
              "ENDPOINT_URL": args.endpoint_url, "ENDPOINT_TOKEN_ENV": args.token_env, "HOST": args.host,
-             "PORT": args.port, "QUEUE_SIZE": args.queue_size, "FALLBACK": args.fallback}
+             "PORT": args.port, "QUEUE_SIZE": args.queue_size, "FALLBACK": args.fallback,
+             **{k.upper(): v for k, v in load_overrides(args).items()}}
     return {k: v for k, v in pairs.items() if v is not None}
 
 

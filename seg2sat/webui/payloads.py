@@ -20,7 +20,8 @@ from ..codec import decode_image
 from ..request import ImageLimits, Request, RequestError, grow
 from .store import ImageStore
 
-SETTING_FIELDS = ("seed", "num_images", "steps", "guidance_scale", "negative_prompt", "style")
+SETTING_FIELDS = ("seed", "num_images", "steps", "guidance_scale", "negative_prompt", "style", "scheduler",
+                  "cache_interval")
 """Body fields passed to :meth:`Request.build` under the same name."""
 MAP_STRENGTH, MAP_STRENGTH_ALIAS = "controlnet_conditioning_scale", "controlnet_scale"
 """The public name shared with the endpoint API, and the core's name, accepted as an alias."""

@@ -534,6 +534,7 @@ function settings() {
     guidance_scale: Number($("guidance").value),
     controlnet_conditioning_scale: Number($("controlnet-scale").value),
     num_images: Number($("num-images").value),
+    cache_interval: $("fast").checked ? S.fast.cache_interval : 1,
   };
 }
 
@@ -652,6 +653,7 @@ function restoreEntry(entry) {
   $("guidance").value = s.guidance_scale;
   $("controlnet-scale").value = s.controlnet_conditioning_scale;
   $("num-images").value = 1;
+  $("fast").checked = (s.cache_interval || 1) > 1;
   $("canvas-width").value = entry.mask.w;
   $("canvas-height").value = entry.mask.h;
   $("stage").scrollIntoView({ block: "center" });
@@ -805,6 +807,7 @@ function applySettings(options) {
     document.querySelector(`[data-label="${input.dataset.setting}"]`).textContent = s.label;
   }
   S.maxPixels = options.max_pixels;
+  S.fast = options.fast;
 }
 
 async function init() {
