@@ -144,7 +144,7 @@ def _cmd_make_tiny(args) -> None:
     print(make_tiny(args.dir, seed=args.seed))
 
 
-def _request(args):
+def request_from_args(args):
     """The flags as one checked Request; an error names the flag. No model is loaded yet."""
     from .request import Request, RequestError
 
@@ -172,7 +172,7 @@ def _cmd_run(args) -> None:
     from .generation import pipeline_or_fallback, run
     from .settings import load_overrides
 
-    req = _request(args)
+    req = request_from_args(args)
     pipe = None
     if req.backend == "diffusion":
         options = {k: v for k, v in load_overrides(args).items() if v is not None}
@@ -182,6 +182,10 @@ def _cmd_run(args) -> None:
             print(f"note: {note}", file=sys.stderr)
             req.backend = "procedural"
         else:
+            from .speed import notes
+
+            for line in notes(pipe):  # e.g. --low-memory on a machine without a GPU
+                print(f"note: {line}", file=sys.stderr)
             pipe.set_progress_bar_config(disable=False, desc="denoising", unit="step")
     result = run(req, pipe)
     if result.off_palette:

@@ -9,6 +9,7 @@ reads it; command-line options come last and win. Settings of the web UI alone l
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -104,10 +105,13 @@ class Settings:
 
         pipe, note = pipeline_or_fallback(model or self.model, controlnet or self.controlnet, self.device,
                                           fallback=self.fallback, **self.load_options())
-        if pipe is not None and self.compile:
-            from .speed import warm_up
+        if pipe is not None:
+            from .speed import notes, warm_up
 
-            warm_up(pipe)
+            for line in notes(pipe):  # e.g. --low-memory on a machine without a GPU
+                logging.getLogger("seg2sat").warning(line)
+            if self.compile:
+                warm_up(pipe)
         return pipe, note
 
     @property

@@ -90,11 +90,11 @@ def test_the_configuration_table_lists_every_variable_the_code_reads():
 
 def test_speed_options_reach_the_request_from_every_front_end(clients, town_png, tiny_dir, tmp_path):
     """--scheduler / --cache-interval, the endpoint's parameters and the UI's fields are one pair of Request fields."""
-    from seg2sat.cli import build_parser, _request
+    from seg2sat.cli import build_parser, request_from_args
 
     args = build_parser().parse_args(["generate", str(town_png), "--prompt", "x", "--out", str(tmp_path),
                                       "--scheduler", "dpm++", "--cache-interval", "3"])
-    req = _request(args)
+    req = request_from_args(args)
     assert (req.scheduler, req.cache_interval) == ("dpm++", 3)
     mask = base64.b64encode(town_png.read_bytes()).decode()
     endpoint, ui = clients
