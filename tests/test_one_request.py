@@ -106,3 +106,24 @@ def test_speed_options_reach_the_request_from_every_front_end(clients, town_png,
     ok = endpoint.post("/", json={"inputs": "x", "parameters": {"image": mask, "scheduler": "euler-a",
                                                               "cache_interval": 2, "backend": "procedural"}})
     assert ok.status_code == 200
+
+
+def test_shared_variables_mean_the_same_to_serve_and_ui(monkeypatch, town_png):
+    """SEG2SAT_BACKEND, SEG2SAT_QUEUE_SIZE, SEG2SAT_MAX_PIXELS: same values, same effect in both servers."""
+    from seg2sat.serving import create_app as endpoint_app
+    from seg2sat.webui import create_app as ui_app
+
+    monkeypatch.setenv("SEG2SAT_BACKEND", "procedural")
+    monkeypatch.setenv("SEG2SAT_QUEUE_SIZE", "3")
+    monkeypatch.setenv("SEG2SAT_MAX_PIXELS", "4096")
+    endpoint = endpoint_app().test_client()
+    ui = ui_app({"WARMUP": False}).test_client()
+    served, page = endpoint.get("/health").get_json(), ui.get("/api/health").get_json()
+    assert served["backend"] == page["backend"] == "procedural"
+    assert served["queue_size"] == page["queue_size"] == 3
+
+    mask = base64.b64encode(town_png.read_bytes()).decode()  # 128 x 64 = 8192 px, over the limit
+    served = endpoint.post("/", json={"inputs": "x", "parameters": {"image": mask}})
+    page = ui.post("/api/generate", json={"mask": mask, "prompt": "x"})
+    assert served.status_code == page.status_code == 400
+    assert _detail(served.get_json()["error"], "parameters.image") == _detail(page.get_json()["error"], "mask")
