@@ -89,6 +89,16 @@ def test_text_to_image_with_the_mask_in_extra_body(client, server, mask_png):
     assert np.array_equal(pixels(image), pixels(decode(direct["images"][0]))), "num_inference_steps is steps"
 
 
+def test_the_clients_scheduler_parameter_picks_our_sampler(client, server, mask_png):
+    """text_to_image(scheduler=…) names a sampler; ours match case-insensitively ("DDIM" is ddim)."""
+    b64 = b64png(Image.open(io.BytesIO(mask_png)))
+    image = client.text_to_image(PROMPT, extra_body={"image": b64}, num_inference_steps=2, seed=11, scheduler="DDIM")
+    direct = server[1]({"inputs": PROMPT, "parameters": {"image": b64, "steps": 2, "seed": 11, "scheduler": "ddim"}})
+    default = server[1]({"inputs": PROMPT, "parameters": {"image": b64, "steps": 2, "seed": 11}})
+    assert np.array_equal(pixels(image), pixels(decode(direct["images"][0])))
+    assert not np.array_equal(pixels(image), pixels(decode(default["images"][0])))
+
+
 def test_image_to_image_sends_the_mask_as_inputs(client, server, mask_png):
     image = client.image_to_image(mask_png, prompt=PROMPT, num_inference_steps=2, seed=11)
     headers, body = server[1].seen[-1]
@@ -127,7 +137,7 @@ def test_same_bodies_through_the_endpoint_handler(client, server, mask_png, tiny
     (lambda c, m, b: c.image_to_image(m), "parameters.prompt:"),
     (lambda c, m, b: c.image_to_image(m, prompt=PROMPT, target_size={"width": 8, "height": 64}),
      "parameters.target_size:"),
-    (lambda c, m, b: c.text_to_image(PROMPT, extra_body={"image": b}, scheduler="DDIM"), "parameters:"),
+    (lambda c, m, b: c.text_to_image(PROMPT, extra_body={"image": b}, scheduler="KarrasDPM"), "parameters.scheduler:"),
 ])
 def test_client_errors_are_400_naming_the_field_as_sent(client, mask_png, call, field):
     with pytest.raises(HfHubHTTPError) as info:
