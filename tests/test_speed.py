@@ -196,7 +196,8 @@ def test_low_memory_on_cpu_runs_and_says_offload_does_nothing(tiny_dir, pipe, to
     assert np.array_equal(_image(small, square), _image(pipe, square))
 
 
-def test_the_cache_tells_the_options_apart(tiny_dir, pipe):
+def test_the_cache_tells_the_options_apart(tiny_dir):
+    pipe = load_pipeline(tiny_dir)  # not the session's tiny_pipe: another test may have cleared the cache since
     assert load_pipeline(tiny_dir) is pipe
     assert load_pipeline(tiny_dir, lora=None, lora_scale=0.5, compile=False, low_memory=False) is pipe  # no LoRA: scale moot
     assert load_pipeline(tiny_dir, low_memory=True) is not pipe
