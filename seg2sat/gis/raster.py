@@ -1,0 +1,139 @@
+"""GeoTIFF in and out: masks read from land-cover rasters, results that sit where their mask sits.
+
+A result has its mask's size (the size policy in :mod:`seg2sat.masks`), so it takes
+the mask's grid unchanged: same CRS, same affine transform, and QGIS overlays the
+two exactly. Results are written as Cloud-Optimized GeoTIFFs (tiled, internal
+overviews), which QGIS, GDAL and web map servers read quickly at any zoom.
+
+Mask rasters come in three kinds, told apart by their bands: three or more bands
+are a colour image (snapped to the class colours like a PNG); one band holds
+codes, read as FLAIR classes (``MSK_*.tif``, or the class GeoTIFFs Seg2Sat itself
+writes) or, with ``classes=``, as ESA WorldCover or CORINE codes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..classes import CLASSES
+from ..masks import PALETTE, snap
+from .landcover import to_flair
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+GDAL_CACHE_MB = 128
+"""GDAL's block cache (its default is 5 % of RAM): bounds what reading and writing big rasters holds."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where a raster sits: size in pixels, CRS and the affine pixel -> CRS transform."""
+
+    width: int
+    height: int
+    crs: object | None
+    transform: object
+
+    @property
+    def georeferenced(self) -> bool:
+        return self.crs is not None
+
+
+def is_tiff(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in TIFF_SUFFIXES
+
+
+def env():
+    """A rasterio environment with a bounded block cache; use it around every read/write of big rasters."""
+    import rasterio
+
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS="ALL_CPUS")
+
+
+def open_raster(path: str | os.PathLike):
+    """rasterio dataset of a mask raster; an unreadable file is a ValueError naming it."""
+    import rasterio
+
+    try:
+        return rasterio.open(path)
+    except rasterio.errors.RasterioError as exc:
+        raise ValueError(f"mask {path} is not a readable GeoTIFF ({exc})") from exc
+
+
+def grid_of(src) -> Grid:
+    return Grid(src.width, src.height, src.crs, src.transform)
+
+
+def read_ids(src, window=None, classes: str = "flair") -> np.ndarray:
+    """Class ids 1..19 of a mask raster (or of ``window`` of it: a rasterio Window)."""
+    if src.count >= 3:
+        rgb = np.moveaxis(src.read((1, 2, 3), window=window), 0, -1)
+        return snap(np.ascontiguousarray(rgb.astype(np.uint8, copy=False))).ids
+    return to_flair(src.read(1, window=window), classes)
+
+
+def load_ids(path: str | os.PathLike, classes: str = "flair") -> tuple[np.ndarray, Grid]:
+    """The whole mask raster as class ids, with its grid."""
+    with env(), open_raster(path) as src:
+        return read_ids(src, classes=classes), grid_of(src)
+
+
+def colormap() -> dict[int, tuple[int, int, int, int]]:
+    """The class colours as a GeoTIFF colour table, so QGIS shows a class raster in the legend's colours."""
+    table = {0: (*(int(v) for v in PALETTE[0]), 0)}
+    table.update({c.id: (*c.rgb, 255) for c in CLASSES})
+    return table
+
+
+def write_classes(path: str | os.PathLike, ids: np.ndarray, grid: Grid) -> Path:
+    """A single-band uint8 GeoTIFF of class ids with the FLAIR colour table and class names.
+
+    Read back by :func:`load_ids` (and so by every generating command) as FLAIR classes.
+    """
+    import rasterio
+
+    path = Path(path)
+    profile = dict(driver="GTiff", width=ids.shape[1], height=ids.shape[0], count=1, dtype="uint8", nodata=0,
+                   crs=grid.crs, transform=grid.transform, compress="deflate", tiled=True, blockxsize=256,
+                   blockysize=256)
+    with env(), rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.asarray(ids, dtype=np.uint8), 1)
+        dst.write_colormap(1, colormap())
+        dst.update_tags(1, **{f"CLASS_{c.id}": c.name for c in CLASSES})
+        dst.set_band_description(1, "FLAIR land-cover class")
+    return path
+
+
+def rgb_profile(grid: Grid) -> dict:
+    """Profile of a tiled, compressed RGB GeoTIFF on ``grid`` (the streamed renderer writes into it)."""
+    return dict(driver="GTiff", width=grid.width, height=grid.height, count=3, dtype="uint8", crs=grid.crs,
+                transform=grid.transform, compress="deflate", tiled=True, blockxsize=512, blockysize=512,
+                photometric="RGB", BIGTIFF="IF_SAFER")
+
+
+def to_cog(src_path: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy a GeoTIFF to a Cloud-Optimized GeoTIFF with overviews (GDAL streams it: memory stays bounded)."""
+    from rasterio.shutil import copy
+
+    path = Path(path)
+    with env():
+        copy(str(src_path), str(path), driver="COG", compress="DEFLATE", overview_resampling="AVERAGE",
+             BIGTIFF="IF_SAFER")
+    return path
+
+
+def write_rgb(path: str | os.PathLike, rgb: np.ndarray, grid: Grid) -> Path:
+    """An (H, W, 3) image as a Cloud-Optimized GeoTIFF on ``grid``."""
+    import rasterio
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.tif")
+    with env(), rasterio.open(tmp, "w", **rgb_profile(grid)) as dst:
+        dst.write(np.moveaxis(np.asarray(rgb, dtype=np.uint8), -1, 0))
+    try:
+        return to_cog(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
