@@ -15,12 +15,15 @@ import warnings
 from importlib import import_module
 from pathlib import Path
 
+import numpy as np
+
 COMMANDS = [
     "seg2sat.cli:register_core",
     "seg2sat.training:register",
     "seg2sat.dataset:register",
     "seg2sat.serve_cli:register",
     "seg2sat.webui.cli:register",
+    "seg2sat.gis.osm_cli:register",
 ]
 """``module:function`` entries; each function adds its sub-commands to the parser."""
 
@@ -70,6 +73,7 @@ FLAGS = {"steps": "--steps", "guidance_scale": "--guidance", "controlnet_scale":
 
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    from .gis.landcover import SOURCES
     from .prompts import STYLES
     from .request import SCHEDULERS, SETTINGS
     from .settings import add_load_arguments
@@ -95,6 +99,12 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
                    "in overlapping tiles); procedural: the built-in renderer, no weights, instant, any size")
     p.add_argument("--no-fallback", action="store_true",
                    help="fail when the diffusion weights cannot be loaded, instead of using the procedural renderer")
+    p.add_argument("--classes", choices=SOURCES, default="flair",
+                   help="what the numbers of a single-band GeoTIFF mask mean: FLAIR classes (default), ESA WorldCover "
+                   "or CORINE Land Cover codes (see README, GIS rasters)")
+    p.add_argument("--resolution", type=float, default=None, metavar="M",
+                   help="GeoTIFF masks: resample nearest-neighbour to M CRS units (metres) per pixel first, e.g. 0.2 "
+                   "(FLAIR's) for a 10 m WorldCover map")
     _add_model_args(p)
     add_load_arguments(p)
 
@@ -144,8 +154,11 @@ def _cmd_make_tiny(args) -> None:
     print(make_tiny(args.dir, seed=args.seed))
 
 
-def request_from_args(args):
-    """The flags as one checked Request; an error names the flag. No model is loaded yet."""
+def request_from_args(args, mask=None):
+    """The flags as one checked Request; an error names the flag. No model is loaded yet.
+
+    ``mask``: the mask already read (class ids), instead of the MASK file.
+    """
     from .request import Request, RequestError
 
     fields = {name: getattr(args, name, None) for name in (
@@ -162,7 +175,8 @@ def request_from_args(args):
         if isinstance(path, Path) and not path.is_file():
             raise CommandError(f"file not found: {path}")
     try:
-        return Request.build(args.mode, mask=args.mask, image=getattr(args, "image", None), **fields)
+        return Request.build(args.mode, mask=args.mask if mask is None else mask, image=getattr(args, "image", None),
+                             **fields)
     except RequestError as exc:
         raise exc.renamed(FLAGS) from None
 
@@ -172,7 +186,10 @@ def _cmd_run(args) -> None:
     from .generation import pipeline_or_fallback, run
     from .settings import load_overrides
 
-    req = request_from_args(args)
+    if args.mode == "generate" and args.backend == "procedural" and _is_tiff(args.mask):
+        return _cmd_stream(args)
+    mask, grid = _read_mask(args)
+    req = request_from_args(args, mask)
     pipe = None
     if req.backend == "diffusion":
         options = {k: v for k, v in load_overrides(args).items() if v is not None}
@@ -190,12 +207,70 @@ def _cmd_run(args) -> None:
     result = run(req, pipe)
     if result.off_palette:
         print(f"note: {result.off_palette:.1%} of the mask pixels were off-palette and snapped to the nearest class colour")
-    stem = args.mask.stem if args.mode == "generate" else f"{args.image.stem}-{args.mode}"
     args.out.mkdir(parents=True, exist_ok=True)
     for image, seed in zip(result.images, result.seeds):
-        path = args.out / f"{stem}-seed{seed}.png"
+        path = args.out / f"{_stem(args)}-seed{seed}.png"
         image.save(path)
         print(path)
+        if grid is not None and grid.georeferenced and image.size == (grid.width, grid.height):
+            from .gis.raster import write_rgb
+
+            print(write_rgb(path.with_suffix(".tif"), np.asarray(image), grid))
+
+
+def _stem(args) -> str:
+    return args.mask.stem if args.mode == "generate" else f"{args.image.stem}-{args.mode}"
+
+
+def _is_tiff(path) -> bool:
+    return isinstance(path, Path) and path.suffix.lower() in (".tif", ".tiff")
+
+
+def _read_mask(args):
+    """(class ids, Grid) of a GeoTIFF mask (results are then written georeferenced on its grid), else (None, None)."""
+    if not _is_tiff(args.mask):
+        if args.resolution is not None:
+            raise CommandError("--resolution: only GeoTIFF masks have a resolution to resample")
+        return None, None
+    if not args.mask.is_file():
+        raise CommandError(f"file not found: {args.mask}")
+    from .gis.raster import load_ids
+
+    return load_ids(args.mask, args.classes, args.resolution)
+
+
+PNG_MAX_PIXELS = 4096 * 4096
+"""Streamed maps larger than this are written as GeoTIFF only (a PNG would have to be held whole)."""
+
+
+def _cmd_stream(args) -> None:
+    """A GeoTIFF mask with the offline renderer: streamed window by window into georeferenced GeoTIFFs."""
+    from PIL import Image
+
+    from .gis.raster import env, grid_of, open_mask, read_ids
+    from .gis.stream import stream_render
+
+    if not args.mask.is_file():
+        raise CommandError(f"file not found: {args.mask}")
+    with env(), open_mask(args.mask, args.resolution) as src:  # the options are checked on a sample of the map
+        from rasterio.windows import Window
+
+        grid = grid_of(src)
+        sample = read_ids(src, Window(0, 0, min(grid.width, 512), min(grid.height, 512)), args.classes)
+    req = request_from_args(args, sample)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for seed in req.seeds:
+        done = stream_render(args.mask, args.out / f"{_stem(args)}-seed{seed}.tif", seed=seed, classes=args.classes,
+                             resolution=args.resolution, progress=True)
+        if done.rendered < done.windows:
+            print(f"note: resumed: {done.windows - done.rendered} of {done.windows} windows were already rendered",
+                  file=sys.stderr)
+        print(done.path)
+        if grid.width * grid.height <= PNG_MAX_PIXELS:
+            with Image.open(done.path) as im:  # small enough to hold: the PNG the rest of Seg2Sat reads
+                png = done.path.with_suffix(".png")
+                im.convert("RGB").save(png)
+            print(png)
 
 
 def build_parser() -> argparse.ArgumentParser:

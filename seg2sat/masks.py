@@ -181,7 +181,7 @@ def load_mask(mask: MaskLike) -> SnapResult:
         if not path.is_file():
             raise ValueError(f"mask file not found: {path}")
         if path.suffix.lower() in (".tif", ".tiff"):
-            return SnapResult(ids=from_flair(_read_tiff_band(path)), off_palette=0.0)
+            return _read_tiff(path)
         try:
             with Image.open(path) as im:
                 im.load()
@@ -195,12 +195,19 @@ def load_mask(mask: MaskLike) -> SnapResult:
     raise ValueError(f"mask must be a file path, a PIL image or a numpy array, not {type(mask).__name__}")
 
 
-def _read_tiff_band(path: Path) -> np.ndarray:
+def from_raster(bands: np.ndarray) -> SnapResult:
+    """A mask raster's ``(bands, H, W)`` array -> class ids: 3+ bands are colours (snapped), 1 band FLAIR codes."""
+    if bands.shape[0] >= 3:
+        return snap(np.ascontiguousarray(np.moveaxis(bands[:3], 0, -1).astype(np.uint8, copy=False)))
+    return SnapResult(ids=from_flair(bands[0]), off_palette=0.0)
+
+
+def _read_tiff(path: Path) -> SnapResult:
     import rasterio  # only masks stored as GeoTIFF need it
 
     try:
         with rasterio.open(path) as src:
-            return src.read(1)
+            return from_raster(src.read(list(range(1, min(src.count, 3) + 1))))
     except rasterio.errors.RasterioError as exc:
         raise ValueError(f"mask {path} is not a readable GeoTIFF ({exc})") from exc
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..classes import CLASSES
-from ..masks import PALETTE, snap
+from ..masks import PALETTE, from_raster
 from .landcover import to_flair
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -63,21 +63,44 @@ def open_raster(path: str | os.PathLike):
         raise ValueError(f"mask {path} is not a readable GeoTIFF ({exc})") from exc
 
 
+def open_mask(path: str | os.PathLike, resolution: float | None = None):
+    """A mask raster to read window by window; ``resolution`` (CRS units/px) resamples it nearest-neighbour.
+
+    Resampling goes through a warped view (GDAL's VRT), so a 10 m WorldCover tile can be
+    read at 0.2 m one window at a time without ever holding the fine grid.
+    """
+    src = open_raster(path)
+    if resolution is None:
+        return src
+    if not resolution > 0:
+        src.close()
+        raise ValueError(f"resolution must be > 0, got {resolution}")
+    from affine import Affine
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    t = src.transform
+    scale_x, scale_y = resolution / abs(t.a), resolution / abs(t.e)
+    width, height = max(1, round(src.width / scale_x)), max(1, round(src.height / scale_y))
+    transform = t @ Affine.scale(src.width / width, src.height / height)
+    return WarpedVRT(src, crs=src.crs, transform=transform, width=width, height=height, resampling=Resampling.nearest)
+
+
 def grid_of(src) -> Grid:
     return Grid(src.width, src.height, src.crs, src.transform)
 
 
 def read_ids(src, window=None, classes: str = "flair") -> np.ndarray:
     """Class ids 1..19 of a mask raster (or of ``window`` of it: a rasterio Window)."""
-    if src.count >= 3:
-        rgb = np.moveaxis(src.read((1, 2, 3), window=window), 0, -1)
-        return snap(np.ascontiguousarray(rgb.astype(np.uint8, copy=False))).ids
+    if src.count >= 3 or classes == "flair":
+        return from_raster(src.read(list(range(1, min(src.count, 3) + 1)), window=window)).ids
     return to_flair(src.read(1, window=window), classes)
 
 
-def load_ids(path: str | os.PathLike, classes: str = "flair") -> tuple[np.ndarray, Grid]:
-    """The whole mask raster as class ids, with its grid."""
-    with env(), open_raster(path) as src:
+def load_ids(path: str | os.PathLike, classes: str = "flair", resolution: float | None = None
+             ) -> tuple[np.ndarray, Grid]:
+    """The whole mask raster as class ids, with its grid (resampled to ``resolution`` when given)."""
+    with env(), open_mask(path, resolution) as src:
         return read_ids(src, classes=classes), grid_of(src)
 
 
