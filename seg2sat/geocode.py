@@ -1,5 +1,7 @@
 """Reverse geocoding for captions: coordinates -> OpenStreetMap place name, cached on disk.
 
+Forward geocoding (an address -> its point, for ``seg2sat osm-mask``) shares the client and the cache.
+
 Captions read ``Aerial view of <OSM display name>``. The original notebooks asked
 Nominatim once per image (~4 s each, no cache, no rate limit); here neighbouring
 patches share one answer: coordinates are snapped to a grid (default 0.01 degree,
@@ -61,6 +63,8 @@ class NominatimGeocoder:
         client = Nominatim(user_agent=user_agent, domain=domain, scheme=scheme, timeout=10)
         self._reverse = RateLimiter(client.reverse, min_delay_seconds=min_delay, max_retries=retries,
                                     error_wait_seconds=5.0, swallow_exceptions=False)
+        self._search = RateLimiter(client.geocode, min_delay_seconds=min_delay, max_retries=retries,
+                                   error_wait_seconds=5.0, swallow_exceptions=False)
 
     def reverse(self, lat: float, lon: float) -> str | None:
         from geopy.exc import GeopyError
@@ -70,6 +74,16 @@ class NominatimGeocoder:
         except GeopyError as exc:
             raise GeocodingError(f"Nominatim failed at ({lat:.5f}, {lon:.5f}): {exc}") from exc
         return found.address if found is not None else None
+
+    def search(self, address: str) -> tuple[float, float] | None:
+        """Forward geocoding: the (lat, lon) of an address (``None`` when Nominatim knows no such place)."""
+        from geopy.exc import GeopyError
+
+        try:
+            found = self._search(address, exactly_one=True, language=self.language or False)
+        except GeopyError as exc:
+            raise GeocodingError(f"Nominatim failed on {address!r}: {exc}") from exc
+        return (float(found.latitude), float(found.longitude)) if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -151,3 +165,17 @@ class CachedGeocoder:
         self.requests += 1
         self.cache.put(key, place)
         return place
+
+    def search(self, address: str) -> tuple[float, float] | None:
+        """The wrapped geocoder's ``search``, asked once per address ever (answers kept in the same cache)."""
+        key = f"search;{' '.join(address.split()).lower()}"
+        hit, found = self.cache.get(key)
+        if not hit:
+            point = self.geocoder.search(address)  # type: ignore[attr-defined]
+            self.requests += 1
+            found = f"{point[0]!r},{point[1]!r}" if point is not None else None
+            self.cache.put(key, found)
+        if found is None:
+            return None
+        lat, lon = found.split(",")
+        return float(lat), float(lon)

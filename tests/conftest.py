@@ -47,3 +47,57 @@ def town_png(tmp_path, town_ids):
     path = tmp_path / "town.png"
     masks.to_image(town_ids).save(path)
     return path
+
+
+@pytest.fixture
+def nominatim():
+    """A local HTTP server speaking Nominatim's /reverse and /search protocols; records what it was asked.
+
+    /search finds every address at the synthetic village's centre (seg2sat.gis.village), except
+    "nowhere" (no result) and addresses containing "fail" (HTTP 500).
+    """
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    from seg2sat.gis.village import centre_latlon
+
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            path = urlparse(self.path).path
+            query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
+            seen.append({"path": path, "agent": self.headers["User-Agent"], **query})
+            body = self._search(query) if path == "/search" else self._reverse(query)
+            if body is None:
+                self.send_response(500)
+                self.end_headers()
+                return
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _reverse(self, query):
+            if float(query["lat"]) < 0:
+                return None
+            return {"error": "Unable to geocode"} if float(query["lat"]) > 80 else {
+                "display_name": "Mourenx, Pau, Pyrénées-Atlantiques, France", "lat": query["lat"], "lon": query["lon"]}
+
+        def _search(self, query):
+            if "fail" in query["q"]:
+                return None
+            lat, lon = centre_latlon()
+            return [] if query["q"] == "nowhere" else [{"display_name": query["q"], "lat": str(lat), "lon": str(lon)}]
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()

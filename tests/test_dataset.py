@@ -351,41 +351,6 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         prepare(tmp_path, tmp_path / "out", metadata=tmp_path / "meta.json", progress=False)
 
 
-@pytest.fixture
-def nominatim():
-    """A local HTTP server speaking Nominatim's /reverse protocol; records what it was asked."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from urllib.parse import parse_qs, urlparse
-
-    seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
-            seen.append({"path": urlparse(self.path).path, "agent": self.headers["User-Agent"], **query})
-            if float(query["lat"]) < 0:
-                self.send_response(500)
-                self.end_headers()
-                return
-            body = {"error": "Unable to geocode"} if float(query["lat"]) > 80 else {
-                "display_name": "Mourenx, Pau, Pyrénées-Atlantiques, France", "lat": query["lat"], "lon": query["lon"]}
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
-
-
 def test_nominatim_adapter_speaks_the_protocol(nominatim):
     domain, seen = nominatim
     geocoder = NominatimGeocoder("seg2sat-tests (test@example.org)", zoom=14, min_delay=0, domain=domain,
