@@ -72,7 +72,7 @@ FLAGS = {"steps": "--steps", "guidance_scale": "--guidance", "controlnet_scale":
 """Request field -> its flag, so an error names what the user typed (``--steps: must be …``)."""
 
 
-def _add_generation_args(p: argparse.ArgumentParser) -> None:
+def _add_generation_args(p: argparse.ArgumentParser, prompt_required: bool = True) -> None:
     from .gis.landcover import SOURCES
     from .prompts import STYLES
     from .request import SCHEDULERS, SETTINGS
@@ -82,7 +82,8 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
         s = SETTINGS[name]
         p.add_argument(*flags, dest=name, type=s.cast, default=None, help=f"{s.help} (default {s.default})")
 
-    p.add_argument("--prompt", required=True, help='e.g. "Aerial view of 31 Rue Molière, France"')
+    p.add_argument("--prompt", required=prompt_required, help='e.g. "Aerial view of 31 Rue Molière, France"'
+                   + ("" if prompt_required else " (default with --place: its caption)"))
     p.add_argument("--seed", type=int, default=None, help="seed of the first image; the next ones get seed+1, … (default random)")
     setting(["-n", "--num-images"], "num_images")
     setting(["--steps"], "steps")
@@ -110,6 +111,8 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
 
 
 def register_core(sub) -> None:
+    from .gis.osm_cli import add_place_arguments
+
     p = sub.add_parser("make-tiny", help="build the tiny random-weights test pipeline into a folder",
                        description="Build a complete, tiny, random-weights SD 2.1 + ControlNet pipeline (a few MB) "
                        "for tests and demos, fully offline. Pass the folder to --model.")
@@ -120,8 +123,9 @@ def register_core(sub) -> None:
     p = sub.add_parser("generate", help="aerial images from a land-cover mask",
                        description="Generate aerial images from a colour mask (PNG/JPEG, snapped to the class colours) "
                        "or a FLAIR GeoTIFF mask.")
-    p.add_argument("mask", type=Path)
-    _add_generation_args(p)
+    p.add_argument("mask", type=Path, nargs="?", default=None, help="the mask (or --place instead)")
+    _add_generation_args(p, prompt_required=False)
+    add_place_arguments(p)
     p.add_argument("--init", dest="init_image", default=None, metavar="procedural|IMAGE",
                    help="diffusion starts from this image instead of noise (image-to-image); 'procedural' = the "
                    "offline render of the mask, which ties the result closer to the mask")
@@ -184,8 +188,11 @@ def request_from_args(args, mask=None):
 def _cmd_run(args) -> None:
     """generate / inpaint / outpaint: flags -> Request -> pipeline (or the renderer) -> files."""
     from .generation import pipeline_or_fallback, run
+    from .gis.osm_cli import place_to_mask
     from .settings import load_overrides
 
+    if args.mode == "generate":
+        place_to_mask(args)  # --place: its OSM mask, written to --out, becomes MASK; its caption the default prompt
     if args.mode == "generate" and args.backend == "procedural" and _is_tiff(args.mask):
         return _cmd_stream(args)
     mask, grid = _read_mask(args)

@@ -303,3 +303,40 @@ def test_cli_errors_are_one_line(village_file, tmp_path, capsys):
     err = [line for line in printed.splitlines() if line.startswith("error: ")]
     assert len(err) == 3 and "Traceback" not in printed
     assert "latitudes must be in -90..90" in err[0] and "file not found" in err[1] and "unknown land-cover class" in err[2]
+
+
+def test_generate_place_builds_the_mask_and_prompts_with_its_caption(nominatim, village_file, tmp_path, monkeypatch,
+                                                                    capsys):
+    from seg2sat import request
+    from seg2sat.cli import main
+
+    prompts = []
+    build = request.Request.build.__func__
+    monkeypatch.setattr(request.Request, "build", classmethod(
+        lambda cls, *a, **kw: prompts.append(kw.get("prompt")) or build(cls, *a, **kw)))
+    domain, _ = nominatim
+    out = tmp_path / "out"
+    args = ["generate", "--place", "1 Rue du Village, Lyon", "--from", str(village_file), "--nominatim-url",
+            f"http://{domain}", "--cache-dir", str(tmp_path / "cache"), "--backend", "procedural", "--seed", "1",
+            "--out", str(out)]
+    assert main(args) == 0
+    assert prompts and prompts[0].startswith("Aerial view of 1 Rue du Village, Lyon. herbaceous vegetation, ")
+    mask_tif = out / "1-rue-du-village-lyon.tif"
+    with rasterio.open(mask_tif) as src:
+        assert (src.read(1) == village.expected_ids(Grid(src.width, src.height, src.crs, src.transform))).mean() >= 0.999
+    image = out / "1-rue-du-village-lyon-seed1.png"
+    assert image.is_file() and Image.open(image).size == (512, 512)
+    assert str(mask_tif) in capsys.readouterr().out
+    assert main(args + ["--prompt", "my own words"]) == 0 and prompts[-1] == "my own words"
+
+
+def test_generate_wants_exactly_one_of_mask_and_place(village_file, town_png, tmp_path, capsys):
+    from seg2sat.cli import main
+
+    assert main(["generate", "--prompt", "x", "--out", str(tmp_path)]) == 2
+    assert main(["generate", str(town_png), "--place", village.place(), "--from", str(village_file),
+                 "--out", str(tmp_path)]) == 2
+    assert main(["generate", str(town_png), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["error: give MASK or --place PLACE (exactly one)"] * 2 + [
+        "error: --prompt: required with MASK (with --place, the place's caption is the prompt)"]

@@ -11,16 +11,16 @@ import sys
 from pathlib import Path
 
 
-def add_place_options(p: argparse.ArgumentParser, *, size: bool = True) -> None:
-    """The options that say how a place becomes a mask (``size=False`` where the command has its own --size)."""
+def add_place_options(p: argparse.ArgumentParser, *, resolution: bool = True) -> None:
+    """The options that say how a place becomes a mask (``resolution=False`` where the command has its own)."""
     from .osm import DEFAULT_NOMINATIM_URL, DEFAULT_RESOLUTION, DEFAULT_SIZE
     from .overpass import DEFAULT_OVERPASS_URL, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT
 
-    if size:
-        p.add_argument("--size", default=str(DEFAULT_SIZE), metavar="W|WxH",
-                       help=f"mask size in pixels around a point (default {DEFAULT_SIZE}; a box gives its own)")
-    p.add_argument("--resolution", type=float, default=DEFAULT_RESOLUTION, metavar="M",
-                   help=f"metres per pixel (default {DEFAULT_RESOLUTION}, FLAIR's)")
+    p.add_argument("--size", default=str(DEFAULT_SIZE), metavar="W|WxH",
+                   help=f"mask size in pixels around a point (default {DEFAULT_SIZE}; a box gives its own)")
+    if resolution:
+        p.add_argument("--resolution", type=float, default=DEFAULT_RESOLUTION, metavar="M",
+                       help=f"metres per pixel (default {DEFAULT_RESOLUTION}, FLAIR's)")
     p.add_argument("--background", default="agricultural land", metavar="CLASS",
                    help="class (name or id) of land OSM leaves empty (default agricultural land; "
                    "in towns 'herbaceous vegetation' fits better)")
@@ -56,11 +56,41 @@ def register(sub) -> None:
     p.set_defaults(func=_cmd_osm_mask, uses_models=False)
 
 
+def add_place_arguments(p: argparse.ArgumentParser) -> None:
+    """``generate --place PLACE`` and the place options (its own --resolution serves both)."""
+    p.add_argument("--place", default=None, metavar="PLACE",
+                   help="instead of MASK: the OpenStreetMap mask of an address, lat,lon or south,west,north,east "
+                   "(written to --out as with osm-mask; --resolution is its metres per pixel, default 0.2)")
+    add_place_options(p, resolution=False)
+
+
+def place_to_mask(args) -> None:
+    """``generate``: exactly one of MASK and --place; a place's mask is written to --out and becomes MASK
+    (a GeoTIFF, so the images are georeferenced too), and its caption the prompt unless --prompt is given."""
+    from ..cli import CommandError
+    from .osm import DEFAULT_RESOLUTION
+
+    if (args.mask is None) == (args.place is None):
+        raise CommandError("give MASK or --place PLACE (exactly one)")
+    if args.place is None:
+        if args.prompt is None:
+            raise CommandError("--prompt: required with MASK (with --place, the place's caption is the prompt)")
+        return
+    args.resolution = args.resolution or DEFAULT_RESOLUTION
+    mask = mask_from_args(args, args.out)
+    for path in mask.paths.values():
+        print(path)
+    args.mask, args.resolution = mask.paths["tif"], None  # the GeoTIFF is already at the resolution asked for
+    if args.prompt is None:
+        args.prompt = mask.caption
+        print(f"note: prompt: {mask.caption}", file=sys.stderr)
+
+
 def mask_from_args(args, out: Path):
     """``place_mask`` with the options of :func:`add_place_options`; notes go to stderr, one line each."""
     from .osm import place_mask
 
-    return place_mask(args.place, size=getattr(args, "osm_size", None) or args.size, resolution=args.resolution,
+    return place_mask(args.place, size=args.size, resolution=args.resolution,
                       background=args.background, crs=args.crs, source=args.source, name=args.name,
                       overpass_url=args.overpass_url, nominatim_url=args.nominatim_url, user_agent=args.user_agent,
                       cache_dir=args.cache_dir, timeout=args.osm_timeout, out=out,
