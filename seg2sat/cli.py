@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import warnings
+from dataclasses import replace
 from importlib import import_module
 from pathlib import Path
 
@@ -103,6 +104,9 @@ def _add_generation_args(p: argparse.ArgumentParser, prompt_required: bool = Tru
     p.add_argument("--classes", choices=SOURCES, default="flair",
                    help="what the numbers of a single-band GeoTIFF mask mean: FLAIR classes (default), ESA WorldCover "
                    "or CORINE Land Cover codes (see README, GIS rasters)")
+    p.add_argument("--window", type=int, default=2048, metavar="PX",
+                   help="diffusion: GeoTIFF maps with a side past PX are made in overlapping PX windows, one at a time, "
+                   "resumable, shared out over processes under `accelerate launch` (default 2048)")
     p.add_argument("--resolution", type=float, default=None, metavar="M",
                    help="GeoTIFF masks: resample nearest-neighbour to M CRS units (metres) per pixel first, e.g. 0.2 "
                    "(FLAIR's) for a 10 m WorldCover map")
@@ -187,30 +191,16 @@ def request_from_args(args, mask=None):
 
 def _cmd_run(args) -> None:
     """generate / inpaint / outpaint: flags -> Request -> pipeline (or the renderer) -> files."""
-    from .generation import pipeline_or_fallback, run
+    from .generation import run
     from .gis.osm_cli import place_to_mask
-    from .settings import load_overrides
 
     if args.mode == "generate":
         place_to_mask(args)  # --place: its OSM mask, written to --out, becomes MASK; its caption the default prompt
-    if args.mode == "generate" and args.backend == "procedural" and _is_tiff(args.mask):
+    if args.mode == "generate" and _is_tiff(args.mask) and _streams(args):
         return _cmd_stream(args)
     mask, grid = _read_mask(args)
     req = request_from_args(args, mask)
-    pipe = None
-    if req.backend == "diffusion":
-        options = {k: v for k, v in load_overrides(args).items() if v is not None}
-        pipe, note = pipeline_or_fallback(args.model, args.controlnet, args.device, fallback=not args.no_fallback,
-                                          **options)
-        if pipe is None:
-            print(f"note: {note}", file=sys.stderr)
-            req.backend = "procedural"
-        else:
-            from .speed import notes
-
-            for line in notes(pipe):  # e.g. --low-memory on a machine without a GPU
-                print(f"note: {line}", file=sys.stderr)
-            pipe.set_progress_bar_config(disable=False, desc="denoising", unit="step")
+    pipe = _pipeline(args, req)
     result = run(req, pipe)
     if result.off_palette:
         print(f"note: {result.off_palette:.1%} of the mask pixels were off-palette and snapped to the nearest class colour")
@@ -225,12 +215,52 @@ def _cmd_run(args) -> None:
             print(write_rgb(path.with_suffix(".tif"), np.asarray(image), grid))
 
 
+def _pipeline(args, req):
+    """The diffusion pipeline the request needs, or None (procedural backend, or missing weights with fallback)."""
+    from .generation import pipeline_or_fallback
+    from .settings import load_overrides
+
+    if req.backend != "diffusion":
+        return None
+    options = {k: v for k, v in load_overrides(args).items() if v is not None}
+    pipe, note = pipeline_or_fallback(args.model, args.controlnet, args.device, fallback=not args.no_fallback,
+                                      **options)
+    if pipe is None:
+        print(f"note: {note}", file=sys.stderr)
+        req.backend = "procedural"
+        return None
+    from .speed import notes
+
+    for line in notes(pipe):  # e.g. --low-memory on a machine without a GPU
+        print(f"note: {line}", file=sys.stderr)
+    pipe.set_progress_bar_config(disable=False, desc="denoising", unit="step")
+    return pipe
+
+
 def _stem(args) -> str:
     return args.mask.stem if args.mode == "generate" else f"{args.image.stem}-{args.mode}"
 
 
 def _is_tiff(path) -> bool:
     return isinstance(path, Path) and path.suffix.lower() in (".tif", ".tiff")
+
+
+def _mask_grid(args):
+    """Grid of a GeoTIFF mask (resampled to --resolution), read without its pixels."""
+    from .gis.raster import env, grid_of, open_mask
+
+    if not args.mask.is_file():
+        raise CommandError(f"file not found: {args.mask}")
+    with env(), open_mask(args.mask, args.resolution) as src:
+        return grid_of(src)
+
+
+def _streams(args) -> bool:
+    """GeoTIFF maps are streamed window by window with the renderer, and past --window with diffusion."""
+    if args.backend == "procedural":
+        return True
+    grid = _mask_grid(args)
+    return max(grid.width, grid.height) > args.window
 
 
 def _read_mask(args):
@@ -251,33 +281,56 @@ PNG_MAX_PIXELS = 4096 * 4096
 
 
 def _cmd_stream(args) -> None:
-    """A GeoTIFF mask with the offline renderer: streamed window by window into georeferenced GeoTIFFs."""
+    """A GeoTIFF map, window by window, into georeferenced GeoTIFFs: the renderer, or diffusion (under accelerate too)."""
     from PIL import Image
+    from rasterio.windows import Window
 
-    from .gis.raster import env, grid_of, open_mask, read_ids
-    from .gis.stream import stream_render
+    from .gis.raster import env, open_mask, read_ids
 
-    if not args.mask.is_file():
-        raise CommandError(f"file not found: {args.mask}")
+    grid = _mask_grid(args)
     with env(), open_mask(args.mask, args.resolution) as src:  # the options are checked on a sample of the map
-        from rasterio.windows import Window
-
-        grid = grid_of(src)
         sample = read_ids(src, Window(0, 0, min(grid.width, 512), min(grid.height, 512)), args.classes)
     req = request_from_args(args, sample)
+    state = _accelerate_state(args) if req.backend == "diffusion" else None
+    pipe = _pipeline(args, req)
     args.out.mkdir(parents=True, exist_ok=True)
     for seed in req.seeds:
-        done = stream_render(args.mask, args.out / f"{_stem(args)}-seed{seed}.tif", seed=seed, classes=args.classes,
-                             resolution=args.resolution, progress=True)
-        if done.rendered < done.windows:
-            print(f"note: resumed: {done.windows - done.rendered} of {done.windows} windows were already rendered",
+        out = args.out / f"{_stem(args)}-seed{seed}.tif"
+        if pipe is None:
+            from .gis.stream import stream_render
+
+            done = stream_render(args.mask, out, seed=seed, classes=args.classes, resolution=args.resolution,
+                                 progress=True)
+        else:
+            from .gis.windowed import diffuse_geotiff
+
+            pipe.set_progress_bar_config(disable=True)  # one bar, counting windows
+            done = diffuse_geotiff(args.mask, out, replace(req, seeds=[seed]), pipe, classes=args.classes,
+                                   resolution=args.resolution, window=args.window, progress=True, state=state,
+                                   job={"model": str(args.model), "controlnet": str(args.controlnet)})
+        if done.rendered < done.windows and (state is None or state.num_processes == 1):
+            print(f"note: resumed: {done.windows - done.rendered} of {done.windows} windows were already done",
                   file=sys.stderr)
+        if state is not None and not state.is_main_process:
+            continue
         print(done.path)
         if grid.width * grid.height <= PNG_MAX_PIXELS:
             with Image.open(done.path) as im:  # small enough to hold: the PNG the rest of Seg2Sat reads
                 png = done.path.with_suffix(".png")
                 im.convert("RGB").save(png)
             print(png)
+
+
+def _accelerate_state(args):
+    """accelerate's view of the processes (one unless under ``accelerate launch``); each process uses its own device."""
+    import torch
+    from accelerate import PartialState
+
+    # cpu=True lets processes without a GPU share the work too (gloo), e.g. two CPU processes in tests.
+    state = PartialState(cpu=args.device == "cpu" or not torch.cuda.is_available())
+    if state.num_processes > 1 and args.device is None:
+        args.device = str(state.device)
+    return state
 
 
 def build_parser() -> argparse.ArgumentParser:

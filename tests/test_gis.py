@@ -184,7 +184,7 @@ def test_streamed_memory_does_not_grow_with_the_map(tmp_path):
     """9x the pixels, the same peak: a 6144 x 6144 map (108 MB of colour) needs what a 2048 x 2048 one needs."""
     small, large = _stream_growth(tmp_path, 2048), _stream_growth(tmp_path, 6144)
     assert large < 6144 * 6144 * 3 / 2**20, f"peak RSS grew by {large} MB"
-    assert large - small < 16, f"peak RSS grew by {small} MB at 2048 px, {large} MB at 6144 px"
+    assert large - small < 24, f"peak RSS grew by {small} MB at 2048 px, {large} MB at 6144 px"
 
 
 def test_killed_render_resumes_and_keeps_finished_windows(tmp_path):
