@@ -409,3 +409,32 @@ def test_procedural_backend_needs_no_weights_and_keeps_pixels_outside_the_region
         assert out.shape == (64, 80, 3) and np.array_equal(out[:, :64], first)
     finally:
         app.extensions["seg2sat_ui"].worker.close()
+
+
+def _preview_body(ids: np.ndarray, box, origin=(0, 0), seed=3) -> dict:
+    return {"ids": base64.b64encode(ids.tobytes()).decode(), "size": [ids.shape[1], ids.shape[0]], "box": list(box),
+            "origin": list(origin), "seed": seed}
+
+
+def test_preview_of_a_changed_rectangle_matches_the_whole_render(client):
+    """The page sends the stroke's rectangle plus the halo; the answer is exactly that part of the full render."""
+    from seg2sat.render import HALO, render_array
+
+    ids = np.tile(small_ids(), (4, 4))  # 256 x 256
+    whole = render_array(ids, seed=3)
+    left, top, right, bottom = 100, 60, 140, 90  # the stroke's bounding box
+    x0, y0 = max(left - HALO, 0), max(top - HALO, 0)
+    window = np.ascontiguousarray(ids[y0 : bottom + HALO, x0 : right + HALO])
+    r = client.post("/api/preview", json=_preview_body(window, (left - x0, top - y0, right - x0, bottom - y0), (x0, y0)))
+    assert r.status_code == 200 and r.mimetype == "image/png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.data)).convert("RGB")), whole[top:bottom, left:right])
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"ids": "not base64!"}, "ids"), ({"size": [10, 10]}, "ids: holds"), ({"box": [0, 0, 99, 5]}, "box"),
+    ({"seed": -1}, "seed"), ({"ids": base64.b64encode(bytes(64 * 64)).decode()}, "class ids"),
+])
+def test_preview_refuses_bad_bodies_naming_the_field(client, change, words):
+    body = dict(_preview_body(small_ids(), (0, 0, 64, 64)), **change)
+    r = client.post("/api/preview", json=body)
+    assert r.status_code == 400 and words in r.get_json()["error"]

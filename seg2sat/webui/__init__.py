@@ -18,7 +18,7 @@ from .config import default_samples_dir, resolve
 
 
 def create_app(config: dict | None = None) -> Flask:
-    from . import api, pages
+    from . import api, pages, preview  # noqa: F401 - preview adds its route to the API blueprint
     from .backends import make_backend
     from .jobs import Worker
     from .store import ImageStore

@@ -1,0 +1,66 @@
+"""The live preview: the offline render of the part of the map a stroke changed (``POST /api/preview``).
+
+The page sends the class ids of the changed rectangle plus the renderer's ``HALO`` of
+map around it (raw bytes, no image encoding on either side) and gets that rectangle
+back as a PNG. The renderer's windows are bit-identical to a whole render, so the
+preview is patched in place with no seam, and a small stroke costs a few
+milliseconds whatever the size of the map.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import time
+
+import numpy as np
+from flask import Response, current_app, request
+from PIL import Image
+
+from ..classes import NUM_CLASSES
+from ..render import render_window
+from ..request import RequestError
+from .api import bp  # a route of the API blueprint: same prefix, same JSON errors
+from .payloads import body_object
+
+
+@bp.post("/preview")
+def preview():
+    body = body_object(request.get_json(silent=True))
+    started = time.perf_counter()
+    ids, box, origin, seed = _parse(body, current_app.extensions["seg2sat_ui"].settings.limits.max_pixels)
+    buffer = io.BytesIO()
+    Image.fromarray(render_window(ids, box, seed, origin)).save(buffer, format="PNG", compress_level=1)
+    took = (time.perf_counter() - started) * 1000
+    return Response(buffer.getvalue(), mimetype="image/png", headers={"Server-Timing": f"render;dur={took:.1f}"})
+
+
+def _ints(body: dict, name: str, count: int) -> list[int]:
+    value = body.get(name)
+    if not isinstance(value, list) or len(value) != count or not all(isinstance(v, int) and v >= 0 for v in value):
+        raise RequestError(name, f"must be a list of {count} non-negative integers, got {value!r}")
+    return value
+
+
+def _parse(body: dict, max_pixels: int | None) -> tuple[np.ndarray, tuple[int, int, int, int], tuple[int, int], int]:
+    width, height = _ints(body, "size", 2)
+    if width * height == 0 or (max_pixels is not None and width * height > max_pixels):
+        raise RequestError("size", f"{width}x{height} is empty or larger than the limit of {max_pixels:,} px")
+    try:
+        raw = base64.b64decode(body.get("ids") or "", validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise RequestError("ids", "must be base64 text of the class ids, one byte per pixel") from None
+    if len(raw) != width * height:
+        raise RequestError("ids", f"holds {len(raw)} bytes, not {width}x{height} = {width * height}")
+    ids = np.frombuffer(raw, np.uint8).reshape(height, width)
+    if ids.min() < 1 or ids.max() > NUM_CLASSES:
+        raise RequestError("ids", f"class ids must be 1..{NUM_CLASSES}")
+    left, top, right, bottom = _ints(body, "box", 4)
+    if not (left < right <= width and top < bottom <= height):
+        raise RequestError("box", f"{[left, top, right, bottom]} is not a rectangle inside the {width}x{height} ids")
+    seed = body.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise RequestError("seed", f"must be a non-negative integer, got {seed!r}")
+    x, y = _ints(body, "origin", 2)
+    return ids, (left, top, right, bottom), (x, y), seed
