@@ -118,7 +118,12 @@ def snap(image: Image.Image | np.ndarray, background: int = OTHER) -> SnapResult
         exact |= transparent
     off = 1.0 - np.count_nonzero(exact) / exact.size if exact.size else 0.0
     if off:
-        _prefer_neighbours(ids, exact, rgba)
+        settled = _close(ids, exact, rgba)
+        fringe = _unsettle_fringe_classes(ids, settled, exact)
+        _prefer_neighbours(ids, settled, rgba)
+        if len(fringe):
+            _settle_leftovers(ids, fringe, rgba)
+        _fill_specks(ids, settled)
     return SnapResult(ids=ids, off_palette=float(off))
 
 
@@ -162,6 +167,78 @@ def _prefer_neighbours(ids: np.ndarray, exact: np.ndarray, rgba: np.ndarray, pas
         at, flat, dist = at[keep], flat[keep], dist[keep]
         if not len(at):
             break
+
+
+FRINGE_TOLERANCE = 12
+"""A pixel within this many levels (per channel) of its class colour was painted as that class (JPEG noise aside)."""
+
+
+def _close(ids: np.ndarray, exact: np.ndarray, rgba: np.ndarray) -> np.ndarray:
+    """Exact pixels and those within ``FRINGE_TOLERANCE`` of their class colour: settled, whatever their neighbours.
+
+    In a JPEG nearly every pixel is a little off its colour; only the blends along edges
+    need the neighbour rules, so they run on a tenth of the pixels instead of all of them.
+    """
+    settled = exact.copy()
+    off = np.flatnonzero(~exact.ravel())
+    near = np.abs(rgba.reshape(-1, 4)[off, :3].astype(np.int16) - PALETTE[ids.ravel()[off]]).max(1) <= FRINGE_TOLERANCE
+    settled.ravel()[off[near]] = True
+    return settled
+
+
+def _unsettle_fringe_classes(ids: np.ndarray, settled: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """Classes nobody painted, only blends of two painted ones; their pixels are unsettled. Returns those classes.
+
+    JPEG and blur smear every edge: between agricultural yellow and herbaceous green the
+    blend is nearest to *ligneous*, and a JPEG of a town sample gained 1.4 % of it, which
+    then entered the caption. Blends lie along edges, one or two pixels wide; anything
+    painted, however small, has a pixel whose eight neighbours are settled pixels of its
+    own class. A class with (almost) no exact pixel and no such core is a fringe.
+    """
+    h, w = ids.shape
+    flat = ids.ravel()
+    n = len(PALETTE)
+    counts = np.bincount(flat, minlength=n)
+    exact_counts = counts - np.bincount(flat[np.flatnonzero(~exact.ravel())], minlength=n)
+    suspects = np.flatnonzero((counts > 0) & (exact_counts < 9))
+    if not len(suspects):
+        return suspects
+    code = np.pad(np.where(settled, ids, 0), 1).ravel()  # 0: not settled
+    offsets = np.array([dy * (w + 2) + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    fringe = []
+    for cls in suspects:
+        at = np.flatnonzero(flat == cls)
+        rows, cols = np.divmod(at, w)
+        centre = (rows + 1) * (w + 2) + cols + 1
+        if not (code[centre[:, None] + offsets] == cls).all(1).any():
+            settled.ravel()[at] = False
+            fringe.append(cls)
+    return np.array(fringe, dtype=np.intp)
+
+
+def _settle_leftovers(ids: np.ndarray, fringe: np.ndarray, rgba: np.ndarray) -> None:
+    """Fringe pixels the neighbour rule did not reach take the nearest painted class in colour."""
+    flat = ids.ravel()
+    left = np.isin(flat, fringe)
+    painted = np.setdiff1d(np.unique(flat), fringe)
+    if not left.any() or not len(painted):
+        return
+    at = np.flatnonzero(left)
+    colour = rgba.reshape(-1, 4)[at, :3].astype(np.float32)
+    distance = ((colour[:, None, :] - PALETTE[painted].astype(np.float32)[None]) ** 2).sum(-1)
+    flat[at] = painted[distance.argmin(1)]
+
+
+def _fill_specks(ids: np.ndarray, settled: np.ndarray) -> None:
+    """An unsettled pixel whose eight neighbours all share another class is a speck (JPEG noise): it takes theirs."""
+    h, w = ids.shape
+    off = np.flatnonzero(~settled.ravel())
+    rows, cols = np.divmod(off, w)
+    flat = ids.ravel()
+    around = np.stack([flat[np.clip(rows + dy, 0, h - 1) * w + np.clip(cols + dx, 0, w - 1)]
+                       for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+    speck = (around == around[0]).all(0) & (around[0] != flat[off])
+    flat[off[speck]] = around[0][speck]
 
 
 def get_background(background: int) -> int:

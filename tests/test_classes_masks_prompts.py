@@ -108,3 +108,29 @@ def test_styles_and_prompt_building():
         prompts.build_prompt("x", "cubism")
     with pytest.raises(ValueError, match="prompt"):
         prompts.build_prompt("  ", None)
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "examples" / "masks"
+
+
+@pytest.mark.parametrize("quality", [95, 70, 50])
+def test_jpeg_fringes_never_add_a_class_and_edges_stay_put(quality):
+    """A JPEG of the town sample: yellow-green and red-green blends used to read as ligneous and bare soil."""
+    png = Image.open(SAMPLES / "town.png").convert("RGB")
+    truth = masks.snap(png).ids
+    buffer = io.BytesIO()
+    png.save(buffer, "JPEG", quality=quality)
+    snapped = masks.snap(Image.open(buffer)).ids
+    assert set(masks.class_shares(snapped)) == set(masks.class_shares(truth))
+    assert caption("Lyon", snapped) == caption("Lyon", truth)
+    assert (snapped != truth).mean() < 0.012
+
+
+def test_a_small_painted_area_survives_and_an_isolated_speck_takes_its_surroundings():
+    ids = np.full((64, 64), 11, np.uint8)
+    ids[10:14, 10:14] = 13  # a 4 x 4 pool: small, but painted
+    rgb = masks.to_rgb(ids).astype(np.int16)
+    rgb += np.random.default_rng(0).integers(-6, 7, rgb.shape)  # JPEG-like noise everywhere
+    rgb[40, 40] = (150, 150, 60)  # one stray pixel nearest to another class
+    snapped = masks.snap(np.clip(rgb, 0, 255).astype(np.uint8)).ids
+    assert np.array_equal(snapped, ids)
