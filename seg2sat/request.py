@@ -337,7 +337,9 @@ def read_image(value: ImageLike, name: str, limits: ImageLimits | None = None) -
     try:
         image = Image.open(value)
     except (OSError, SyntaxError, TypeError, AttributeError, ValueError, Image.DecompressionBombError) as exc:
-        raise RequestError(name, f"cannot read an image from {value!r} ({exc})") from None
+        if isinstance(value, (str, os.PathLike)):
+            raise RequestError(name, f"cannot read an image from {value} ({exc})") from None
+        raise RequestError(name, "is not an image that can be read (PNG or JPEG expected)") from None
     limits.check(image.size, name)
     try:
         image.load()

@@ -192,6 +192,8 @@ BAD = {
     "parameters.image  ": lambda m: {"inputs": "x", "parameters": {"image": "not base64 !!"}},
     "parameters.image   ": lambda m: {"inputs": "x", "parameters": {"image": base64.b64encode(b"hello world").decode()}},
     "parameters.image    ": lambda m: {"inputs": "x", "parameters": {"image": _corrupt_png(m)}},
+    "parameters.image          ": lambda m: {"inputs": "x", "parameters": {
+        "image": base64.b64encode(b"\x89PNG\r\n\x1a\n but no image follows").decode()}},
     "parameters.image     ": lambda m: {"inputs": "x", "parameters": {"image": b64png(np.zeros((2048, 2049), np.uint8))}},
     "parameters.image      ": lambda m: {"inputs": "x", "parameters": {"image": b64png(np.zeros((16, 64, 3), np.uint8))}},
     "parameters.image       ": lambda m: {"inputs": "x", "parameters": {"image": 12}},
@@ -265,6 +267,7 @@ def test_bad_input_is_a_value_error_naming_the_field_and_the_handler_goes_on(han
         handler(BAD[field](mask_b64))
     assert info.value.args[0].startswith(field.strip() + ":") or field.strip() in str(info.value), str(info.value)
     assert isinstance(info.value, RequestError) and info.value.field == field.strip()
+    assert " object at 0x" not in str(info.value) and "Traceback" not in str(info.value), "no Python internals"
     out = handler(payload(mask_b64, seed=1))
     assert len(out["images"]) == 1
 
