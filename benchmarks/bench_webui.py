@@ -6,7 +6,9 @@
 2. In chromium (Playwright): milliseconds for one stroke step (a 15 px segment of the
    default 8 px brush, then the frame's redraw: dirty rectangle -> palette ->
    putImageData, and the live class shares) at 512, 1024 and 2048 px; under 16 ms
-   keeps drawing at 60 frames per second.
+   keeps drawing at 60 frames per second. Then the fill bucket on the map's biggest
+   field (target <= 50 ms at 2048 px) and the live preview's latency, from the end of a
+   stroke to its rendered pixels in the result pane (target <= 100 ms).
 
 Run: python benchmarks/bench_webui.py
 """
@@ -73,6 +75,30 @@ def api_overhead(model_dir: str) -> None:
     app.extensions["seg2sat_ui"].worker.close()
 
 
+FILL_AND_PREVIEW = """async (side) => {
+    // Fill: the big field of a town-like map, median of 5. Preview: from the end of a stroke to its
+    // pixels drawn in the result pane (POST /api/preview and the patch), median of 5.
+    const median = (xs) => xs.sort((a, b) => a - b)[2];
+    const fills = [], previews = [];
+    for (let i = 0; i < 5; i++) {
+        const ids = new Uint8Array(side * side).fill(11);
+        for (let y = 0; y < side; y++) for (let x = side / 2 - 4; x < side / 2 + 4; x++) ids[y * side + x] = 3;
+        setMap(side, side, ids);
+        const t = performance.now();
+        floodFill(3, 3, 10);
+        fills.push(performance.now() - t);
+        await new Promise((r) => setTimeout(r, 300));
+        while (P.busy || P.dirty) await new Promise((r) => setTimeout(r, 20));
+        delete document.body.dataset.previewMs;
+        line(40 + i * 20, 60, 160 + i * 20, 90, S.ids, 5);
+        strokeEnded();
+        while (document.body.dataset.previewMs === undefined) await new Promise((r) => setTimeout(r, 2));
+        previews.push(Number(document.body.dataset.previewMs));
+    }
+    return [median(fills), median(previews)];
+}"""
+
+
 def browser_redraw() -> None:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     try:
@@ -108,6 +134,9 @@ def browser_redraw() -> None:
                     return times[7];
                 }""", side)
                 print(f"browser redraw per stroke step at {side}x{side}: {ms:.1f} ms (median of 15, chromium headless)")
+                fill, preview = page.evaluate(FILL_AND_PREVIEW, side)
+                print(f"  fill of {side}x{side} (town pattern, the fields around the block): {fill:.1f} ms; "
+                      f"live preview after a 12 px stroke: {preview:.0f} ms (medians of 5)")
             browser.close()
     except Exception as exc:
         print(f"browser redraw: skipped ({exc.__class__.__name__}: {exc})")

@@ -1,8 +1,9 @@
 """The README's picture of the web UI: ``python images/make_webui_screenshot.py`` writes images/webui_example.png.
 
-The town sample turned into two images by the procedural backend (no weights, so the
-picture is the same on every machine), in headless chromium (Debian's, driven by
-Playwright) with a 1280x800 window; the whole page is captured, results included.
+The town sample (the page opens on it) turned into an image by the procedural backend
+(no weights, so the picture is the same on every machine), in headless chromium
+(Debian's, driven by Playwright) with a 1280x800 window, captured as a user sees it:
+the map and its result side by side, without scrolling.
 """
 
 from __future__ import annotations
@@ -40,21 +41,17 @@ def screenshot(out: Path, chromium: str) -> None:
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(f"http://127.0.0.1:{server.port}/")
             page.wait_for_selector("body[data-ready=true]")
-            page.select_option("#sample", "town")
-            page.click("#load-sample")
-            page.wait_for_function("document.getElementById('import-note').textContent.startsWith('Sample town')")
             page.fill("#seed", "3")
-            page.check("#seed-lock")
-            page.fill("#num-images", "2")
+            page.evaluate("window.scrollTo(0, 0)")
             page.click("#generate")
-            page.wait_for_function("document.querySelectorAll('.result').length === 2")
-            page.wait_for_function("[...document.querySelectorAll('.result-image')].every(i => i.complete && i.naturalWidth)")
+            page.wait_for_function("document.querySelectorAll('.result').length === 1")
+            page.wait_for_function("document.getElementById('result-image').complete && !document.getElementById('result-image').hidden")
             box = page.locator("#overlay-canvas").bounding_box()  # the pointer on the map: class name and brush
             page.mouse.move(box["x"] + box["width"] * 200 / 512, box["y"] + box["height"] * 300 / 512)
             if errors or page.is_visible("#error"):
                 raise RuntimeError(f"the page reported an error: {errors or page.inner_text('#error-text')}")
             out.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(out), full_page=True)
+            page.screenshot(path=str(out))
             browser.close()
     finally:
         server.shutdown()

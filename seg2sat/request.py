@@ -454,7 +454,8 @@ def grow(side: str, pixels: int, size: tuple[int, int]) -> tuple[tuple[int, int]
     if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels <= 0:
         raise RequestError("pixels", f"must be a positive integer, got {pixels!r}")
     grown = {"left": ((w + pixels, h), (pixels, 0)), "right": ((w + pixels, h), (0, 0)),
-             "top": ((w, h + pixels), (0, pixels)), "bottom": ((w, h + pixels), (0, 0))}
+             "top": ((w, h + pixels), (0, pixels)), "bottom": ((w, h + pixels), (0, 0)),
+             "all": ((w + 2 * pixels, h + 2 * pixels), (pixels, pixels))}
     if side not in grown:
         raise RequestError("side", f"must be one of {', '.join(grown)}, got {side!r}")
     return grown[side]

@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import base64
 import io
-import shutil
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from playwright import sync_api
 
 from seg2sat import masks
 from seg2sat.classes import BY_NAME
 from seg2sat.request import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
 TIMEOUT = 30_000
 
 
@@ -45,16 +40,6 @@ class UIServer:
     def close(self) -> None:
         self.server.shutdown()
         self.app.extensions["seg2sat_ui"].worker.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium`")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +117,15 @@ def generate_and_wait(page, button: str = "#generate") -> None:
     before = page.locator(".result").count()
     page.click(button)
     page.wait_for_function(f"document.querySelectorAll('.result').length > {before}")
-    page.wait_for_function("document.querySelector('.result .result-image').complete")
+    page.wait_for_function("document.getElementById('result-image').complete && !document.getElementById('result-image').hidden")
+
+
+def shown_image(page, selector: str = "#result-image") -> np.ndarray:
+    """The pixels of an image element on the page (a blob: URL the page made), as RGB."""
+    url = page.evaluate("""(sel) => { const img = document.querySelector(sel);
+        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+        c.getContext('2d').drawImage(img, 0, 0); return c.toDataURL('image/png'); }""", selector)
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
 
 
 def test_settings_inputs_take_labels_defaults_and_ranges_from_the_server(browser, server):
@@ -217,8 +210,9 @@ def test_drawing_tools_are_pixel_exact_and_undoable(browser, server):
 def test_import_snaps_and_samples_load(browser, server, tmp_path):
     page = open_page(browser, server.url)
     town = masks.load_mask(ROOT / "examples" / "masks" / "town.png").ids
-    page.select_option("#sample", "town")
-    page.click("#load-sample")
+    assert np.array_equal(canvas_ids(page), town)  # a newcomer starts from the town sample, not a blank square
+    new_canvas(page, 64, 64)
+    page.click("#samples button[data-sample=town]")
     page.wait_for_function("document.getElementById('import-note').textContent.startsWith('Sample town')")
     assert np.array_equal(canvas_ids(page), town)
     assert np.array_equal(rgb_to_ids(np.asarray(export(page).convert("RGB"))), town)
@@ -237,76 +231,18 @@ def test_import_snaps_and_samples_load(browser, server, tmp_path):
     page.click("#undo")
     assert np.array_equal(canvas_ids(page), town)
 
+    # Too small for the size rule: the page offers to resize (accepted here), as New would refuse it.
+    Image.fromarray(masks.to_rgb(ids[:40, :48])).save(tmp_path / "tiny.png")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.set_input_files("#import-file", str(tmp_path / "tiny.png"))
+    page.wait_for_function("document.getElementById('mask-canvas').height === 64")
+    assert page.evaluate("document.getElementById('mask-canvas').width") == 77  # 48 x 40 scaled by 64 / 40
+
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     page.set_input_files("#import-file", str(bad))
     page.wait_for_selector("#error:not([hidden])")
-    assert "file: the decoded bytes are not an image" in page.inner_text("#error-text")
-    assert page.js_errors == []
-    page.close()
-
-
-def test_generate_inpaint_outpaint_and_restore(browser, server):
-    page = open_page(browser, server.url)
-    new_canvas(page, 64, 64)
-    pick(page, "impervious surface")
-    page.fill("#brush-size", "6")
-    page.dispatch_event("#brush-size", "input")
-    drag(page, [(0, 32), (63, 32)])
-    mask_ids = canvas_ids(page)
-    page.fill("#place", "Lyon, France")
-    page.fill("#steps", "2")
-    page.fill("#seed", "7")
-    page.check("#seed-lock")
-
-    generate_and_wait(page)
-    card = page.locator(".result").first
-    assert card.get_attribute("data-seed") == "7"
-    assert "Aerial view of Lyon, France. agricultural land, impervious surface" in card.inner_text()
-    assert page.inner_text("#progress-text").endswith("(step 2 of 2)")
-    src = card.locator(".result-image").get_attribute("src")
-    first = Image.open(io.BytesIO(page.request.get(server.url.rstrip("/") + src).body())).convert("RGB")
-    assert first.size == (64, 64)
-    assert card.locator(".download").get_attribute("download") == "seg2sat-seed7.png"
-    card.locator(".compare-slider").fill("100")
-    assert card.locator(".result-mask").evaluate("e => getComputedStyle(e).opacity") == "1"
-
-    # Inpaint: paint a region on the result; only that part changes.
-    card.locator(".inpaint").click()
-    assert page.is_visible("#tool-region") and page.is_visible("#target-image")
-    page.fill("#brush-size", "10")
-    page.dispatch_event("#brush-size", "input")
-    drag(page, [(10, 10), (20, 10)])
-    generate_and_wait(page, "#run-inpaint")
-    card = page.locator(".result").first
-    assert "inpaint" in card.inner_text()
-    src = card.locator(".result-image").get_attribute("src")
-    redone = np.asarray(Image.open(io.BytesIO(page.request.get(server.url.rstrip("/") + src).body())).convert("RGB"))
-    changed = (redone != np.asarray(first)).any(axis=2)
-    assert changed[5:16, 10:21].any() and not changed[30:].any() and not changed[:, 30:].any()
-
-    # Outpaint: grow 32 px on the right, draw the strip, generate it; the old pixels stay.
-    page.locator(".result").nth(1).locator(".outpaint").click()
-    page.select_option("#outpaint-side", "right")
-    page.fill("#outpaint-pixels", "32")
-    page.click("#extend")
-    page.wait_for_function("document.getElementById('mask-canvas').width === 96")
-    grown = canvas_ids(page)
-    assert np.array_equal(grown[:, :64], mask_ids) and (grown[:, 64:][30:35] == BY_NAME["impervious surface"].id).all()
-    pick(page, "water")
-    tool(page, "rect")
-    drag(page, [(70, 0), (95, 20)])
-    generate_and_wait(page, "#run-outpaint")
-    src = page.locator(".result").first.locator(".result-image").get_attribute("src")
-    wide = np.asarray(Image.open(io.BytesIO(page.request.get(server.url.rstrip("/") + src).body())).convert("RGB"))
-    assert wide.shape == (64, 96, 3) and np.array_equal(wide[:, :64], np.asarray(first))
-
-    # Restore the first result: its mask and settings come back.
-    page.click("#leave-mode")
-    page.locator(".result").last.locator(".restore").click()
-    assert np.array_equal(canvas_ids(page), mask_ids)
-    assert page.input_value("#seed") == "7" and page.input_value("#place") == "Lyon, France"
-    assert page.is_hidden("#error"), page.inner_text("#error-text")
+    assert "Imported file: the decoded bytes are not an image" in page.inner_text("#error-text")
     assert page.js_errors == []
     page.close()
 
@@ -317,14 +253,15 @@ def test_progress_and_cancel(browser, server):
     page.fill("#steps", "150")
     page.fill("#num-images", "8")
     page.click("#generate")
-    page.wait_for_function("/step [1-9][0-9]* of 1200/.test(document.getElementById('progress-text').textContent)")
+    page.wait_for_function("/Image [1-8] of 8 · step [0-9]+ of 150/.test(document.getElementById('progress-text').textContent)")
     page.click("#cancel")
+    assert page.inner_text("#progress-text") == "Cancelling…"
     page.wait_for_function("document.getElementById('progress-text').textContent === 'Cancelled'")
     assert page.locator(".result").count() == 0 and page.is_disabled("#cancel") and page.is_enabled("#generate")
     page.fill("#steps", "0")
     page.click("#generate")
     page.wait_for_selector("#error:not([hidden])")
-    assert "steps: must be an integer between 1 and 150, got 0" in page.inner_text("#error-text")
+    assert "Steps: must be an integer between 1 and 150, got 0" in page.inner_text("#error-text")  # the label's word
     page.close()
 
 

@@ -11,7 +11,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from .. import masks
 from ..classes import CLASSES
 from ..codec import decode_image
-from ..prompts import STYLES
+from ..prompts import MIN_SHARE, STYLES
+from ..render import HALO
 from ..request import BACKENDS, FAST, SETTINGS
 from ..settings import Settings
 from .backends import BackendError
@@ -66,7 +67,8 @@ def options():
     return jsonify({"settings": {name: {"default": s.default, "low": s.low, "high": s.high, "label": s.label,
                                         "integer": s.cast is int} for name, s in SETTINGS.items()},
                     "styles": [{"name": k, "text": v} for k, v in STYLES.items()],
-                    "max_pixels": limits.max_pixels, "min_side": limits.min_side, "fast": FAST})
+                    "max_pixels": limits.max_pixels, "min_side": limits.min_side, "fast": FAST,
+                    "min_share": MIN_SHARE, "halo": HALO})
 
 
 def _samples() -> dict[str, Path]:

@@ -50,7 +50,8 @@ class Job:
     def to_json(self, position: int | None = None) -> dict:
         return {"id": self.id, "mode": self.request.mode, "status": self.status, "step": self.step,
                 "total": self.total, "error": self.error, "prompt": self.prompt, "results": self.results,
-                "queue_position": position}
+                "queue_position": position, "steps": self.request.steps, "images": self.request.num_images,
+                "backend": self.request.backend}
 
 
 class Worker:

@@ -1,4 +1,5 @@
-// Drawing2Map: the canvas editor and the generation client. Plain JavaScript, no build step.
+// Drawing2Map: the map editor. Plain JavaScript, no build step; the other scripts
+// (preview.js, results.js, persist.js, main.js) share the state `S` and the helpers here.
 //
 // The map is an array of class ids (one byte per pixel); the canvas only ever shows
 // it through the palette served by /api/classes, so every pixel drawn, filled,
@@ -8,7 +9,7 @@
 const $ = (id) => document.getElementById(id);
 const MAX_UNDO = 60;
 const MAX_UNDO_BYTES = 64 * 1024 * 1024;  // big canvases keep fewer steps
-const POLL_MS = 250;
+const MIN_SIDE = 64;
 
 const S = {
   classes: [], rgb: [],
@@ -16,16 +17,26 @@ const S = {
   current: 1, background: 11, tool: "brush", size: 8,
   undo: [], redo: [],
   region: null,       // Uint8Array (1 = redo) while inpainting
-  mode: null,         // {kind: "inpaint"|"outpaint", entry, result, base, at, side, pixels}
+  mode: null,         // {kind: "inpaint"|"outpaint", version, base, at, side, pixels}
   drawing: null,      // the stroke in progress
   job: null,
+  zoom: 1,            // 1 = the whole map fits its pane; both panes share it
   maxPixels: Infinity,  // from /api/options
+  labels: {},         // request field -> the label the page shows for it
+  edits: 0,           // bumped by every change of the map (autosave, stale imports)
 };
 
 // ---------------------------------------------------------------- errors and status
 
+function inWords(message) {
+  // The API names fields as it spells them ("controlnet_conditioning_scale: …"); the page says its labels.
+  const m = /^([a-z_.]+): ([\s\S]*)$/.exec(message || "");
+  if (!m || !S.labels[m[1]]) return message;
+  return `${S.labels[m[1]]}: ${m[2]}`;
+}
+
 function showError(message) {
-  $("error-text").textContent = message;
+  $("error-text").textContent = inWords(message);
   $("error").hidden = false;
 }
 
@@ -45,11 +56,21 @@ async function api(path, options = {}) {
   return body;
 }
 
+async function busy(message, work) {
+  // Long actions (import, sample, fill of a big map) say so at once and keep the cursor busy.
+  const note = $("import-note");
+  note.textContent = message;
+  document.body.style.cursor = "progress";
+  try { return await work(); } finally { document.body.style.cursor = ""; }
+}
+
 async function checkHealth() {
   const el = $("backend-status");
   try {
     const h = await api("/api/health");
     el.classList.toggle("error", h.status === "error");
+    S.procedural = h.backend === "procedural" || (h.message && h.message.includes("procedural"));
+    markStyles();
     if (h.status === "error") {
       el.textContent = `Backend "${h.backend}" is not available`;
       showError(h.message);
@@ -66,7 +87,7 @@ async function checkHealth() {
   }
 }
 
-// ---------------------------------------------------------------- the map model
+// ---------------------------------------------------------------- the map model and undo
 
 function snapshot() {
   return { w: S.w, h: S.h, ids: S.ids.slice(), region: S.region ? S.region.slice() : null };
@@ -109,6 +130,8 @@ function updateUndoButtons() {
 function setMap(w, h, ids) {
   S.w = w; S.h = h; S.ids = ids;
   if (S.region) S.region = new Uint8Array(w * h);
+  $("canvas-width").value = w;
+  $("canvas-height").value = h;
   resizeCanvases();
 }
 
@@ -122,10 +145,11 @@ function resizeCanvases() {
   S.maskWords = new Uint32Array(S.maskImage.data.buffer);
   S.regionImage = new ImageData(S.w, S.h);
   S.regionWords = new Uint32Array(S.regionImage.data.buffer);
-  $("stage").style.aspectRatio = `${S.w} / ${S.h}`;
   $("canvas-size").textContent = `${S.w} × ${S.h} px`;
+  applyZoom();
   placeTarget();
   invalidate();
+  if (typeof previewAll === "function") previewAll();
 }
 
 function invalidate() {
@@ -143,12 +167,19 @@ function markDirty(x0, y0, x1, y1) {
   const d = S.dirty;
   S.dirty = d ? { x0: Math.min(d.x0, x0), y0: Math.min(d.y0, y0), x1: Math.max(d.x1, x1), y1: Math.max(d.y1, y1) }
               : { x0, y0, x1, y1 };
+  S.edits++;
+  if (typeof previewDirty === "function") previewDirty(x0, y0, x1, y1);
+}
+
+function locked(i) {
+  // While inpainting, the map outside the region keeps what the image was made from.
+  return S.region !== null && S.mode && S.mode.kind === "inpaint" && !S.region[i];
 }
 
 function setId(i, value) {
   // Every change of the map goes through here, so the class shares stay exact without a recount.
   const old = S.ids[i];
-  if (old !== value) { S.counts[old]--; S.counts[value]++; S.ids[i] = value; }
+  if (old !== value && !locked(i)) { S.counts[old]--; S.counts[value]++; S.ids[i] = value; }
 }
 
 // ---------------------------------------------------------------- drawing
@@ -184,22 +215,44 @@ function line(x0, y0, x1, y1, target, value) {
 }
 
 function floodFill(x, y, value) {
-  const from = S.ids[y * S.w + x];
+  // Scanline fill: whole runs per row and a typed stack, ~20x faster than pixel by pixel on big maps.
+  const { w, h, ids } = S;
+  const from = ids[y * w + x];
   if (from === value) return;
-  const stack = [y * S.w + x];
-  let [x0, y0, x1, y1] = [x, y, x, y];
-  while (stack.length) {
-    const p = stack.pop();
-    if (S.ids[p] !== from) continue;
-    setId(p, value);
-    const px = p % S.w, py = (p - px) / S.w;
-    if (px < x0) x0 = px; if (px > x1) x1 = px; if (py < y0) y0 = py; if (py > y1) y1 = py;
-    if (px > 0) stack.push(p - 1);
-    if (px < S.w - 1) stack.push(p + 1);
-    if (p >= S.w) stack.push(p - S.w);
-    if (p < S.w * (S.h - 1)) stack.push(p + S.w);
+  const counts = S.counts;
+  const stack = new Int32Array(Math.max(1024, 2 * (w + h)) * 4);
+  let top = 0;
+  let [bx0, by0, bx1, by1] = [x, y, x, y];
+  const push = (px, py) => {
+    if (top + 2 > stack.length) return false;
+    stack[top++] = px; stack[top++] = py;
+    return true;
+  };
+  const pending = [];
+  push(x, y);
+  while (top > 0 || pending.length) {
+    if (top === 0) { const p = pending.pop(); push(p[0], p[1]); }
+    const py = stack[--top], px0 = stack[--top];
+    const row = py * w;
+    if (ids[row + px0] !== from || locked(row + px0)) continue;
+    let l = px0, r = px0;
+    while (l > 0 && ids[row + l - 1] === from && !locked(row + l - 1)) l--;
+    while (r < w - 1 && ids[row + r + 1] === from && !locked(row + r + 1)) r++;
+    ids.fill(value, row + l, row + r + 1);
+    counts[from] -= r - l + 1; counts[value] += r - l + 1;
+    if (l < bx0) bx0 = l; if (r > bx1) bx1 = r; if (py < by0) by0 = py; if (py > by1) by1 = py;
+    for (const ny of [py - 1, py + 1]) {
+      if (ny < 0 || ny >= h) continue;
+      const nrow = ny * w;
+      let inRun = false;
+      for (let i = l; i <= r; i++) {
+        const open = ids[nrow + i] === from && !locked(nrow + i);
+        if (open && !inRun && !push(i, ny)) pending.push([i, ny]);
+        inRun = open;
+      }
+    }
   }
-  markDirty(x0, y0, x1, y1);
+  markDirty(bx0, by0, bx1, by1);
 }
 
 function fillRect(a, b, value) {
@@ -225,14 +278,17 @@ function strokeTarget() {
 }
 
 function onPointerDown(event) {
-  if (event.button !== 0) return;
+  if (event.button !== 0 || S.panning) return;
   const p = pixelAt(event);
   if (S.tool === "eyedropper") { selectClass(S.ids[p.y * S.w + p.x]); return; }
   if (S.tool === "fill") {
     if (S.ids[p.y * S.w + p.x] === S.current) return;
     pushUndo();
+    const started = performance.now();
     floodFill(p.x, p.y, S.current);
+    S.lastFillMs = performance.now() - started;
     render();
+    strokeEnded();
     return;
   }
   pushUndo();
@@ -270,6 +326,13 @@ function onPointerUp(event) {
   }
   S.drawing = null;
   render();
+  strokeEnded();
+}
+
+function strokeEnded() {
+  // The end of a stroke: the live preview of what changed is asked for now, the work saved soon.
+  if (typeof previewFlush === "function") previewFlush();
+  if (typeof scheduleSave === "function") scheduleSave();
 }
 
 function showCursor(p) {
@@ -293,11 +356,11 @@ function showCursor(p) {
 
 const REGION_WORD = ((150 << 24) | 0xffffff) >>> 0;  // translucent white
 
-function maskImageData() {
-  // A fresh, complete image of the map (for export and requests), whatever is still to be drawn.
-  const data = new ImageData(S.w, S.h);
+function maskImageData(w = S.w, h = S.h, ids = S.ids) {
+  // A fresh, complete image of a map (for export and requests), whatever is still to be drawn.
+  const data = new ImageData(w, h);
   const words = new Uint32Array(data.data.buffer);
-  for (let i = 0, n = S.ids.length; i < n; i++) words[i] = S.words[S.ids[i]];
+  for (let i = 0, n = ids.length; i < n; i++) words[i] = S.words[ids[i]];
   return data;
 }
 
@@ -316,8 +379,7 @@ function flush() {
   const d = S.dirty;
   S.dirty = null;
   if (d) {
-    const { w, ids, maskWords, regionWords, region } = { w: S.w, ids: S.ids, maskWords: S.maskWords,
-      regionWords: S.regionWords, region: S.region };
+    const { w, ids, maskWords, regionWords, region } = S;
     for (let y = d.y0; y <= d.y1; y++) {
       for (let i = y * w + d.x0, end = y * w + d.x1; i <= end; i++) {
         maskWords[i] = S.words[ids[i]];
@@ -348,31 +410,59 @@ function drawOverlay(d) {
   }
 }
 
+function sharesNow() {
+  const total = S.w * S.h;
+  return S.classes.filter((c) => S.counts[c.id]).map((c) => ({ c, share: S.counts[c.id] / total }))
+    .sort((a, b) => b.share - a.share || a.c.id - b.c.id);
+}
+
 function updateShares() {
   const list = $("shares");
   list.replaceChildren();
-  const total = S.w * S.h;
-  const present = S.classes.filter((c) => S.counts[c.id]).sort((a, b) => S.counts[b.id] - S.counts[a.id]);
-  for (const c of present) {
+  for (const { c, share } of sharesNow()) {
     const li = document.createElement("li");
     li.dataset.class = c.id;
     const swatch = document.createElement("i");
     swatch.style.background = c.colour;
-    li.append(swatch, `${c.name} ${((100 * S.counts[c.id]) / total).toFixed(1)} %`);
+    li.append(swatch, `${c.name} ${(100 * share).toFixed(1)} %`);
     list.append(li);
   }
   updatePromptPreview();
 }
 
-function updatePromptPreview() {
-  // The server writes the real caption (classes over 1 %, largest first); this is its outline.
+function captionNow() {
+  // The training caption, as the server writes it (seg2sat.prompts.caption): classes over MIN_SHARE, largest first.
   const place = $("place").value.trim();
-  $("prompt-preview").textContent = `Aerial view${place ? " of " + place : ""}. <the map's classes, largest first>`;
+  const names = sharesNow().filter((s) => s.share >= S.minShare).map((s) => s.c.name);
+  const head = place ? `Aerial view of ${place}` : "Aerial view";
+  return names.length ? `${head}. ${names.join(", ")}.` : `${head}.`;
+}
+
+function fullPrompt() {
+  const own = $("prompt").value.trim();
+  const base = own || captionNow();
+  const style = S.styles[$("style").value] || "";
+  return style ? `${base.replace(/\.$/, "")}. ${style}` : base;
+}
+
+function updatePromptPreview() {
+  $("prompt").placeholder = captionNow();
+  $("prompt-preview").textContent = fullPrompt();
+}
+
+function markStyles() {
+  // The offline renderer draws no styles: say so where the styles are chosen.
+  for (const o of $("style").options) {
+    if (!o.value) continue;
+    o.textContent = S.procedural ? `${o.value} (model only)` : o.value;
+  }
+  $("style").title = S.procedural ? "The offline renderer ignores styles; they need the diffusion model." : "";
 }
 
 // ---------------------------------------------------------------- palette and tools
 
 function buildPalette() {
+  // One tab stop for the 19 classes; arrow keys move in the group (a radio group's keyboard rules).
   const palette = $("palette");
   const background = $("background");
   for (const c of S.classes) {
@@ -384,14 +474,35 @@ function buildPalette() {
     b.title = `${c.id}: ${c.name} (${c.colour})`;
     const i = document.createElement("i");
     i.style.background = c.colour;
-    b.append(i, c.name);
+    const name = document.createElement("span");
+    name.textContent = c.name;
+    b.append(i, name);
     b.addEventListener("click", () => selectClass(c.id));
     palette.append(b);
     background.append(new Option(c.name, c.id));
   }
+  palette.addEventListener("keydown", onPaletteKey);
   background.value = S.background;
-  background.addEventListener("change", () => { S.background = Number(background.value); });
+  background.addEventListener("change", () => setBackground(Number(background.value)));
+  setBackground(S.background);
   selectClass(S.current);
+}
+
+function onPaletteKey(event) {
+  const step = { ArrowDown: 2, ArrowUp: -2, ArrowRight: 1, ArrowLeft: -1, Home: -99, End: 99 }[event.key];
+  if (step === undefined) return;
+  event.preventDefault();
+  const ids = S.classes.map((c) => c.id);
+  const at = Math.min(ids.length - 1, Math.max(0, ids.indexOf(S.current) + step));
+  selectClass(ids[at]);
+  document.querySelector(`.swatch[data-class="${ids[at]}"]`).focus();
+}
+
+function setBackground(id) {
+  S.background = id;
+  $("background").value = id;
+  $("eraser-swatch").style.background = S.classes.find((c) => c.id === id).colour;
+  $("tool-eraser").title = `Eraser: paints ${S.classes.find((c) => c.id === id).name}, the background class (E)`;
 }
 
 function setBrushSize(size) {
@@ -403,12 +514,65 @@ function setBrushSize(size) {
 
 function selectClass(id) {
   S.current = id;
-  for (const b of document.querySelectorAll(".swatch")) b.setAttribute("aria-checked", String(Number(b.dataset.class) === id));
+  for (const b of document.querySelectorAll(".swatch")) {
+    const on = Number(b.dataset.class) === id;
+    b.setAttribute("aria-checked", String(on));
+    b.tabIndex = on ? 0 : -1;
+  }
 }
 
 function selectTool(tool) {
   S.tool = tool;
   for (const b of document.querySelectorAll("button.tool")) b.setAttribute("aria-pressed", String(b.dataset.tool === tool));
+}
+
+// ---------------------------------------------------------------- zoom and pan (both panes at once)
+
+function applyZoom() {
+  const view = $("map-view");
+  const fit = Math.min((view.clientWidth - 2) / S.w, (view.clientHeight - 2) / S.h);
+  const scale = Math.max(fit * S.zoom, 0.01);
+  for (const stage of [$("stage"), $("result-stage")]) {
+    stage.style.width = `${Math.round(S.w * scale)}px`;
+    stage.style.height = `${Math.round(S.h * scale)}px`;
+  }
+  $("zoom-value").textContent = `${Math.round(100 * S.zoom)} %`;
+}
+
+function setZoom(zoom) {
+  S.zoom = Math.min(32, Math.max(1, zoom));
+  applyZoom();
+}
+
+function linkScroll(from, to) {
+  from.addEventListener("scroll", () => {
+    if (S.syncing === to) { S.syncing = null; return; }
+    S.syncing = from;
+    to.scrollLeft = from.scrollLeft;
+    to.scrollTop = from.scrollTop;
+  });
+}
+
+function bindPan(view) {
+  // Middle button, or Space held: drag to pan; Ctrl + wheel zooms.
+  view.addEventListener("pointerdown", (event) => {
+    if (!(event.button === 1 || S.spaceHeld)) return;
+    event.preventDefault();
+    S.panning = { x: event.clientX, y: event.clientY, left: view.scrollLeft, top: view.scrollTop, view };
+    view.setPointerCapture(event.pointerId);
+  }, true);
+  view.addEventListener("pointermove", (event) => {
+    const p = S.panning;
+    if (!p || p.view !== view) return;
+    view.scrollLeft = p.left - (event.clientX - p.x);
+    view.scrollTop = p.top - (event.clientY - p.y);
+  });
+  view.addEventListener("pointerup", () => { S.panning = null; });
+  view.addEventListener("wheel", (event) => {
+    if (!event.ctrlKey) return;
+    event.preventDefault();
+    setZoom(S.zoom * (event.deltaY < 0 ? 1.25 : 0.8));
+  }, { passive: false });
 }
 
 // ---------------------------------------------------------------- masks in and out
@@ -420,16 +584,59 @@ function base64ToBytes(b64) {
   return out;
 }
 
+function bytesToBase64(bytes) {
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(bin);
+}
+
+function sizeProblem(w, h) {
+  // The one size rule for New, imports, samples and places: sides of at least MIN_SIDE, at most the server's pixels.
+  if (w < MIN_SIDE || h < MIN_SIDE) return `sides must be at least ${MIN_SIDE} px`;
+  if (w * h > S.maxPixels) return `this server accepts at most ${S.maxPixels.toLocaleString("en")} pixels`;
+  return null;
+}
+
+function fitted(w, h) {
+  // The nearest size that follows the rule, keeping the aspect ratio.
+  const up = Math.max(1, MIN_SIDE / Math.min(w, h));
+  const down = Math.min(1, Math.sqrt(S.maxPixels / (w * h * up * up)));
+  return [Math.max(MIN_SIDE, Math.round(w * up * down)), Math.max(MIN_SIDE, Math.round(h * up * down))];
+}
+
+function resizeIds(w, h, ids, nw, nh) {
+  // Nearest neighbour, as the server resizes masks: never a blended class.
+  const out = new Uint8Array(nw * nh);
+  for (let y = 0; y < nh; y++) {
+    const sy = Math.min(h - 1, Math.floor(((y + 0.5) * h) / nh));
+    for (let x = 0; x < nw; x++) out[y * nw + x] = ids[sy * w + Math.min(w - 1, Math.floor(((x + 0.5) * w) / nw))];
+  }
+  return out;
+}
+
 function loadSummary(summary, note) {
+  // A whole new map (import, sample, place): one undoable step; strokes drawn meanwhile are one Undo away.
+  let { width: w, height: h } = summary;
+  let ids = base64ToBytes(summary.ids);
+  const problem = sizeProblem(w, h);
+  if (problem) {
+    const [nw, nh] = fitted(w, h);
+    if (!window.confirm(`${note} is ${w} × ${h} px, but ${problem}. Resize it to ${nw} × ${nh} px?`)) {
+      $("import-note").textContent = `${note} was not loaded (${w} × ${h} px: ${problem}).`;
+      return false;
+    }
+    ids = resizeIds(w, h, ids, nw, nh);
+    [w, h] = [nw, nh];
+  }
   pushUndo();
-  leaveMode();
-  setMap(summary.width, summary.height, base64ToBytes(summary.ids));
-  $("canvas-width").value = summary.width;
-  $("canvas-height").value = summary.height;
+  if (typeof leaveMode === "function") leaveMode();
+  setMap(w, h, ids);
   const off = summary.off_palette;
   $("import-note").textContent = off > 0
     ? `${note}: ${(100 * off).toFixed(1)} % of the pixels were off-palette and were snapped to the nearest class colour.`
     : `${note}: every pixel was already a class colour.`;
+  strokeEnded();
+  return true;
 }
 
 function canvasFor(w, h, imageData) {
@@ -439,7 +646,7 @@ function canvasFor(w, h, imageData) {
   return c;
 }
 
-function maskDataURL() { return canvasFor(S.w, S.h, maskImageData()).toDataURL("image/png"); }
+function maskDataURL(w = S.w, h = S.h, ids = S.ids) { return canvasFor(w, h, maskImageData(w, h, ids)).toDataURL("image/png"); }
 
 function regionDataURL() {
   const data = new ImageData(S.w, S.h);
@@ -450,22 +657,26 @@ function regionDataURL() {
   return canvasFor(S.w, S.h, data).toDataURL("image/png");
 }
 
-function exportMask() {
+function download(href, name) {
   const a = document.createElement("a");
-  a.href = maskDataURL();
-  a.download = `mask-${S.w}x${S.h}.png`;
+  a.href = href;
+  a.download = name;
   document.body.append(a);
   a.click();
   a.remove();
 }
+
+function exportMask() { download(maskDataURL(), `mask-${S.w}x${S.h}.png`); }
 
 async function importFile(file) {
   clearError();
   const form = new FormData();
   form.append("file", file);
   try {
-    loadSummary(await api("/api/masks/import", { method: "POST", body: form }), `Imported ${file.name}`);
+    const summary = await busy(`Importing ${file.name}…`, () => api("/api/masks/import", { method: "POST", body: form }));
+    loadSummary(summary, `Imported ${file.name}`);
   } catch (err) {
+    $("import-note").textContent = "";
     showError(err.message);
   } finally {
     $("import-file").value = "";
@@ -473,371 +684,42 @@ async function importFile(file) {
 }
 
 async function loadSamples() {
-  const select = $("sample");
+  // Samples as thumbnails of their own map; the first one is on the canvas when a newcomer arrives.
+  const box = $("samples");
   try {
     const samples = await api("/api/samples");
-    for (const s of samples) select.append(new Option(s.name, s.name));
-    $("load-sample").disabled = !samples.length;
-    if (!samples.length) select.append(new Option("no samples", ""));
+    for (const s of samples) {
+      const summary = await api(`/api/samples/${encodeURIComponent(s.name)}`);
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.sample = s.name;
+      b.title = `Load the sample map "${s.name}"`;
+      const thumb = canvasFor(summary.width, summary.height, maskImageData(summary.width, summary.height, base64ToBytes(summary.ids)));
+      b.append(thumb, s.name);
+      b.addEventListener("click", () => loadSummary(summary, `Sample ${s.name}`));
+      box.append(b);
+    }
+    return samples;
   } catch (err) {
     showError(err.message);
+    return [];
   }
-}
-
-async function loadSample() {
-  const name = $("sample").value;
-  if (!name) return;
-  clearError();
-  try {
-    loadSummary(await api(`/api/samples/${encodeURIComponent(name)}`), `Sample ${name}`);
-  } catch (err) {
-    showError(err.message);
-  }
-}
-
-function tooLarge(w, h) {
-  // The server's own limit (MAX_PIXELS), said before drawing rather than after generating.
-  if (w * h <= S.maxPixels) return false;
-  showError(`A ${w} × ${h} px canvas has ${(w * h).toLocaleString("en")} pixels; this server accepts at most ${S.maxPixels.toLocaleString("en")}.`);
-  return true;
 }
 
 function newCanvas() {
   const w = Number($("canvas-width").value), h = Number($("canvas-height").value);
-  const min = Number($("canvas-width").min);
-  if (!Number.isInteger(w) || !Number.isInteger(h) || w < min || h < min) {
-    showError(`Canvas sides must be whole numbers of at least ${min} pixels.`);
-    return;
-  }
-  if (tooLarge(w, h)) return;
+  if (!Number.isInteger(w) || !Number.isInteger(h)) { showError("Canvas sides must be whole numbers of pixels."); return; }
+  const problem = sizeProblem(w, h);
+  if (problem) { showError(`A ${w} × ${h} px canvas cannot be made: ${problem}.`); return; }
   pushUndo();
-  leaveMode();
+  if (typeof leaveMode === "function") leaveMode();
   setMap(w, h, new Uint8Array(w * h).fill(S.background));
+  strokeEnded();
 }
 
 function clearMap() {
   pushUndo();
-  S.ids.fill(S.background);
+  for (let i = 0; i < S.ids.length; i++) if (!locked(i)) S.ids[i] = S.background;
   invalidate();
+  strokeEnded();
 }
-
-// ---------------------------------------------------------------- generation
-
-function settings() {
-  const locked = $("seed-lock").checked;
-  const seedValue = $("seed").value.trim();
-  return {
-    place: $("place").value,
-    style: $("style").value || null,
-    seed: locked && seedValue !== "" ? seedValue : null,  // as text: 19-digit seeds stay exact
-    steps: Number($("steps").value),
-    guidance_scale: Number($("guidance").value),
-    controlnet_conditioning_scale: Number($("controlnet-scale").value),
-    num_images: Number($("num-images").value),
-    cache_interval: $("fast").checked ? S.fast.cache_interval : 1,
-  };
-}
-
-async function submit(mode, extra) {
-  if (S.job) { showError("A job is already running; wait for it or cancel it."); return; }
-  clearError();
-  const mask = { w: S.w, h: S.h, ids: S.ids.slice(), thumb: maskDataURL() };
-  const body = Object.assign(settings(), { mask: mask.thumb }, extra);
-  let answer;
-  try {
-    answer = await api(`/api/${mode}`, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
-  } catch (err) {
-    showError(err.message);
-    return;
-  }
-  $("seed").value = answer.seeds[0];
-  S.job = { id: answer.job.id, mode, mask, settings: body, prompt: answer.prompt };
-  $("cancel").disabled = false;
-  setBusy(true);
-  poll();
-}
-
-async function poll() {
-  const job = S.job;
-  if (!job) return;
-  let state;
-  try {
-    state = await api(`/api/jobs/${job.id}`);
-  } catch (err) {
-    finishJob(); showError(err.message); return;
-  }
-  const bar = $("progress");
-  bar.max = Math.max(1, state.total); bar.value = state.step;
-  if (state.status === "queued") {
-    $("progress-text").textContent = `Waiting for the device (${state.queue_position} ahead)…`;
-  } else if (state.status === "running") {
-    $("progress-text").textContent = `${job.mode}: step ${state.step} of ${state.total}`;
-  }
-  if (state.status === "done") {
-    $("progress-text").textContent = `Done: ${state.results.length} image${state.results.length > 1 ? "s" : ""} (step ${state.total} of ${state.total})`;
-    finishJob();
-    addResults(job, state);
-  } else if (state.status === "error") {
-    $("progress-text").textContent = "Failed";
-    finishJob();
-    showError(state.error);
-  } else if (state.status === "cancelled") {
-    $("progress-text").textContent = "Cancelled";
-    bar.value = 0;
-    finishJob();
-  } else {
-    setTimeout(poll, POLL_MS);
-  }
-}
-
-function finishJob() {
-  S.job = null;
-  $("cancel").disabled = true;
-  setBusy(false);
-}
-
-function setBusy(busy) {
-  for (const id of ["generate", "run-inpaint", "run-outpaint"]) $(id).disabled = busy;
-}
-
-async function cancelJob() {
-  if (!S.job) return;
-  $("progress-text").textContent = "Cancelling…";
-  try { await api(`/api/jobs/${S.job.id}/cancel`, { method: "POST" }); } catch (err) { showError(err.message); }
-}
-
-// ---------------------------------------------------------------- results gallery
-
-function addResults(job, state) {
-  $("gallery-empty").hidden = true;
-  for (const r of [...state.results].reverse()) {  // prepended: the batch reads in seed order
-    const entry = { result: r, mask: job.mask, settings: job.settings, prompt: state.prompt, mode: job.mode };
-    $("results").prepend(resultCard(entry));
-  }
-}
-
-function resultCard(entry) {
-  const card = $("result-template").content.firstElementChild.cloneNode(true);
-  const r = entry.result;
-  card.dataset.imageId = r.id;
-  card.dataset.seed = r.seed;
-  card.querySelector(".result-image").src = r.url;
-  const maskImg = card.querySelector(".result-mask");
-  maskImg.src = entry.mask.thumb;
-  card.querySelector(".compare-slider").addEventListener("input", (e) => { maskImg.style.opacity = e.target.value / 100; });
-  card.querySelector(".result-prompt").textContent = entry.prompt;
-  card.querySelector(".result-meta").textContent =
-    `${entry.mode} · seed ${r.seed} · ${entry.settings.steps} steps · ${r.width}×${r.height}${entry.settings.style ? " · " + entry.settings.style : ""}`;
-  const link = card.querySelector(".download");
-  link.href = r.url;
-  link.download = `seg2sat-seed${r.seed}.png`;
-  card.querySelector(".restore").addEventListener("click", () => restoreEntry(entry));
-  card.querySelector(".result-image").addEventListener("click", () => restoreEntry(entry));
-  card.querySelector(".inpaint").addEventListener("click", () => enterMode("inpaint", entry));
-  card.querySelector(".outpaint").addEventListener("click", () => enterMode("outpaint", entry));
-  return card;
-}
-
-function restoreEntry(entry) {
-  leaveMode();
-  pushUndo();
-  setMap(entry.mask.w, entry.mask.h, entry.mask.ids.slice());
-  const s = entry.settings;
-  $("place").value = s.place || "";
-  $("style").value = s.style || "";
-  $("seed").value = entry.result.seed;
-  $("seed-lock").checked = true;
-  $("steps").value = s.steps;
-  $("guidance").value = s.guidance_scale;
-  $("controlnet-scale").value = s.controlnet_conditioning_scale;
-  $("num-images").value = 1;
-  $("fast").checked = (s.cache_interval || 1) > 1;
-  $("canvas-width").value = entry.mask.w;
-  $("canvas-height").value = entry.mask.h;
-  $("stage").scrollIntoView({ block: "center" });
-}
-
-// ---------------------------------------------------------------- inpaint and outpaint
-
-function enterMode(kind, entry) {
-  clearError();
-  leaveMode();
-  pushUndo();
-  setMap(entry.mask.w, entry.mask.h, entry.mask.ids.slice());
-  S.mode = { kind, entry, base: { w: entry.mask.w, h: entry.mask.h, ids: entry.mask.ids.slice() }, at: [0, 0] };
-  const target = $("target-image");
-  target.src = entry.result.url;
-  target.hidden = false;
-  $("mask-opacity-field").hidden = false;
-  $("mask-canvas").style.opacity = $("mask-opacity").value / 100;
-  $("mode-panel").hidden = false;
-  $("inpaint-controls").hidden = kind !== "inpaint";
-  $("outpaint-controls").hidden = kind !== "outpaint";
-  $("tool-region").hidden = kind !== "inpaint";
-  if (kind === "inpaint") {
-    S.region = new Uint8Array(S.w * S.h);
-    $("mode-title").textContent = `Inpaint (seed ${entry.result.seed})`;
-    $("mode-help").textContent = "Paint the region to redo with the Region tool; you may redraw the classes there too. Pixels outside the region stay as they are.";
-    selectTool("region");
-  } else {
-    $("mode-title").textContent = `Outpaint (seed ${entry.result.seed})`;
-    $("mode-help").textContent = "Pick a side and a width, extend the canvas, draw the new strip's classes, then outpaint. The existing image stays as it is.";
-    selectTool("brush");
-  }
-  placeTarget();
-  invalidate();
-  $("stage").scrollIntoView({ block: "center" });  // the card clicked may be far below the editor
-}
-
-function leaveMode() {
-  if (!S.mode) return;
-  S.mode = null;
-  S.region = null;
-  $("target-image").hidden = true;
-  $("mask-opacity-field").hidden = true;
-  $("mask-canvas").style.opacity = 1;
-  $("mode-panel").hidden = true;
-  $("tool-region").hidden = true;
-  if (S.tool === "region") selectTool("brush");
-  invalidate();
-}
-
-function placeTarget() {
-  // The picked result sits under the mask, at its place in the (possibly grown) canvas.
-  const target = $("target-image");
-  if (!S.mode) return;
-  const { w, h } = S.mode.base;
-  target.style.left = `${(100 * S.mode.at[0]) / S.w}%`;
-  target.style.top = `${(100 * S.mode.at[1]) / S.h}%`;
-  target.style.width = `${(100 * w) / S.w}%`;
-  target.style.height = `${(100 * h) / S.h}%`;
-}
-
-function extendCanvas() {
-  // Grow the original map on one side; the new strip continues the edge classes until redrawn.
-  const side = $("outpaint-side").value;
-  const pixels = Number($("outpaint-pixels").value);
-  if (!Number.isInteger(pixels) || pixels < 1) {
-    showError("The strip to add must be a whole number of pixels, at least 1.");
-    return;
-  }
-  const base = S.mode.base;
-  const horizontal = side === "left" || side === "right";
-  const w = base.w + (horizontal ? pixels : 0), h = base.h + (horizontal ? 0 : pixels);
-  if (tooLarge(w, h)) return;
-  const ox = side === "left" ? pixels : 0, oy = side === "top" ? pixels : 0;
-  const ids = new Uint8Array(w * h);
-  for (let y = 0; y < h; y++) {
-    const sy = Math.min(base.h - 1, Math.max(0, y - oy));
-    for (let x = 0; x < w; x++) {
-      const sx = Math.min(base.w - 1, Math.max(0, x - ox));
-      ids[y * w + x] = base.ids[sy * base.w + sx];
-    }
-  }
-  pushUndo();
-  Object.assign(S.mode, { at: [ox, oy], side, pixels });
-  setMap(w, h, ids);
-  $("canvas-width").value = w;
-  $("canvas-height").value = h;
-}
-
-function runInpaint() {
-  if (!S.mode || S.mode.kind !== "inpaint") return;
-  if (!S.region.some((v) => v)) { showError("Paint the region to redo first (Region tool)."); return; }
-  submit("inpaint", { image_id: S.mode.entry.result.id, region: regionDataURL() });
-}
-
-function runOutpaint() {
-  if (!S.mode || S.mode.kind !== "outpaint") return;
-  if (!S.mode.side) { showError("Extend the canvas first: pick a side and a width, then press Extend canvas."); return; }
-  submit("outpaint", { image_id: S.mode.entry.result.id, side: S.mode.side, pixels: S.mode.pixels });
-}
-
-// ---------------------------------------------------------------- start
-
-function bindEvents() {
-  const overlay = $("overlay-canvas");
-  overlay.addEventListener("pointerdown", onPointerDown);
-  overlay.addEventListener("pointermove", onPointerMove);
-  overlay.addEventListener("pointerup", onPointerUp);
-  overlay.addEventListener("pointercancel", onPointerUp);
-  overlay.addEventListener("pointerleave", () => { $("cursor-info").textContent = "\u00a0"; $("brush-cursor").hidden = true; });
-  for (const b of document.querySelectorAll("button.tool")) b.addEventListener("click", () => selectTool(b.dataset.tool));
-  $("brush-size").addEventListener("input", (e) => setBrushSize(Number(e.target.value)));
-  $("undo").addEventListener("click", undo);
-  $("redo").addEventListener("click", redo);
-  $("clear").addEventListener("click", clearMap);
-  $("new-canvas").addEventListener("click", newCanvas);
-  $("load-sample").addEventListener("click", loadSample);
-  $("import-file").addEventListener("change", (e) => { if (e.target.files[0]) importFile(e.target.files[0]); });
-  $("export").addEventListener("click", exportMask);
-  $("generate").addEventListener("click", () => submit("generate", {}));
-  $("cancel").addEventListener("click", cancelJob);
-  $("error-close").addEventListener("click", clearError);
-  $("place").addEventListener("input", () => updateShares());
-  $("clear-region").addEventListener("click", () => { pushUndo(); S.region.fill(0); invalidate(); });
-  $("run-inpaint").addEventListener("click", runInpaint);
-  $("extend").addEventListener("click", extendCanvas);
-  $("run-outpaint").addEventListener("click", runOutpaint);
-  $("leave-mode").addEventListener("click", leaveMode);
-  $("mask-opacity").addEventListener("input", (e) => { if (S.mode) $("mask-canvas").style.opacity = e.target.value / 100; });
-  document.addEventListener("keydown", onKey);
-}
-
-function onKey(event) {
-  const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName)
-    && document.activeElement.type !== "range" && document.activeElement.type !== "checkbox";
-  if (typing) return;
-  const key = event.key.toLowerCase();
-  if ((event.ctrlKey || event.metaKey) && key === "z") { event.preventDefault(); event.shiftKey ? redo() : undo(); return; }
-  if ((event.ctrlKey || event.metaKey) && key === "y") { event.preventDefault(); redo(); return; }
-  if (key === "[" || key === "]") { setBrushSize(S.size + (key === "]" ? 1 : -1)); return; }
-  const tools = { b: "brush", f: "fill", e: "eraser", i: "eyedropper", r: "rect" };
-  if (!event.ctrlKey && !event.metaKey && !event.altKey && tools[key]) selectTool(tools[key]);
-}
-
-function applySettings(options) {
-  // Labels, defaults and ranges of the number inputs: the core's table (seg2sat.request.SETTINGS).
-  for (const input of document.querySelectorAll("input[data-setting]")) {
-    const s = options.settings[input.dataset.setting];
-    Object.assign(input, { min: s.low, max: s.high, value: s.default });
-    if (s.integer) input.step = 1;
-    document.querySelector(`[data-label="${input.dataset.setting}"]`).textContent = s.label;
-  }
-  S.maxPixels = options.max_pixels;
-  S.fast = options.fast;
-}
-
-async function init() {
-  bindEvents();
-  checkHealth();
-  try {
-    const [classes, options] = await Promise.all([api("/api/classes"), api("/api/options")]);
-    S.classes = classes;
-    S.rgb = [[0, 0, 0]];
-    for (const c of classes) {
-      S.rgb[c.id] = [1, 3, 5].map((i) => parseInt(c.colour.slice(i, i + 2), 16));
-    }
-    S.rgb[0] = S.rgb[S.rgb.length - 1];
-    S.words = Uint32Array.from(S.rgb, ([r, g, b]) => ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0);  // RGBA, little-endian
-    const style = $("style");
-    style.append(new Option("none", ""));
-    for (const s of options.styles) style.append(new Option(s.name, s.name));
-    style.value = "photorealistic";
-    applySettings(options);
-    buildPalette();
-  } catch (err) {
-    showError(err.message);
-    return;
-  }
-  selectTool("brush");
-  S.ids = new Uint8Array(S.w * S.h).fill(S.background);
-  resizeCanvases();
-  updateUndoButtons();
-  loadSamples();
-  document.body.dataset.ready = "true";
-}
-
-init();

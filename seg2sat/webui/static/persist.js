@@ -1,0 +1,149 @@
+// Drawing2Map: nothing lost. The map, the settings and every version are kept in the
+// browser (IndexedDB: pictures as Blobs) a moment after each change, and come back on
+// reload; a project file holds the same in one JSON file to save and open elsewhere.
+// Dropping a mask or a project file on the page opens it instead of navigating away.
+"use strict";
+
+const DB_NAME = "drawing2map", STORE = "work", KEY = "current";
+const SAVE_DELAY_MS = 300;
+let saveTimer = null;
+
+function openDb() {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open(DB_NAME, 1);
+    req.onupgradeneeded = () => req.result.createObjectStore(STORE);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+async function dbCall(mode, work) {
+  const db = await openDb();
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction(STORE, mode);
+    const req = work(tx.objectStore(STORE));
+    tx.oncomplete = () => { db.close(); resolve(req.result); };
+    tx.onerror = () => { db.close(); reject(tx.error); };
+  });
+}
+
+function workNow() {
+  // Everything a reload must bring back (the undo history is left out: it can be large).
+  return {
+    map: { w: S.w, h: S.h, ids: S.ids.slice() },
+    settings: settings(), background: S.background, zoom: S.zoom,
+    versions: V.list.map(({ blob, seed, prompt, mode, width, height, mask, settings }) =>
+      ({ blob, seed, prompt, mode, width, height, mask, settings })),
+    at: V.at, showing: V.showing,
+  };
+}
+
+function scheduleSave() {
+  clearTimeout(saveTimer);
+  saveTimer = setTimeout(saveNow, SAVE_DELAY_MS);
+}
+
+async function saveNow() {
+  clearTimeout(saveTimer);
+  saveTimer = null;
+  try {
+    await dbCall("readwrite", (store) => store.put(workNow(), KEY));
+    S.savedEdits = S.edits;
+    $("saved-note").textContent = `Kept in this browser at ${new Date().toLocaleTimeString()}.`;
+  } catch (err) {
+    $("saved-note").textContent = `Not kept in this browser (${err.message}): save a project file.`;
+  }
+}
+
+async function loadSaved() {
+  try {
+    return await dbCall("readonly", (store) => store.get(KEY));
+  } catch (err) {
+    return null;
+  }
+}
+
+function restoreWork(work) {
+  // The saved (or opened) work replaces the page's: map, settings, versions.
+  setBackground(work.background || S.background);
+  applyFormSettings(work.settings);
+  setMap(work.map.w, work.map.h, work.map.ids);
+  for (const v of V.list) URL.revokeObjectURL(v.src);
+  V.list = work.versions.map((v) => Object.assign({}, v, { src: URL.createObjectURL(v.blob) }));
+  $("results").replaceChildren(...V.list.map(versionCard).reverse());
+  $("gallery-empty").hidden = V.list.length > 0;
+  if (work.showing === "result" && work.at >= 0 && work.at < V.list.length) showVersion(work.at); else showPreview();
+  updateVersionButtons();
+  S.savedEdits = S.edits;
+}
+
+function unsaved() {
+  return saveTimer !== null || (S.job !== null) || S.edits !== S.savedEdits;
+}
+
+// ---------------------------------------------------------------- project files
+
+async function dataURL(blob) {
+  return new Promise((resolve) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.readAsDataURL(blob);
+  });
+}
+
+async function saveProject() {
+  const work = workNow();
+  const packIds = (m) => ({ w: m.w, h: m.h, ids: bytesToBase64(m.ids) });
+  const project = {
+    drawing2map_project: 1, map: packIds(work.map), settings: work.settings, background: work.background,
+    at: work.at, showing: work.showing,
+    versions: await Promise.all(work.versions.map(async (v) => Object.assign({}, v, { blob: undefined,
+      image: await dataURL(v.blob), mask: packIds(v.mask) }))),
+  };
+  const file = new Blob([JSON.stringify(project)], { type: "application/json" });
+  download(URL.createObjectURL(file), `drawing2map-${new Date().toISOString().slice(0, 10)}.json`);
+}
+
+async function openProject(file) {
+  clearError();
+  try {
+    const project = JSON.parse(await file.text());
+    if (project.drawing2map_project !== 1) throw new Error("it is not a Drawing2Map project file");
+    const unpack = (m) => ({ w: m.w, h: m.h, ids: base64ToBytes(m.ids) });
+    const versions = await Promise.all(project.versions.map(async (v) => Object.assign({}, v, {
+      blob: await (await fetch(v.image)).blob(), image: undefined, mask: unpack(v.mask) })));
+    pushUndo();
+    if (S.mode) leaveMode();
+    restoreWork({ map: unpack(project.map), settings: project.settings, background: project.background,
+                  versions, at: project.at, showing: project.showing });
+    $("import-note").textContent = `Opened the project ${file.name}.`;
+    scheduleSave();
+  } catch (err) {
+    showError(`The project ${file.name} cannot be opened: ${err.message}.`);
+  } finally {
+    $("open-project").value = "";
+  }
+}
+
+// ---------------------------------------------------------------- dropping files, leaving the page
+
+function bindDropAndLeave() {
+  let depth = 0;
+  document.addEventListener("dragenter", (e) => { e.preventDefault(); depth++; document.body.classList.add("dragging"); });
+  document.addEventListener("dragleave", () => { if (--depth <= 0) { depth = 0; document.body.classList.remove("dragging"); } });
+  document.addEventListener("dragover", (e) => e.preventDefault());  // a drop must never navigate away
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    depth = 0;
+    document.body.classList.remove("dragging");
+    const file = e.dataTransfer && e.dataTransfer.files[0];
+    if (!file) return;
+    if (file.name.toLowerCase().endsWith(".json")) openProject(file); else importFile(file);
+  });
+  window.addEventListener("beforeunload", (e) => {
+    if (!unsaved()) return;
+    saveNow();
+    e.preventDefault();
+    e.returnValue = "";
+  });
+}
