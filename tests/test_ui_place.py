@@ -173,3 +173,8 @@ def test_osm_settings_come_from_the_ui_variables_and_options(monkeypatch, tmp_pa
         app.extensions["seg2sat_ui"].worker.close()
     with pytest.raises(ValueError, match="user agent"):
         create_app({"BACKEND": "procedural", "WARMUP": False, "USER_AGENT": "Python-urllib/3.11"})
+
+
+def test_options_give_the_page_the_cli_defaults(client):
+    assert client.get("/api/options").get_json()["place"] == {"size": 512, "resolution": 0.2, "low": 0.01,
+                                                               "high": 1000.0}

@@ -17,7 +17,7 @@ from ..settings import Settings
 from .backends import BackendError
 from .jobs import QueueFull, Worker
 from .payloads import body_object, mask_summary, parse_request
-from .places import PlaceMaker, ServiceUnavailable, parse_place, place_answer
+from .places import PLACE_DEFAULTS, PlaceMaker, ServiceUnavailable, parse_place, place_answer
 from .store import ImageStore
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -68,7 +68,8 @@ def options():
     return jsonify({"settings": {name: {"default": s.default, "low": s.low, "high": s.high, "label": s.label,
                                         "integer": s.cast is int} for name, s in SETTINGS.items()},
                     "styles": [{"name": k, "text": v} for k, v in STYLES.items()],
-                    "max_pixels": limits.max_pixels, "min_side": limits.min_side, "fast": FAST})
+                    "max_pixels": limits.max_pixels, "min_side": limits.min_side, "fast": FAST,
+                    "place": PLACE_DEFAULTS})
 
 
 def _samples() -> dict[str, Path]:

@@ -31,6 +31,9 @@ from .payloads import body_object, mask_summary
 MAX_PLACE_CHARS = 300
 MIN_RESOLUTION, MAX_RESOLUTION = 0.01, 1000.0
 """Metres per pixel, the core's range (:func:`seg2sat.gis.osm.grid_around`)."""
+PLACE_DEFAULTS = {"size": osm.DEFAULT_SIZE, "resolution": osm.DEFAULT_RESOLUTION, "low": MIN_RESOLUTION,
+                  "high": MAX_RESOLUTION}
+"""For ``/api/options``: the page's size and resolution start where ``seg2sat osm-mask``'s do."""
 
 
 class ServiceUnavailable(Exception):
