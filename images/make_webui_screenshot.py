@@ -45,7 +45,8 @@ def screenshot(out: Path, chromium: str) -> None:
             page.evaluate("window.scrollTo(0, 0)")
             page.click("#generate")
             page.wait_for_function("document.querySelectorAll('.result').length === 1")
-            page.wait_for_function("document.getElementById('result-image').complete && !document.getElementById('result-image').hidden")
+            page.wait_for_function("!document.getElementById('result-image').hidden"
+                                   " && document.getElementById('result-image').complete")
             box = page.locator("#overlay-canvas").bounding_box()  # the pointer on the map: class name and brush
             page.mouse.move(box["x"] + box["width"] * 200 / 512, box["y"] + box["height"] * 300 / 512)
             if errors or page.is_visible("#error"):

@@ -104,6 +104,38 @@ def nominatim():
     server.shutdown()
 
 
+@pytest.fixture
+def overpass(tmp_path):
+    """A local HTTP server speaking Overpass (POST /api/interpreter, OSM XML answers); ``state`` drives it.
+
+    It answers the synthetic village (seg2sat.gis.village) as OSM XML, whatever the box asked.
+    """
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs
+
+    from seg2sat.gis import village
+
+    answer = village.write_osm(tmp_path / "answer.osm").read_bytes()
+    state = {"status": 200, "body": answer, "seen": []}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            data = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())["data"][0]
+            state["seen"].append({"path": self.path, "agent": self.headers["User-Agent"], "query": data})
+            self.send_response(state["status"])
+            self.send_header("Content-Length", str(len(state["body"])))
+            self.end_headers()
+            self.wfile.write(state["body"])
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", state
+    server.shutdown()
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]

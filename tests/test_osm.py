@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs
 
 import numpy as np
 import pytest
@@ -200,30 +197,6 @@ def test_geotiff_png_and_caption(village_file, tmp_path):
 
 
 # --- Overpass ------------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def overpass(tmp_path):
-    """A local HTTP server speaking Overpass (POST /api/interpreter, OSM XML answers); ``state`` drives it."""
-    answer = village.write_osm(tmp_path / "answer.osm").read_bytes()
-    state = {"status": 200, "body": answer, "seen": []}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            data = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())["data"][0]
-            state["seen"].append({"path": self.path, "agent": self.headers["User-Agent"], "query": data})
-            self.send_response(state["status"])
-            self.send_header("Content-Length", str(len(state["body"])))
-            self.end_headers()
-            self.wfile.write(state["body"])
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", state
-    server.shutdown()
-
 
 def test_overpass_once_per_area_then_the_cache(overpass, nominatim, tmp_path):
     url, state = overpass

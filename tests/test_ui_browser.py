@@ -275,3 +275,88 @@ def test_missing_weights_are_explained_on_the_page(browser, tmp_path):
         page.close()
     finally:
         ui.close()
+
+
+def _pixel_colour(page, x: int, y: int) -> str:
+    """The #rrggbb the editor canvas shows at pixel (x, y)."""
+    page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    rgb = page.evaluate(f"Array.from(document.getElementById('mask-canvas').getContext('2d')"
+                        f".getImageData({x}, {y}, 1, 1).data.slice(0, 3))")
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def _inside(expected: np.ndarray, class_id: int) -> tuple[int, int]:
+    """(x, y) of a pixel of the class well inside its area (eroded by 3 px), so rounding cannot move it."""
+    windows = np.lib.stride_tricks.sliding_window_view(expected == class_id, (7, 7))
+    rows, cols = np.nonzero(windows.all(axis=(2, 3)))
+    middle = len(rows) // 2
+    return int(cols[middle]) + 3, int(rows[middle]) + 3
+
+
+def test_start_from_a_place(browser, overpass, nominatim, tmp_path):
+    """Type an address, press Enter: the OSM mask of the (stub) village fills the canvas, undoably; Generate uses it."""
+    from seg2sat.gis import osm, village
+
+    address = "1 Rue du Village, Lyon"
+    ui = UIServer({"BACKEND": "procedural", "WARMUP": False, "OVERPASS_URL": overpass[0],
+                   "NOMINATIM_URL": f"http://{nominatim[0]}", "USER_AGENT": "seg2sat-ui-tests (test@example.org)",
+                   "OSM_CACHE_DIR": str(tmp_path / "osm")})
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.set_default_timeout(TIMEOUT)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(ui.url)
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.input_value("#osm-size") == "512" and page.input_value("#osm-resolution") == "0.2"
+        assert page.is_visible("#osm-place") and page.is_visible("#osm-fetch")  # above the fold at 1280x800
+        new_canvas(page, 64, 64)
+        drawing = canvas_ids(page)
+
+        held = []  # hold the request, to see the page while it waits for the services
+        page.route("**/api/place", lambda route: held.append(route))
+        page.fill("#osm-place", address)
+        page.press("#osm-place", "Enter")
+        page.wait_for_function("document.getElementById('osm-status').textContent.startsWith('Fetching the map of')")
+        assert page.inner_text("#osm-status") == f"Fetching the map of {address}…"
+        assert page.is_disabled("#osm-fetch") and page.is_visible("#osm-progress")
+        page.wait_for_timeout(100)
+        assert len(held) == 1 and held[0].request.post_data_json == {
+            "place": address, "size": 512, "resolution": 0.2, "background": BY_NAME["agricultural land"].id}
+        held[0].continue_()
+        page.wait_for_function("document.getElementById('mask-canvas').width === 512")
+        page.unroute("**/api/place")
+        page.wait_for_function("!document.getElementById('osm-fetch').disabled")
+
+        grid = osm.grid_around(*village.centre_latlon())
+        expected = village.expected_ids(grid)
+        assert (canvas_ids(page) == expected).mean() >= 0.999
+        for name in ("building", "swimming pool", "water", "coniferous", "impervious surface"):
+            assert _pixel_colour(page, *_inside(expected, BY_NAME[name].id)) == BY_NAME[name].colour, name
+        assert page.input_value("#place") == address and address in page.inner_text("#prompt-preview")
+        assert page.inner_text("#osm-status").startswith(f"{address}: 512 × 512 px, 0.2 m/px (EPSG:32631), 14 OSM features.")
+        assert page.is_hidden("#osm-progress") and page.is_hidden("#error")
+        page.evaluate("window.scrollTo(0, 0)")  # what the user sees: the control and the map, at 1280x800
+        page.screenshot(path=str(tmp_path / "start-from-a-place.png"))
+
+        page.click("#undo")  # the drawing before the place comes back
+        assert np.array_equal(canvas_ids(page), drawing)
+        page.click("#redo")
+        assert (canvas_ids(page) == expected).mean() >= 0.999
+
+        page.fill("#steps", "1")
+        generate_and_wait(page)
+        card = page.locator(".result").first
+        assert f"Aerial view of {address}. herbaceous vegetation, " in card.inner_text()
+        assert shown_image(page).shape == (512, 512, 3)
+
+        page.fill("#osm-place", "nowhere")
+        page.click("#osm-fetch")
+        page.wait_for_selector("#error:not([hidden])")
+        assert "Place: Nominatim found no place called 'nowhere'" in page.inner_text("#error-text")
+        assert page.inner_text("#osm-status") == "No map of nowhere." and page.is_enabled("#osm-fetch")
+        assert (canvas_ids(page) == expected).mean() >= 0.999  # the map stays
+        assert errors == []
+    finally:
+        page.close()
+        ui.close()

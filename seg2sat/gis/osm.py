@@ -221,17 +221,31 @@ def open_geocoder(nominatim_url: str = DEFAULT_NOMINATIM_URL, user_agent: str = 
 
     The public server gets its 1 request/s; a self-hosted one (any other URL) is not slowed down.
     """
+    from ..geocode import CachedGeocoder
+
+    return CachedGeocoder(nominatim_client(nominatim_url, user_agent), geocode_cache(cache_dir))
+
+
+def nominatim_client(nominatim_url: str = DEFAULT_NOMINATIM_URL, user_agent: str = DEFAULT_USER_AGENT,
+                     retries: int = 2):
+    """The bare client, so a long-lived caller (the web UI) keeps one rate limiter across requests;
+    ``retries`` (5 s apart) suit a batch, not a person waiting at a page."""
     from urllib.parse import urlparse
 
-    from ..geocode import CachedGeocoder, GeocodeCache, NominatimGeocoder
-    from .overpass import default_cache_dir
+    from ..geocode import NominatimGeocoder
 
     server = urlparse(nominatim_url if "://" in nominatim_url else f"https://{nominatim_url}")
     public = server.netloc == urlparse(DEFAULT_NOMINATIM_URL).netloc
-    client = NominatimGeocoder(user_agent, domain=server.netloc + server.path.rstrip("/"), scheme=server.scheme,
-                               min_delay=1.0 if public else 0.0)
-    cache = GeocodeCache(Path(cache_dir or default_cache_dir()) / "geocode-cache.sqlite")
-    return CachedGeocoder(client, cache)
+    return NominatimGeocoder(user_agent, domain=server.netloc + server.path.rstrip("/"), scheme=server.scheme,
+                             min_delay=1.0 if public else 0.0, retries=retries)
+
+
+def geocode_cache(cache_dir: str | os.PathLike | None = None):
+    """The geocode cache shared by every front end; SQLite connections stay in the thread that opened them."""
+    from ..geocode import GeocodeCache
+    from .overpass import default_cache_dir
+
+    return GeocodeCache(Path(cache_dir or default_cache_dir()) / "geocode-cache.sqlite")
 
 
 def _point(place: str, coords: tuple[float, ...] | None, geocoder, say: Progress) -> tuple[float, float]:

@@ -21,6 +21,7 @@ def create_app(config: dict | None = None) -> Flask:
     from . import api, pages, preview  # noqa: F401 - preview adds its route to the API blueprint
     from .backends import make_backend
     from .jobs import Worker
+    from .places import OSMSettings, PlaceMaker
     from .store import ImageStore
 
     settings, values = resolve(config)
@@ -30,7 +31,9 @@ def create_app(config: dict | None = None) -> Flask:
     store = ImageStore(int(app.config["STORE_SIZE"]))
     worker = Worker(make_backend(settings), store, _device_key(settings), settings.queue_size)
     samples = app.config["SAMPLES_DIR"]
-    app.extensions["seg2sat_ui"] = api.UIState(worker, store, settings, Path(samples) if samples else default_samples_dir())
+    places = PlaceMaker(OSMSettings.from_config(app.config))
+    app.extensions["seg2sat_ui"] = api.UIState(worker, store, settings, Path(samples) if samples else default_samples_dir(),
+                                               places)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_error_handler(HTTPException, _http_error)

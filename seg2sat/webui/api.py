@@ -18,6 +18,7 @@ from ..settings import Settings
 from .backends import BackendError
 from .jobs import QueueFull, Worker
 from .payloads import body_object, mask_summary, parse_request
+from .places import PLACE_DEFAULTS, PlaceMaker, ServiceUnavailable, parse_place, place_answer
 from .store import ImageStore
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -33,6 +34,7 @@ class UIState:
     store: ImageStore
     settings: Settings
     samples_dir: Path | None
+    places: PlaceMaker
 
 
 def _state() -> UIState:
@@ -68,7 +70,7 @@ def options():
                                         "integer": s.cast is int} for name, s in SETTINGS.items()},
                     "styles": [{"name": k, "text": v} for k, v in STYLES.items()],
                     "max_pixels": limits.max_pixels, "min_side": limits.min_side, "fast": FAST,
-                    "min_share": MIN_SHARE, "halo": HALO})
+                    "min_share": MIN_SHARE, "halo": HALO, "place": PLACE_DEFAULTS})
 
 
 def _samples() -> dict[str, Path]:
@@ -103,6 +105,20 @@ def import_mask():
         image = decode_image(body_object(request.get_json(silent=True)).get("image"), "image", limits)
     loaded = masks.snap(image)
     return jsonify(mask_summary(loaded.ids, loaded.off_palette))
+
+
+@bp.post("/place")
+def place():
+    """``{"place": "31 Rue Molière, Lyon", "size": 512, "resolution": 0.2}`` -> the place's OSM mask, loaded like
+    a sample, with the name the caption uses and the grid it lies on. Answered when the map is made (seconds:
+    geocoding and Overpass), so the page shows its own busy state meanwhile; 502 when a service cannot answer."""
+    state = _state()
+    query = parse_place(request.get_json(silent=True), state.settings.limits)
+    try:
+        made = state.places.make(query)
+    except ServiceUnavailable as exc:
+        return error(str(exc), 502)
+    return jsonify(place_answer(made))
 
 
 def _submit(mode: str):

@@ -33,6 +33,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queue-size", type=int, default=None,
                    help=f"jobs that may wait for the device while one runs (default {shared.queue_size}; "
                         "env SEG2SAT_QUEUE_SIZE)")
+    add_place_arguments(p)
+
+
+def add_place_arguments(p: argparse.ArgumentParser) -> None:
+    """The OpenStreetMap services behind "Start from a place": osm-mask's options, the UI's variables."""
+    g = p.add_argument_group("Start from a place (OpenStreetMap)")
+    g.add_argument("--overpass-url", default=None, metavar="URL",
+                   help=f"Overpass API server (default {UI_DEFAULTS['OVERPASS_URL']}; env SEG2SAT_UI_OVERPASS_URL)")
+    g.add_argument("--nominatim-url", default=None, metavar="URL",
+                   help="Nominatim server for addresses (default the public OSM one, 1 request/s; "
+                        "env SEG2SAT_UI_NOMINATIM_URL)")
+    g.add_argument("--user-agent", default=None,
+                   help="identifies you to Overpass and Nominatim, as their usage policies ask "
+                        "(env SEG2SAT_UI_USER_AGENT)")
+    g.add_argument("--osm-cache-dir", default=None, metavar="DIR",
+                   help="where Overpass answers and geocoded places are kept (default ~/.cache/seg2sat/osm, "
+                        "shared with osm-mask; env SEG2SAT_UI_OSM_CACHE_DIR)")
 
 
 def config_from_args(args: argparse.Namespace) -> dict:
@@ -40,6 +57,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
     pairs = {"BACKEND": args.backend, "MODEL": args.model, "CONTROLNET": args.controlnet, "DEVICE": args.device,
              "ENDPOINT_URL": args.endpoint_url, "ENDPOINT_TOKEN_ENV": args.token_env, "HOST": args.host,
              "PORT": args.port, "QUEUE_SIZE": args.queue_size, "FALLBACK": args.fallback,
+             "OVERPASS_URL": args.overpass_url, "NOMINATIM_URL": args.nominatim_url, "USER_AGENT": args.user_agent,
+             "OSM_CACHE_DIR": args.osm_cache_dir,
              **{k.upper(): v for k, v in load_overrides(args).items()}}
     return {k: v for k, v in pairs.items() if v is not None}
 

@@ -91,7 +91,7 @@ function applySettings(options) {
   const label = (name) => options.settings[name].label;
   S.labels = { steps: label("steps"), guidance_scale: label("guidance_scale"), num_images: label("num_images"),
     controlnet_conditioning_scale: label("controlnet_scale"), controlnet_scale: label("controlnet_scale"),
-    cache_interval: "Fast", seed: "Seed", place: "Aerial view of", prompt: "Prompt", negative_prompt: "Negative prompt",
+    cache_interval: "Fast", seed: "Seed", place: "Place", prompt: "Prompt", negative_prompt: "Negative prompt",
     style: "Style", mask: "Map", file: "Imported file", image: "Image", region: "Region", side: "Side", pixels: "Pixels" };
 }
 

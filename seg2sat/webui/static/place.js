@@ -1,0 +1,75 @@
+// Drawing2Map: "Start from a place". The OpenStreetMap land cover of an address fills the canvas
+// (POST /api/place), as one undoable step, and the place's name goes into the caption's field.
+// Loaded after app.js, whose state (S) and helpers ($, api, pushUndo, setMap…) it uses.
+"use strict";
+
+(() => {
+  const form = $("osm-form");
+
+  function setPlaceBusy(busy, message) {
+    // The request takes seconds (geocoding, Overpass): say so, and refuse a second click meanwhile.
+    $("osm-fetch").disabled = busy;
+    $("osm-place").readOnly = busy;
+    $("osm-progress").hidden = !busy;
+    form.setAttribute("aria-busy", String(busy));
+    $("osm-status").textContent = message;
+  }
+
+  function loadPlace(answer) {
+    // Like a sample or an import: the previous drawing stays one Undo away.
+    pushUndo();
+    leaveMode();
+    setMap(answer.width, answer.height, base64ToBytes(answer.ids));
+    $("place").value = answer.place;
+    updatePromptPreview();
+    strokeEnded();
+  }
+
+  function describe(answer) {
+    const name = answer.place || "these coordinates";
+    return `${name}: ${answer.width} × ${answer.height} px, ${answer.resolution} m/px (${answer.crs}), `
+      + `${answer.features} OSM features. Undo brings back your drawing.`;
+  }
+
+  async function startFromPlace(event) {
+    event.preventDefault();
+    const place = $("osm-place").value.trim();
+    if (!place) {
+      showError("Type a place first: an address, a town, lat,lon or south,west,north,east.");
+      $("osm-place").focus();
+      return;
+    }
+    const size = Number($("osm-size").value), resolution = Number($("osm-resolution").value);
+    const problem = sizeProblem(size, size);
+    if (problem) { showError(`A ${size} × ${size} px map cannot be made: ${problem}.`); return; }
+    clearError();
+    setPlaceBusy(true, `Fetching the map of ${place}…`);
+    let message;
+    try {
+      const answer = await api("/api/place", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ place, size, resolution, background: S.background }),
+      });
+      loadPlace(answer);
+      message = describe(answer);
+    } catch (err) {
+      showError(err.message);
+      message = `No map of ${place}.`;
+    }
+    setPlaceBusy(false, message);
+  }
+
+  async function applyDefaults() {
+    // The size and resolution start where `seg2sat osm-mask`'s do (from /api/options).
+    try {
+      const defaults = (await api("/api/options")).place;
+      Object.assign($("osm-size"), { value: defaults.size });
+      Object.assign($("osm-resolution"), { value: defaults.resolution, min: defaults.low, max: defaults.high });
+    } catch (err) {
+      showError(err.message);
+    }
+  }
+
+  form.addEventListener("submit", startFromPlace);
+  applyDefaults();
+})();
