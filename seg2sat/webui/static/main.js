@@ -109,6 +109,7 @@ async function init() {
     style.append(new Option("none", ""));
     for (const s of options.styles) style.append(new Option(s.name, s.name));
     style.value = "photorealistic";
+    markStyles();
     applySettings(options);
     buildPalette();
   } catch (err) {
