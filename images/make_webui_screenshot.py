@@ -1,4 +1,5 @@
-"""The README's picture of the web UI: ``python images/make_webui_screenshot.py`` writes images/webui_example.png.
+"""The README's pictures of the web UI: ``python images/make_webui_screenshot.py`` writes images/webui_start.png
+(the first screen: a sample map and its live preview) and images/webui_example.png (after Generate).
 
 The town sample (the page opens on it) turned into an image by the procedural backend
 (no weights, so the picture is the same on every machine), in headless chromium
@@ -41,6 +42,8 @@ def screenshot(out: Path, chromium: str) -> None:
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(f"http://127.0.0.1:{server.port}/")
             page.wait_for_selector("body[data-ready=true]")
+            page.wait_for_function("P.strokeAt === null && !P.busy && !P.dirty")  # the live preview is drawn
+            page.screenshot(path=str(out.with_name("webui_start.png")))  # what a newcomer sees first
             page.fill("#seed", "3")
             page.evaluate("window.scrollTo(0, 0)")
             page.click("#generate")

@@ -227,3 +227,18 @@ def test_a_corrupt_geotiff_mask_is_one_clear_error(tmp_path, capsys):
 def test_other_class_systems_need_a_single_band(classes):
     with pytest.raises(ValueError, match="classes must be one of"):
         landcover.to_flair(np.zeros((2, 2), np.uint8), classes + "x")
+
+
+def test_inpaint_of_a_georeferenced_map_is_georeferenced_too(tmp_path, capsys):
+    ids = _blocks((64, 96), seed=7)
+    mask = _geotiff(tmp_path / "MSK_000003.tif", ids)
+    Image.fromarray(render_array(ids, seed=1)).save(tmp_path / "image.png")
+    region = np.zeros((64, 96), np.uint8)
+    region[10:30, 20:50] = 255
+    Image.fromarray(region).save(tmp_path / "region.png")
+    out = tmp_path / "out"
+    assert main(["inpaint", str(tmp_path / "image.png"), str(mask), "--region", str(tmp_path / "region.png"),
+                 "--prompt", "x", "--backend", "procedural", "--seed", "2", "--out", str(out)]) == 0
+    rgb, crs, transform, _, _ = _read(out / "image-inpaint-seed2.tif")
+    assert crs == LAMBERT and transform == ORIGIN and rgb.shape == (64, 96, 3)
+    assert np.array_equal(rgb, np.asarray(Image.open(out / "image-inpaint-seed2.png")))

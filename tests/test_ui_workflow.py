@@ -81,7 +81,7 @@ def test_the_result_appears_beside_the_map_without_scrolling_and_the_typed_seed_
 def test_the_live_preview_follows_a_stroke_within_100_ms(browser, server):
     page = laptop(browser, server.url)
     new_canvas(page, 256, 256)
-    page.wait_for_function("document.body.dataset.previewMs !== undefined")
+    page.wait_for_function("P.strokeAt === null && !P.busy && !P.dirty")  # the new map's own preview is done
     page.evaluate("delete document.body.dataset.previewMs")
     pick(page, "water")
     brush(page, 12)
@@ -190,6 +190,13 @@ def test_the_palette_is_one_tab_stop_and_arrows_pick_a_class(browser, server):
     assert page.get_attribute(f".swatch[data-class='{BY_NAME['bare soil'].id}']", "aria-checked") == "true"
     for selector in ("#brush-size", "#progress", "#blend", "#zoom-in"):
         assert page.evaluate(f"document.querySelector('{selector}').getAttribute('aria-label')")
+    page.reload()  # Tab from the top of a fresh page
+    page.wait_for_selector("body[data-ready=true]")
+    presses = 0
+    while page.evaluate("document.activeElement.id") != "generate" and presses < 60:
+        page.keyboard.press("Tab")
+        presses += 1
+    assert presses <= 4, f"{presses} Tab presses from the top of the page to Generate"
     page.close()
 
 

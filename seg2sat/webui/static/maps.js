@@ -1,0 +1,150 @@
+// Drawing2Map: whole maps in and out: samples, imports, New, Clear, export, and the one size rule.
+"use strict";
+
+
+function base64ToBytes(b64) {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+function bytesToBase64(bytes) {
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(bin);
+}
+
+function sizeProblem(w, h) {
+  // The one size rule for New, imports, samples and places: sides of at least MIN_SIDE, at most the server's pixels.
+  if (w < MIN_SIDE || h < MIN_SIDE) return `sides must be at least ${MIN_SIDE} px`;
+  if (w * h > S.maxPixels) return `this server accepts at most ${S.maxPixels.toLocaleString("en")} pixels`;
+  return null;
+}
+
+function fitted(w, h) {
+  // The nearest size that follows the rule, keeping the aspect ratio.
+  const up = Math.max(1, MIN_SIDE / Math.min(w, h));
+  const down = Math.min(1, Math.sqrt(S.maxPixels / (w * h * up * up)));
+  return [Math.max(MIN_SIDE, Math.round(w * up * down)), Math.max(MIN_SIDE, Math.round(h * up * down))];
+}
+
+function resizeIds(w, h, ids, nw, nh) {
+  // Nearest neighbour, as the server resizes masks: never a blended class.
+  const out = new Uint8Array(nw * nh);
+  for (let y = 0; y < nh; y++) {
+    const sy = Math.min(h - 1, Math.floor(((y + 0.5) * h) / nh));
+    for (let x = 0; x < nw; x++) out[y * nw + x] = ids[sy * w + Math.min(w - 1, Math.floor(((x + 0.5) * w) / nw))];
+  }
+  return out;
+}
+
+function loadSummary(summary, note) {
+  // A whole new map (import, sample, place): one undoable step; strokes drawn meanwhile are one Undo away.
+  let { width: w, height: h } = summary;
+  let ids = base64ToBytes(summary.ids);
+  const problem = sizeProblem(w, h);
+  if (problem) {
+    const [nw, nh] = fitted(w, h);
+    if (!window.confirm(`${note} is ${w} × ${h} px, but ${problem}. Resize it to ${nw} × ${nh} px?`)) {
+      $("import-note").textContent = `${note} was not loaded (${w} × ${h} px: ${problem}).`;
+      return false;
+    }
+    ids = resizeIds(w, h, ids, nw, nh);
+    [w, h] = [nw, nh];
+  }
+  pushUndo();
+  leaveMode();
+  setMap(w, h, ids);
+  const off = summary.off_palette;
+  $("import-note").textContent = off > 0
+    ? `${note}: ${(100 * off).toFixed(1)} % of the pixels were off-palette and were snapped to the nearest class colour.`
+    : `${note}: every pixel was already a class colour.`;
+  strokeEnded();
+  return true;
+}
+
+function canvasFor(w, h, imageData) {
+  const c = document.createElement("canvas");
+  c.width = w; c.height = h;
+  c.getContext("2d").putImageData(imageData, 0, 0);
+  return c;
+}
+
+function maskDataURL(w = S.w, h = S.h, ids = S.ids) { return canvasFor(w, h, maskImageData(w, h, ids)).toDataURL("image/png"); }
+
+function regionDataURL() {
+  const data = new ImageData(S.w, S.h);
+  for (let i = 0; i < S.region.length; i++) {
+    const v = S.region[i] ? 255 : 0;
+    data.data[4 * i] = v; data.data[4 * i + 1] = v; data.data[4 * i + 2] = v; data.data[4 * i + 3] = 255;
+  }
+  return canvasFor(S.w, S.h, data).toDataURL("image/png");
+}
+
+function download(href, name) {
+  const a = document.createElement("a");
+  a.href = href;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function exportMask() { download(maskDataURL(), `mask-${S.w}x${S.h}.png`); }
+
+async function importFile(file) {
+  clearError();
+  const form = new FormData();
+  form.append("file", file);
+  try {
+    const summary = await busy(`Importing ${file.name}…`, () => api("/api/masks/import", { method: "POST", body: form }));
+    loadSummary(summary, `Imported ${file.name}`);
+  } catch (err) {
+    $("import-note").textContent = "";
+    showError(err.message);
+  } finally {
+    $("import-file").value = "";
+  }
+}
+
+async function loadSamples() {
+  // Samples as thumbnails of their own map; the first one is on the canvas when a newcomer arrives.
+  const box = $("samples");
+  try {
+    const samples = await api("/api/samples");
+    for (const s of samples) {
+      const summary = await api(`/api/samples/${encodeURIComponent(s.name)}`);
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.sample = s.name;
+      b.title = `Load the sample map "${s.name}"`;
+      const thumb = canvasFor(summary.width, summary.height, maskImageData(summary.width, summary.height, base64ToBytes(summary.ids)));
+      b.append(thumb, s.name);
+      b.addEventListener("click", () => loadSummary(summary, `Sample ${s.name}`));
+      box.append(b);
+    }
+    return samples;
+  } catch (err) {
+    showError(err.message);
+    return [];
+  }
+}
+
+function newCanvas() {
+  const w = Number($("canvas-width").value), h = Number($("canvas-height").value);
+  if (!Number.isInteger(w) || !Number.isInteger(h)) { showError("Canvas sides must be whole numbers of pixels."); return; }
+  const problem = sizeProblem(w, h);
+  if (problem) { showError(`A ${w} × ${h} px canvas cannot be made: ${problem}.`); return; }
+  pushUndo();
+  leaveMode();
+  setMap(w, h, new Uint8Array(w * h).fill(S.background));
+  strokeEnded();
+}
+
+function clearMap() {
+  pushUndo();
+  for (let i = 0; i < S.ids.length; i++) if (!locked(i)) S.ids[i] = S.background;
+  invalidate();
+  strokeEnded();
+}

@@ -1,0 +1,50 @@
+// Drawing2Map: zoom and pan, shared by the map and result panes so they always show the same place.
+"use strict";
+
+
+function applyZoom() {
+  const view = $("map-view");
+  const fit = Math.min((view.clientWidth - 2) / S.w, (view.clientHeight - 2) / S.h);
+  const scale = Math.max(fit * S.zoom, 0.01);
+  for (const stage of [$("stage"), $("result-stage")]) {
+    stage.style.width = `${Math.round(S.w * scale)}px`;
+    stage.style.height = `${Math.round(S.h * scale)}px`;
+  }
+  $("zoom-value").textContent = `${Math.round(100 * S.zoom)} %`;
+}
+
+function setZoom(zoom) {
+  S.zoom = Math.min(32, Math.max(1, zoom));
+  applyZoom();
+}
+
+function linkScroll(from, to) {
+  from.addEventListener("scroll", () => {
+    if (S.syncing === to) { S.syncing = null; return; }
+    S.syncing = from;
+    to.scrollLeft = from.scrollLeft;
+    to.scrollTop = from.scrollTop;
+  });
+}
+
+function bindPan(view) {
+  // Middle button, or Space held: drag to pan; Ctrl + wheel zooms.
+  view.addEventListener("pointerdown", (event) => {
+    if (!(event.button === 1 || S.spaceHeld)) return;
+    event.preventDefault();
+    S.panning = { x: event.clientX, y: event.clientY, left: view.scrollLeft, top: view.scrollTop, view };
+    view.setPointerCapture(event.pointerId);
+  }, true);
+  view.addEventListener("pointermove", (event) => {
+    const p = S.panning;
+    if (!p || p.view !== view) return;
+    view.scrollLeft = p.left - (event.clientX - p.x);
+    view.scrollTop = p.top - (event.clientY - p.y);
+  });
+  view.addEventListener("pointerup", () => { S.panning = null; });
+  view.addEventListener("wheel", (event) => {
+    if (!event.ctrlKey) return;
+    event.preventDefault();
+    setZoom(S.zoom * (event.deltaY < 0 ? 1.25 : 0.8));
+  }, { passive: false });
+}
