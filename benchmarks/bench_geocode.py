@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from seg2sat.flair import to_wgs84
-from seg2sat.geocode import DEFAULT_GRID, CachedGeocoder, GeocodeCache
+from seg2sat.data.flair import to_wgs84
+from seg2sat.data.geocode import DEFAULT_GRID, CachedGeocoder, GeocodeCache
 
 PATCH_M = 512 * 0.2
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "flair-pairs"

@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from seg2sat.dataset import prepare
-from seg2sat.flair import convert, discover
+from seg2sat.data.dataset import prepare
+from seg2sat.data.flair import convert, discover
 from seg2sat.masks import snap
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "flair-pairs"

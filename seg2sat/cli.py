@@ -21,7 +21,7 @@ import numpy as np
 COMMANDS = [
     "seg2sat.cli:register_core",
     "seg2sat.training:register",
-    "seg2sat.dataset:register",
+    "seg2sat.data.dataset:register",
     "seg2sat.serve_cli:register",
     "seg2sat.webui.cli:register",
     "seg2sat.gis.osm_cli:register",

@@ -18,9 +18,9 @@ from PIL import Image
 from rasterio.transform import from_origin
 
 from seg2sat import masks
-from seg2sat.dataset import prepare
-from seg2sat.flair import encode_png
-from seg2sat.geocode import CachedGeocoder, GeocodeCache, GeocodingError, NominatimGeocoder
+from seg2sat.data.dataset import prepare
+from seg2sat.data.flair import encode_png
+from seg2sat.data.geocode import CachedGeocoder, GeocodeCache, GeocodingError, NominatimGeocoder
 
 SIZE = 64
 PIXEL = 1.6  # metres: a 64 px patch spans 102.4 m, like a real 512 px FLAIR patch at 0.2 m
@@ -269,7 +269,7 @@ def test_killed_process_resumes_with_every_tile_exactly_once(flair, tmp_path):
     script = textwrap.dedent(f"""
         import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_dataset import FakeGeocoder, cached
-        from seg2sat.dataset import prepare
+        from seg2sat.data.dataset import prepare
         prepare({str(root)!r}, {str(out)!r}, geocoder=cached(FakeGeocoder(delay=0.3), {str(cache)!r}, grid=1e-6),
                 size={SIZE}, progress=False)
     """)

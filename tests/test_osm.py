@@ -241,7 +241,7 @@ def test_an_address_is_geocoded_once(nominatim, village_file, tmp_path):
     assert len(seen) == 1  # same address, differently typed: from the cache
     with pytest.raises(ValueError, match="found no place called 'nowhere'"):
         place_mask("nowhere", **options)
-    from seg2sat.geocode import CachedGeocoder, GeocodeCache, NominatimGeocoder
+    from seg2sat.data.geocode import CachedGeocoder, GeocodeCache, NominatimGeocoder
 
     client = NominatimGeocoder(UA, min_delay=0, domain=domain, scheme="http", retries=0)  # no 5 s retry waits here
     with pytest.raises(ValueError, match="Nominatim failed on 'fail'"):

@@ -380,11 +380,11 @@ def test_imagefolder_with_metadata_is_read_like_a_saved_dataset(tmp_path):
 
 
 def test_trains_on_what_dataset_preparation_writes_from_geotiffs(tiny_dir, tmp_path):
-    """Synthetic FLAIR GeoTIFFs -> seg2sat.dataset.prepare -> its output folder as --train_data_dir."""
+    """Synthetic FLAIR GeoTIFFs -> seg2sat.data.dataset.prepare -> its output folder as --train_data_dir."""
     import rasterio
     from rasterio.transform import from_origin
 
-    from seg2sat.dataset import prepare
+    from seg2sat.data.dataset import prepare
 
     rng = np.random.default_rng(5)
     for n in range(1, 4):

@@ -221,7 +221,7 @@ def open_geocoder(nominatim_url: str = DEFAULT_NOMINATIM_URL, user_agent: str = 
 
     The public server gets its 1 request/s; a self-hosted one (any other URL) is not slowed down.
     """
-    from ..geocode import CachedGeocoder
+    from ..data.geocode import CachedGeocoder
 
     return CachedGeocoder(nominatim_client(nominatim_url, user_agent), geocode_cache(cache_dir))
 
@@ -232,7 +232,7 @@ def nominatim_client(nominatim_url: str = DEFAULT_NOMINATIM_URL, user_agent: str
     ``retries`` (5 s apart) suit a batch, not a person waiting at a page."""
     from urllib.parse import urlparse
 
-    from ..geocode import NominatimGeocoder
+    from ..data.geocode import NominatimGeocoder
 
     server = urlparse(nominatim_url if "://" in nominatim_url else f"https://{nominatim_url}")
     public = server.netloc == urlparse(DEFAULT_NOMINATIM_URL).netloc
@@ -242,7 +242,7 @@ def nominatim_client(nominatim_url: str = DEFAULT_NOMINATIM_URL, user_agent: str
 
 def geocode_cache(cache_dir: str | os.PathLike | None = None):
     """The geocode cache shared by every front end; SQLite connections stay in the thread that opened them."""
-    from ..geocode import GeocodeCache
+    from ..data.geocode import GeocodeCache
     from .overpass import default_cache_dir
 
     return GeocodeCache(Path(cache_dir or default_cache_dir()) / "geocode-cache.sqlite")
@@ -251,7 +251,7 @@ def geocode_cache(cache_dir: str | os.PathLike | None = None):
 def _point(place: str, coords: tuple[float, ...] | None, geocoder, say: Progress) -> tuple[float, float]:
     if coords is not None:
         return (coords[0], coords[1]) if len(coords) == 2 else ((coords[0] + coords[2]) / 2, (coords[1] + coords[3]) / 2)
-    from ..geocode import GeocodingError
+    from ..data.geocode import GeocodingError
 
     say(f"geocoding {place!r}")
     try:
@@ -276,7 +276,7 @@ def _features(grid: Grid, source, overpass: OverpassClient, say: Progress) -> Fe
 
 def _reverse_name(lat: float, lon: float, geocoder) -> str | None:
     """Coordinates get the OSM name of the place, the way the training captions were made."""
-    from ..geocode import GeocodingError
+    from ..data.geocode import GeocodingError
 
     try:
         return geocoder.reverse(lat, lon)

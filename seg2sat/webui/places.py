@@ -157,13 +157,13 @@ class _PageGeocoder:
     """The shared Nominatim client behind the on-disk cache; its failures are ServiceUnavailable, not bad input."""
 
     def __init__(self, client, url: str, cache_dir: Path | None):
-        from ..geocode import CachedGeocoder
+        from ..data.geocode import CachedGeocoder
 
         self.url = url
         self.cached = CachedGeocoder(client, osm.geocode_cache(cache_dir))
 
     def _ask(self, method: str, *args):
-        from ..geocode import GeocodingError
+        from ..data.geocode import GeocodingError
 
         try:
             return getattr(self.cached, method)(*args)

@@ -1,6 +1,6 @@
 """Dataset preparation: a FLAIR #1 tree -> PNG pairs with OSM captions -> a Hugging Face dataset.
 
-``prepare`` is one resumable run. Workers convert patches (``seg2sat.flair.convert``)
+``prepare`` is one resumable run. Workers convert patches (``seg2sat.data.flair.convert``)
 and write their PNGs atomically; the main process geocodes (rate limited, cached) and
 appends one line per finished tile to ``OUT/progress.jsonl``. A tile is done once its
 line is there, so a run killed at any moment and started again converts only what is
@@ -32,10 +32,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .classes import CLASSES
+from ..classes import CLASSES
+from ..prompts import caption_from_shares
 from .flair import METADATA_NAME, PATCH_SIZE, TMP_MARK, Patch, Problem, TileError, convert, discover, load_metadata, write_atomic
 from .geocode import CachedGeocoder, Geocoder, GeocodingError
-from .prompts import caption_from_shares
 
 EXTRA_BANDS = ("nir", "elevation")
 SPLIT = "train"

@@ -5,7 +5,7 @@ uint8: R, G, B, NIR, nDSM elevation; 512x512 px at 0.2 m; Lambert-93) and masks 
 ``<domain>/<zone>/msk/MSK_<n>.tif`` (1 band, class values 1..19), often in a
 parallel ``labels`` tree. This module turns one patch into the PNG pair the model is
 trained on. It is pure and picklable so dataset preparation can run it in worker
-processes; geocoding and bookkeeping live in ``seg2sat.dataset``.
+processes; geocoding and bookkeeping live in ``seg2sat.data.dataset``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .masks import class_shares, from_flair, to_rgb
+from ..masks import class_shares, from_flair, to_rgb
 
 try:  # ISA-L deflate is ~4x faster than zlib at the same ratio; the PNG format is the same
     from isal import isal_zlib as _deflate

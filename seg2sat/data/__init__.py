@@ -1,0 +1,1 @@
+"""Data: FLAIR patches (``flair``), place names from OpenStreetMap (``geocode``) and the training dataset (``dataset``)."""
