@@ -283,13 +283,12 @@ PNG_MAX_PIXELS = 4096 * 4096
 def _cmd_stream(args) -> None:
     """A GeoTIFF map, window by window, into georeferenced GeoTIFFs: the renderer, or diffusion (under accelerate too)."""
     from PIL import Image
-    from rasterio.windows import Window
 
-    from .gis.raster import env, open_mask, read_ids
+    from .gis.raster import box_window, env, open_mask, read_ids
 
     grid = _mask_grid(args)
     with env(), open_mask(args.mask, args.resolution) as src:  # the options are checked on a sample of the map
-        sample = read_ids(src, Window(0, 0, min(grid.width, 512), min(grid.height, 512)), args.classes)
+        sample = read_ids(src, box_window((0, 0, min(grid.width, 512), min(grid.height, 512))), args.classes)
     req = request_from_args(args, sample)
     state = _accelerate_state(args) if req.backend == "diffusion" else None
     pipe = _pipeline(args, req)

@@ -90,6 +90,14 @@ def grid_of(src) -> Grid:
     return Grid(src.width, src.height, src.crs, src.transform)
 
 
+def box_window(box: tuple[int, int, int, int]):
+    """The rasterio Window of a (left, top, right, bottom) pixel box."""
+    from rasterio.windows import Window
+
+    left, top, right, bottom = box
+    return Window(left, top, right - left, bottom - top)
+
+
 def read_ids(src, window=None, classes: str = "flair") -> np.ndarray:
     """Class ids 1..19 of a mask raster (or of ``window`` of it: a rasterio Window)."""
     if src.count >= 3 or classes == "flair":

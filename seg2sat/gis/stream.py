@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..render import HALO, render_window
-from .raster import Grid, env, grid_of, open_mask, read_ids, rgb_profile, to_cog
+from .raster import Grid, box_window, env, grid_of, open_mask, read_ids, rgb_profile, to_cog
 
 WINDOW = 1024
 """Side of the square windows (a multiple of the output's 512 px blocks, so no block is written twice)."""
@@ -47,12 +47,10 @@ def windows(grid: Grid, size: int = WINDOW) -> Iterator[tuple[int, int, int, int
 
 def render_box(src, box: tuple[int, int, int, int], seed: int, classes: str) -> np.ndarray:
     """(h, w, 3) render of ``box`` of the mask raster: reads the box and its halo only."""
-    from rasterio.windows import Window
-
     left, top, right, bottom = box
     x0, y0 = max(left - HALO, 0), max(top - HALO, 0)
     x1, y1 = min(right + HALO, src.width), min(bottom + HALO, src.height)
-    ext = read_ids(src, Window(x0, y0, x1 - x0, y1 - y0), classes)
+    ext = read_ids(src, box_window((x0, y0, x1, y1)), classes)
     return render_window(ext, (left - x0, top - y0, right - x0, bottom - y0), seed, origin=(x0, y0))
 
 
@@ -113,7 +111,7 @@ def stream_render(mask: str | os.PathLike, out: str | os.PathLike, *, seed: int 
                     continue
                 rgb = render_box(src, box, seed, classes)
                 with rasterio.open(partial, "r+") as dst:  # closed after each window: on disk before the journal says so
-                    dst.write(np.moveaxis(rgb, -1, 0), window=_window(box))
+                    dst.write(np.moveaxis(rgb, -1, 0), window=box_window(box))
                 journal.add(index)
                 rendered += 1
                 bar.update()
@@ -123,10 +121,3 @@ def stream_render(mask: str | os.PathLike, out: str | os.PathLike, *, seed: int 
     partial.unlink()
     journal.path.unlink()
     return Streamed(out, grid, len(boxes), rendered)
-
-
-def _window(box: tuple[int, int, int, int]):
-    from rasterio.windows import Window
-
-    left, top, right, bottom = box
-    return Window(left, top, right - left, bottom - top)

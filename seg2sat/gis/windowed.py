@@ -26,8 +26,8 @@ from PIL import Image
 
 from ..request import MAX_SEED, Request
 from ..tiling import blend_weights, windows
-from .raster import env, grid_of, open_mask, read_ids, rgb_profile, to_cog
-from .stream import Streamed, _window
+from .raster import box_window, env, grid_of, open_mask, read_ids, rgb_profile, to_cog
+from .stream import Streamed
 
 WINDOW = 2048
 """Side of a diffusion window in pixels: maps larger than this are made window by window."""
@@ -106,7 +106,7 @@ def diffuse_geotiff(mask: str | os.PathLike, out: str | os.PathLike, req: Reques
         with tqdm(total=len(mine), initial=len(mine) - len(todo), desc="windows", unit="window",
                   disable=not (progress and state.is_main_process), dynamic_ncols=True) as bar:
             for n, index in enumerate(todo, start=1):
-                ids = read_ids(src, _window(boxes[index]), classes)
+                ids = read_ids(src, box_window(boxes[index]), classes)
                 one = dataclasses.replace(req, ids=ids, seeds=[window_seed(seed, index)])
                 parts.save(index, _generate(one, pipe))
                 bar.update()
@@ -154,6 +154,6 @@ def _assemble(parts: _Parts, boxes, grid, out: Path, overlap: int) -> None:
                     total[ty, tx] += rgb[sy, sx] * w[sy, sx]
                     weight[ty, tx] += w[sy, sx]
                 pixels = np.clip(total / weight + 0.5, 0, 255).astype(np.uint8)
-                dst.write(np.moveaxis(pixels, -1, 0), window=_window(block))
+                dst.write(np.moveaxis(pixels, -1, 0), window=box_window(block))
     to_cog(partial, out)
     partial.unlink()
