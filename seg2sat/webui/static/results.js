@@ -232,6 +232,7 @@ function enterMode(kind) {
   $("mask-opacity-field").hidden = false;
   $("mask-canvas").style.opacity = $("mask-opacity").value / 100;
   $("mode-panel").hidden = false;
+  $("result-actions").hidden = true;
   $("inpaint-controls").hidden = kind !== "inpaint";
   $("outpaint-controls").hidden = kind !== "outpaint";
   $("tool-region").hidden = kind !== "inpaint";
@@ -260,6 +261,7 @@ function leaveMode() {
   $("mask-opacity-field").hidden = true;
   $("mask-canvas").style.opacity = 1;
   $("mode-panel").hidden = true;
+  $("result-actions").hidden = false;
   $("tool-region").hidden = true;
   if (S.tool === "region") selectTool("brush");
   invalidate();
