@@ -196,7 +196,7 @@ def _cmd_run(args) -> None:
 
     if args.mode == "generate":
         place_to_mask(args)  # --place: its OSM mask, written to --out, becomes MASK; its caption the default prompt
-    if args.mode == "generate" and _is_tiff(args.mask) and _streams(args):
+    if args.mode == "generate" and _tiff_mask(args) and _streams(args):
         return _cmd_stream(args)
     mask, grid = _read_mask(args)
     req = request_from_args(args, mask)
@@ -241,16 +241,21 @@ def _stem(args) -> str:
     return args.mask.stem if args.mode == "generate" else f"{args.image.stem}-{args.mode}"
 
 
-def _is_tiff(path) -> bool:
-    return isinstance(path, Path) and path.suffix.lower() in (".tif", ".tiff")
+def _tiff_mask(args) -> bool:
+    """Whether MASK is a GeoTIFF (it must then exist: its grid and pixels are read before any model work)."""
+    from .gis.raster import is_tiff
+
+    if args.mask is None or not is_tiff(args.mask):
+        return False
+    if not args.mask.is_file():
+        raise CommandError(f"file not found: {args.mask}")
+    return True
 
 
 def _mask_grid(args):
     """Grid of a GeoTIFF mask (resampled to --resolution), read without its pixels."""
     from .gis.raster import env, grid_of, open_mask
 
-    if not args.mask.is_file():
-        raise CommandError(f"file not found: {args.mask}")
     with env(), open_mask(args.mask, args.resolution) as src:
         return grid_of(src)
 
@@ -265,12 +270,10 @@ def _streams(args) -> bool:
 
 def _read_mask(args):
     """(class ids, Grid) of a GeoTIFF mask (results are then written georeferenced on its grid), else (None, None)."""
-    if not _is_tiff(args.mask):
+    if not _tiff_mask(args):
         if args.resolution is not None:
             raise CommandError("--resolution: only GeoTIFF masks have a resolution to resample")
         return None, None
-    if not args.mask.is_file():
-        raise CommandError(f"file not found: {args.mask}")
     from .gis.raster import load_ids
 
     return load_ids(args.mask, args.classes, args.resolution)
@@ -284,10 +287,10 @@ def _cmd_stream(args) -> None:
     """A GeoTIFF map, window by window, into georeferenced GeoTIFFs: the renderer, or diffusion (under accelerate too)."""
     from PIL import Image
 
-    from .gis.raster import box_window, env, open_mask, read_ids
+    from .gis.raster import box_window, env, grid_of, open_mask, read_ids
 
-    grid = _mask_grid(args)
     with env(), open_mask(args.mask, args.resolution) as src:  # the options are checked on a sample of the map
+        grid = grid_of(src)
         sample = read_ids(src, box_window((0, 0, min(grid.width, 512), min(grid.height, 512))), args.classes)
     req = request_from_args(args, sample)
     state = _accelerate_state(args) if req.backend == "diffusion" else None

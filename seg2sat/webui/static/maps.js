@@ -82,6 +82,14 @@ function regionDataURL() {
   return canvasFor(S.w, S.h, data).toDataURL("image/png");
 }
 
+async function dataURL(blob) {
+  return new Promise((resolve) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.readAsDataURL(blob);
+  });
+}
+
 function download(href, name) {
   const a = document.createElement("a");
   a.href = href;

@@ -83,14 +83,6 @@ function unsaved() {
 
 // ---------------------------------------------------------------- project files
 
-async function dataURL(blob) {
-  return new Promise((resolve) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.readAsDataURL(blob);
-  });
-}
-
 async function saveProject() {
   const work = workNow();
   const packIds = (m) => ({ w: m.w, h: m.h, ids: bytesToBase64(m.ids) });

@@ -303,23 +303,15 @@ function extendCanvas() {
   strokeEnded();
 }
 
-async function imageField(version) {
-  // The version's picture itself, so an edit works after a reload or a server restart too.
-  return new Promise((resolve) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.readAsDataURL(version.blob);
-  });
-}
-
 async function runInpaint() {
   if (!S.mode || S.mode.kind !== "inpaint") return;
   if (!S.region.some((v) => v)) { showError("Paint the region to redo first (Region tool)."); return; }
-  submit("inpaint", { image: await imageField(S.mode.version), region: regionDataURL() });
+  // The version's picture itself is sent, so an edit works after a reload or a server restart too.
+  submit("inpaint", { image: await dataURL(S.mode.version.blob), region: regionDataURL() });
 }
 
 async function runOutpaint() {
   if (!S.mode || S.mode.kind !== "outpaint") return;
   if (!S.mode.side) { showError("Extend the canvas first: pick a side and a width, then press Extend canvas."); return; }
-  submit("outpaint", { image: await imageField(S.mode.version), side: S.mode.side, pixels: S.mode.pixels });
+  submit("outpaint", { image: await dataURL(S.mode.version.blob), side: S.mode.side, pixels: S.mode.pixels });
 }
