@@ -2,12 +2,18 @@
 
 Between two denoising steps the UNet's deep, low-resolution features hardly change;
 the shallow, full-resolution path carries what does. So on every ``interval``-th
-step (a *full* step) everything runs and the outputs of the deep blocks
-(``unet.down_blocks[1:]``, ``unet.mid_block``, ``unet.up_blocks[:-1]``) and of the
-whole ControlNet are remembered; on the steps in between (*cached* steps) those
-modules return what they returned at the last full step, so only ``conv_in``, the
-first down block, the last up block and the output layers run. The ControlNet is
-reused too: run every step, it would cost ~40% of a UNet and cap the speed-up.
+step (a *full* step) everything runs and the outputs of every UNet layer between the
+first and the last are remembered, with the whole ControlNet's; on the steps in between
+(*cached* steps) those modules return what they returned at the last full step. A
+cached step runs only ``conv_in``, the first layer of ``down_blocks[0]`` (ResNet +
+attention), the last layer of ``up_blocks[-1]`` (which joins the cached deep features
+with this step's first-layer skip connection) and the output layers: DeepCache's
+shallowest branch (its default for Stable Diffusion). Caching at block level instead
+(keeping all of ``down_blocks[0]`` and ``up_blocks[-1]``) was measured too: at the real
+model's size on a CPU it gained 1.60x at 512 px, against 1.94x for this branch, because
+the full-resolution attention of the five shallow layers dominates a cached step.
+The ControlNet is reused too: run every step, it would cost ~40% of a UNet and cap the
+speed-up.
 
 Why not the ``DeepCache`` package: its last release (0.1.1, 2023) patches a copy of
 an old ``UNet2DConditionModel.forward`` and does not support ControlNet pipelines
@@ -74,12 +80,15 @@ class StepCache:
         self._calls.clear()
 
     def modules(self) -> dict[str, nn.Module]:
-        """The modules skipped on cached steps, by name."""
+        """The modules skipped on cached steps, by name (as ``unet.get_submodule`` spells them)."""
         unet = self.unet
+        last = len(unet.up_blocks) - 1
         deep: dict[str, nn.Module | None] = {
+            **_layers_but(unet.down_blocks[0], "down_blocks.0", keep=0),
             **{f"down_blocks.{i}": block for i, block in enumerate(unet.down_blocks) if i > 0},
             "mid_block": getattr(unet, "mid_block", None),
-            **{f"up_blocks.{i}": block for i, block in enumerate(unet.up_blocks) if i < len(unet.up_blocks) - 1},
+            **{f"up_blocks.{i}": block for i, block in enumerate(unet.up_blocks) if i < last},
+            **_layers_but(unet.up_blocks[last], f"up_blocks.{last}", keep=len(unet.up_blocks[last].resnets) - 1),
             "controlnet": self.controlnet,
         }
         return {name: module for name, module in deep.items() if module is not None}
@@ -119,6 +128,16 @@ class StepCache:
                 module.forward = forward
         self._store.clear()
         self._current = self._store.setdefault(self.slot, {})
+
+
+def _layers_but(block: nn.Module, name: str, keep: int) -> dict[str, nn.Module]:
+    """A UNet block's layers (ResNet, attention) other than layer ``keep``, and its down/upsampler."""
+    parts = {}
+    for kind in ("resnets", "attentions", "downsamplers", "upsamplers"):
+        for i, module in enumerate(getattr(block, kind, None) or []):
+            if i != keep or kind.endswith("samplers"):
+                parts[f"{name}.{kind}.{i}"] = module
+    return parts
 
 
 def step_cache(pipe_or_unet: Any, interval: int, controlnet: nn.Module | None = None) -> StepCache:

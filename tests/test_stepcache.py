@@ -23,10 +23,19 @@ def _generate(pipe, ids, seed=0, interval=1, on_step=None, steps=STEPS) -> np.nd
 
 @contextmanager
 def _counting(pipe):
-    """Real runs of a shallow module, of inner parts of the deep blocks, and of the ControlNet (cached calls skip them)."""
-    counts = {"conv_in": 0, "mid": 0, "down1": 0, "up0": 0, "controlnet": 0}
-    parts = {"conv_in": pipe.unet.conv_in, "mid": pipe.unet.mid_block.resnets[0], "down1": pipe.unet.down_blocks[1].resnets[0],
-             "up0": pipe.unet.up_blocks[0].resnets[0], "controlnet": pipe.controlnet.conv_in}
+    """Real runs of inner parts of the layers that always run, of the skipped ones, and of the ControlNet.
+
+    Inner parts, because a cached module's own hooks still fire (its ``__call__`` runs; its work does not).
+    Always run: ``conv_in``, the first layer and the last (``first``, ``last``). Skipped on cached steps:
+    the rest of the first block (``down0`` is its downsampler), the deep blocks, the rest of the last block
+    (``up_last``) and the ControlNet.
+    """
+    unet = pipe.unet
+    parts = {"conv_in": unet.conv_in, "first": unet.down_blocks[0].resnets[0].conv1,
+             "last": unet.up_blocks[-1].resnets[-1].conv1, "down0": unet.down_blocks[0].downsamplers[0].conv,
+             "mid": unet.mid_block.resnets[0], "down1": unet.down_blocks[1].resnets[0], "up0": unet.up_blocks[0].resnets[0],
+             "up_last": unet.up_blocks[-1].resnets[0].conv1, "controlnet": pipe.controlnet.conv_in}
+    counts = dict.fromkeys(parts, 0)
     hooks = [module.register_forward_hook(lambda *_, name=name: counts.__setitem__(name, counts[name] + 1))
              for name, module in parts.items()]
     try:
@@ -34,6 +43,12 @@ def _counting(pipe):
     finally:
         for hook in hooks:
             hook.remove()
+
+
+def _runs(every: int, full: int) -> dict[str, int]:
+    """What :func:`_counting` should count: the first and last layers run ``every`` time, the rest ``full`` times."""
+    return {"conv_in": every, "first": every, "last": every, "down0": full, "mid": full, "down1": full, "up0": full,
+            "up_last": full, "controlnet": full}
 
 
 def _untouched(pipe) -> bool:
@@ -61,22 +76,23 @@ def test_deep_blocks_and_the_controlnet_run_only_on_full_steps(tiny_pipe, town_i
     steps = []
     with _counting(tiny_pipe) as counts:
         _generate(tiny_pipe, town_ids, interval=3, on_step=lambda k, n: steps.append((k, n)))
-    assert counts == {"conv_in": 6, "mid": 2, "down1": 2, "up0": 2, "controlnet": 2}
+    assert counts == _runs(every=6, full=2)
     assert steps == [(k, STEPS) for k in range(1, STEPS + 1)]  # progress still reported every step
     with _counting(tiny_pipe) as counts:
         _generate(tiny_pipe, town_ids, interval=1)
-    assert counts == {"conv_in": 6, "mid": 6, "down1": 6, "up0": 6, "controlnet": 6}
+    assert counts == _runs(every=6, full=6)
 
 
 def test_the_step_cache_names_what_it_skips_and_counts_steps(tiny_pipe, town_ids):
     with step_cache(tiny_pipe, 4) as cache:
         assert isinstance(cache, StepCache) and cache.active
-        assert set(cache.modules()) == {"down_blocks.1", "mid_block", "up_blocks.0", "controlnet"}
+        assert set(cache.modules()) == {"down_blocks.0.downsamplers.0", "down_blocks.1", "mid_block", "up_blocks.0",
+                                        "up_blocks.1.resnets.0", "up_blocks.1.attentions.0", "controlnet"}
         control = masks.to_image(town_ids)
         with _counting(tiny_pipe) as counts:
             generate_tiled(tiny_pipe, control, "Aerial view", seed=0, steps=5, cache=cache)
         assert cache.step == 5
-        assert counts == {"conv_in": 5, "mid": 2, "down1": 2, "up0": 2, "controlnet": 2}  # steps 0 and 4
+        assert counts == _runs(every=5, full=2)  # steps 0 and 4
     assert _untouched(tiny_pipe)
 
 
@@ -94,8 +110,7 @@ def test_tiled_generation_caches_each_tile_separately(tiny_pipe, town_ids):
     plain, other_seed = tiled(1), tiled(1, seed=2)
     with _counting(tiny_pipe) as counts:
         cached = tiled(3)
-    assert counts == {"conv_in": STEPS * tiles, "mid": 2 * tiles, "down1": 2 * tiles, "up0": 2 * tiles,
-                      "controlnet": 2 * tiles}
+    assert counts == _runs(every=STEPS * tiles, full=2 * tiles)
     assert np.array_equal(cached, tiled(3))
     assert 0 < np.abs(cached - plain).mean() < 0.1 * np.abs(other_seed - plain).mean()
 
