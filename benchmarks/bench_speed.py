@@ -1,6 +1,6 @@
 """Speed options at the real model's size, side by side: seconds per image, speed-up and peak memory.
 
-    python benchmarks/bench_speed.py                  # CPU: 256 and 512 px, few steps
+    python benchmarks/bench_speed.py                  # CPU: 256 and 512 px, 6 steps
     python benchmarks/bench_speed.py --sizes 512 --steps 20 --runs 3   # what it does on a CUDA machine
 
 Builds the SD 2.1 base-shaped pipeline of :mod:`seg2sat.realsize` once (random weights cost
@@ -13,9 +13,11 @@ sample per row, after a warm-up, all in one process so the ratios are measured s
 - ``dpm++``: ``--scheduler dpm++`` (same cost per step; listed for completeness);
 - ``compile``: ``--compile`` (CUDA only unless ``--compile-on-cpu``: inductor takes minutes on 2 cores);
 - ``low-memory``: ``--low-memory`` (model offload on CUDA, VAE slicing/tiling);
+- ``bf16``: ``--dtype bfloat16`` (CPUs with AMX or AVX-512 BF16 only; GPUs run bf16 already);
 - ``few-step``: a fused LoRA (random, rank 64, standing in for h1t/TCD-SD21-base-LoRA) with
   ``--scheduler tcd --guidance 1`` (no classifier-free guidance: one UNet batch instead of two);
-- ``best``: few-step + cache 3 (+ compile on CUDA).
+- ``best``: few-step + cache 3 (+ compile on CUDA, + bf16 on a CPU that computes it);
+  ``best fp32`` is the same without bf16, on such a CPU.
 
 Every row runs the same number of steps; the last line compares the documented 4-step mode
 (few-step at 4 steps) with the default 20 steps. On CUDA it also prints denoising steps per second.
@@ -125,7 +127,8 @@ def time_rows(rows: list[Row], base: Path, controlnet: Path, ids, steps: int, ru
     for row in rows:
         if row.name == "diffusers":
             dtype = pick_dtype(device)
-            cn = ControlNetModel.from_pretrained(controlnet, **dtype_kwargs(dtype))
+            cn = ControlNetModel.from_pretrained(controlnet, use_safetensors=any(Path(controlnet).glob("*.safetensors")),
+                                                 **dtype_kwargs(dtype))
             pipe = StableDiffusionControlNetPipeline.from_pretrained(base, controlnet=cn, safety_checker=None,
                                                                      **dtype_kwargs(dtype)).to(device)
             pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
@@ -155,23 +158,30 @@ def time_rows(rows: list[Row], base: Path, controlnet: Path, ids, steps: int, ru
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="square sides (default 256 512 on CPU, 512 on CUDA)")
-    parser.add_argument("--steps", type=int, default=None, help="steps of every row (default 4 on CPU, 20 on CUDA)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="steps of every row (default 6 on CPU, 20 on CUDA: with --cache-interval 3, 6 steps have "
+                             "4 cached ones, near the 13 of 20 a default image has)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per row (median; default 1 on CPU, 3 on CUDA)")
     parser.add_argument("--folder", type=Path, default=None, help="an existing seg2sat.realsize build (base/, controlnet/)")
     parser.add_argument("--compile-on-cpu", action="store_true", help="also time --compile on a CPU (slow to compile)")
     parser.add_argument("--no-compile", action="store_true", help="leave --compile out (its warm-up takes minutes)")
+    parser.add_argument("--rows", nargs="+", default=None, metavar="NAME",
+                        help="only these rows (and the diffusers baseline), e.g. --rows compile best")
     parser.add_argument("--skip-20", action="store_true", help="skip the 4-step vs 20-step comparison")
     parser.add_argument("--smoke", action="store_true", help="the tiny test pipeline instead: checks the script in seconds")
     args = parser.parse_args()
 
     import torch
+    from diffusers.utils import logging as diffusers_logging
 
     from seg2sat import masks
+    from seg2sat.pipelines import cpu_computes_bf16
     from seg2sat.realsize import build_sd21_shaped
 
+    diffusers_logging.disable_progress_bar()
     cuda = torch.cuda.is_available()
     sizes = args.sizes or ([512] if cuda else [256, 512])
-    steps = args.steps or (20 if cuda else 4)
+    steps = args.steps or (20 if cuda else 6)
     runs = args.runs or (3 if cuda else 1)
     town = masks.load_mask(ROOT / "examples" / "masks" / "town.png").ids
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,12 +197,18 @@ def main() -> None:
         lora = random_lora(base, Path(tmp) / "lora")
         few = {"scheduler": "tcd", "guidance_scale": 1.0}
         compiled = {"compile": True} if (cuda or args.compile_on_cpu) and not args.no_compile else {}
+        bf16 = {"dtype": "bfloat16"} if not cuda and cpu_computes_bf16() else {}
         rows = [Row("diffusers"), Row("seg2sat"), Row("cache 3", request={"cache_interval": 3}),
                 Row("dpm++", request={"scheduler": "dpm++"}), Row("few-step", load={"lora": str(lora)}, request=few),
-                Row("best", load={"lora": str(lora), **compiled}, request={**few, "cache_interval": 3}),
+                Row("best", load={"lora": str(lora), **compiled, **bf16}, request={**few, "cache_interval": 3}),
                 Row("low-memory", load={"low_memory": True})]  # last: offload hooks must not touch the others
         if compiled:
             rows.insert(4, Row("compile", load=compiled))
+        if bf16:
+            rows.insert(4, Row("bf16", load=bf16))
+            rows.insert(-1, Row("best fp32", load={"lora": str(lora)}, request={**few, "cache_interval": 3}))
+        if args.rows:
+            rows = [row for row in rows if row.name == "diffusers" or row.name in args.rows]
         name = torch.cuda.get_device_name() if cuda else "CPU"
         for size in sizes:
             ids = masks.resize_ids(town, (size, size))

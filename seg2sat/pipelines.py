@@ -52,6 +52,30 @@ def pick_dtype(device: str) -> torch.dtype:
     return torch.float32
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+"""What ``--dtype`` accepts: "auto" is :func:`pick_dtype`'s choice for the device."""
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, device: str) -> torch.dtype:
+    """A torch dtype from a :data:`DTYPES` name (None or "auto": :func:`pick_dtype`), or the torch dtype given."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return pick_dtype(device)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return getattr(torch, dtype)
+
+
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic (AMX or AVX-512 BF16); elsewhere PyTorch emulates it, slowly."""
+    import torch
+
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
 def is_full_pipeline(path: str | os.PathLike) -> bool:
     """A saved pipeline folder that already holds its ControlNet (such as ``seg2sat make-tiny``'s)."""
     index = Path(path) / "model_index.json"
@@ -128,7 +152,7 @@ def load_pipeline(
     model: str | os.PathLike | None = None,
     controlnet: str | os.PathLike | None = None,
     device: str | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     *,
     lora: str | os.PathLike | None = None,
     lora_scale: float = 1.0,
@@ -145,11 +169,13 @@ def load_pipeline(
     weights at ``lora_scale``; ``compile`` fuses attention projections and
     ``torch.compile``-s the UNet and ControlNet (call :func:`seg2sat.speed.warm_up` once);
     ``low_memory`` offloads models to the CPU between uses (CUDA) and slices/tiles the VAE.
+    ``dtype`` (a torch dtype or a :data:`DTYPES` name) defaults to bf16/fp16 on GPUs and fp32
+    on CPUs; "bfloat16" on a CPU that computes in it (:func:`cpu_computes_bf16`) is the fast choice there.
     :func:`seg2sat.speed.notes` returns what the options want the user to know.
     """
     model = str(model or DEFAULT_MODEL)
     device = device or pick_device()
-    dtype = dtype or pick_dtype(device)
+    dtype = resolve_dtype(dtype, device)
     lora = str(lora) if lora else None
     key = (model, str(controlnet) if controlnet else None, device, dtype,
            lora, float(lora_scale) if lora else None, bool(compile), bool(low_memory))
@@ -195,6 +221,7 @@ def _load(model: str, controlnet: str | None, device: str, dtype: torch.dtype, *
     pipe.set_progress_bar_config(disable=True)
     pipe._seg2sat_options = {"lora": lora, "lora_scale": lora_scale, "compile": compile, "low_memory": low_memory}
     pipe._seg2sat_notes = []
+    speed.check_dtype(pipe, device, dtype)
     speed.use_scheduler(pipe, "unipc")
     if lora:
         speed.fuse_lora(pipe, lora, lora_scale, attempts=[True] if _looks_like_path(lora) or not hub_reachable()

@@ -201,3 +201,45 @@ def test_the_cache_tells_the_options_apart(tiny_dir):
     assert load_pipeline(tiny_dir) is pipe
     assert load_pipeline(tiny_dir, lora=None, lora_scale=0.5, compile=False, low_memory=False) is pipe  # no LoRA: scale moot
     assert load_pipeline(tiny_dir, low_memory=True) is not pipe
+
+
+# --------------------------------------------------------------------------- precision
+
+
+def test_bfloat16_gives_the_same_picture_in_bfloat16_weights(tiny_dir, pipe, town_ids):
+    fast = load_pipeline(tiny_dir, dtype="bfloat16")
+    assert fast is not pipe and fast is load_pipeline(tiny_dir, dtype=torch.bfloat16)
+    assert load_pipeline(tiny_dir, dtype="auto") is load_pipeline(tiny_dir) is pipe  # auto = float32 on a CPU
+    assert {fast.unet.dtype, fast.controlnet.dtype, fast.vae.dtype, fast.text_encoder.dtype} == {torch.bfloat16}
+    plain, other_seed, half = _image(pipe, town_ids), _image(pipe, town_ids, seed=4), _image(fast, town_ids)
+    assert np.array_equal(half, _image(fast, town_ids))  # still deterministic
+    assert np.abs(half - plain).mean() < 0.25 * np.abs(other_seed - plain).mean()
+    cached = _image(fast, town_ids, cache_interval=2, steps=3)  # the step cache and bf16 together
+    assert cached.shape == plain.shape
+
+
+def test_precisions_a_cpu_computes_slowly_are_noted(tiny_dir, monkeypatch):
+    from seg2sat import pipelines
+
+    if torch.cuda.is_available():
+        pytest.skip("the notes are about CPUs")
+    monkeypatch.setattr(pipelines, "cpu_computes_bf16", lambda: False)
+    pipelines.clear_cache()  # notes are left at load
+    emulated = load_pipeline(tiny_dir, dtype="bfloat16")
+    assert speed.notes(emulated) == ["--dtype bfloat16: this CPU has no bfloat16 arithmetic (AMX or AVX-512 BF16), "
+                                     "so it is emulated and slower than float32"]
+    assert "float16" in speed.notes(load_pipeline(tiny_dir, dtype="float16"))[0]
+    pipelines.clear_cache()
+    monkeypatch.setattr(pipelines, "cpu_computes_bf16", lambda: True)
+    assert speed.notes(load_pipeline(tiny_dir, dtype="bfloat16")) == []
+    pipelines.clear_cache()
+
+
+def test_a_precision_name_is_checked_where_it_is_given(monkeypatch):
+    from seg2sat.settings import Settings
+
+    assert Settings.from_env({"SEG2SAT_DTYPE": "bfloat16"}).load_options()["dtype"] == "bfloat16"
+    with pytest.raises(ValueError, match="SEG2SAT_DTYPE, --dtype.*bfloat16"):
+        Settings.from_env({"SEG2SAT_DTYPE": "bf16"})
+    with pytest.raises(ValueError, match="--dtype must be one of"):
+        load_pipeline("unused", dtype="double")
