@@ -221,7 +221,7 @@ def _load(model: str, controlnet: str | None, device: str, dtype: torch.dtype, *
     pipe.set_progress_bar_config(disable=True)
     pipe._seg2sat_options = {"lora": lora, "lora_scale": lora_scale, "compile": compile, "low_memory": low_memory}
     pipe._seg2sat_notes = []
-    speed.check_dtype(pipe, device, dtype)
+    speed.use_precision(pipe, device, dtype)
     speed.use_scheduler(pipe, "unipc")
     if lora:
         speed.fuse_lora(pipe, lora, lora_scale, attempts=[True] if _looks_like_path(lora) or not hub_reachable()

@@ -179,6 +179,8 @@ def test_compiled_equals_eager(tiny_dir, pipe, town_ids, backend, monkeypatch):
     print(f"{backend}: warm-up (compilation) {time.perf_counter() - start:.1f} s")
     torch.testing.assert_close(_latent(compiled, square, steps=2), _latent(pipe, square, steps=2), atol=1e-3, rtol=1e-3)
     assert np.abs(_image(compiled, square) - _image(pipe, square)).max() <= 1
+    cached = {"cache_interval": 3, "steps": 4}  # the step cache's wrappers inside the compiled models
+    assert np.abs(_image(compiled, square, **cached) - _image(pipe, square, **cached)).max() <= 1
 
 
 def test_low_memory_on_cpu_runs_and_says_offload_does_nothing(tiny_dir, pipe, town_ids):
@@ -207,10 +209,15 @@ def test_the_cache_tells_the_options_apart(tiny_dir):
 
 
 def test_bfloat16_gives_the_same_picture_in_bfloat16_weights(tiny_dir, pipe, town_ids):
+    from seg2sat import pipelines
+
     fast = load_pipeline(tiny_dir, dtype="bfloat16")
     assert fast is not pipe and fast is load_pipeline(tiny_dir, dtype=torch.bfloat16)
     assert load_pipeline(tiny_dir, dtype="auto") is load_pipeline(tiny_dir) is pipe  # auto = float32 on a CPU
     assert {fast.unet.dtype, fast.controlnet.dtype, fast.vae.dtype, fast.text_encoder.dtype} == {torch.bfloat16}
+    layout = fast.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert layout == (torch.cuda.is_available() is False and pipelines.cpu_computes_bf16())  # oneDNN's fast bf16 path
+    assert not pipe.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)  # float32: slower so
     plain, other_seed, half = _image(pipe, town_ids), _image(pipe, town_ids, seed=4), _image(fast, town_ids)
     assert np.array_equal(half, _image(fast, town_ids))  # still deterministic
     assert np.abs(half - plain).mean() < 0.25 * np.abs(other_seed - plain).mean()
