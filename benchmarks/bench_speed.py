@@ -113,7 +113,7 @@ def time_rows(rows: list[Row], base: Path, controlnet: Path, ids, steps: int, ru
     results = {}
 
     def timed(call) -> tuple[float, int]:
-        call(1)  # warm-up: kernels, allocator, compilation
+        call(2)  # warm-up: kernels, allocator, compilation (2 steps: a cached step's variant compiles too)
         times = []
         with PeakMemory(cuda) as memory:
             for _ in range(runs):

@@ -221,8 +221,12 @@ def low_memory(pipe, device: str) -> bool:
 
 
 def warm_up(pipe, size: int | None = None, guidance_scales: tuple[float, ...] | None = None) -> None:
-    """Run one 1-step generation per guidance mode so that ``torch.compile`` compiles before users wait.
+    """Run the generations that make ``torch.compile`` compile every variant before users wait.
 
+    Per guidance mode: one plain step, then two steps under a step cache of interval 2
+    (a full step and a cached one). The step cache's wrappers make the models three
+    variants to compile; without the last two, the first request with ``cache_interval``
+    > 1 (such as the web UI's fast mode) would wait for compilation.
     ``size``: the image side, by default the model's tile (512 px for SD 2.1 base), the
     shape every tiled generation uses. ``guidance_scales``: the default guidance (batch
     of 2, classifier-free guidance), plus 1.0 (batch of 1) when a LoRA is fused, as the
@@ -231,6 +235,7 @@ def warm_up(pipe, size: int | None = None, guidance_scales: tuple[float, ...] | 
     """
     from PIL import Image
 
+    from .stepcache import step_cache
     from .tiling import tile_size
 
     if getattr(pipe, "_seg2sat_warm", False):
@@ -244,8 +249,11 @@ def warm_up(pipe, size: int | None = None, guidance_scales: tuple[float, ...] | 
     try:
         control = Image.new("RGB", (size, size))
         for guidance in guidance_scales:
-            pipe(prompt="aerial view", image=control, width=size, height=size, num_inference_steps=1,
-                 guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(0), output_type="latent")
+            for interval, steps in ((1, 1), (2, 2)):
+                with step_cache(pipe, interval) as cache:
+                    pipe(prompt="aerial view", image=control, width=size, height=size, num_inference_steps=steps,
+                         guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(0), output_type="latent",
+                         callback_on_step_end=cache.callback)
     finally:
         pipe._progress_bar_config = progress
     pipe._seg2sat_warm = True

@@ -73,6 +73,11 @@ class StepCache:
         self.full = self.step % self.interval == 0
         self._calls.clear()
 
+    def callback(self, pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
+        """A diffusers ``callback_on_step_end`` that only ends the step (:meth:`next_step`)."""
+        self.next_step()
+        return tensors
+
     def select(self, slot: Hashable) -> None:
         """Following calls belong to ``slot`` (e.g. a tile index): they record and reuse that slot's outputs."""
         self.slot = slot

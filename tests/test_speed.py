@@ -183,6 +183,24 @@ def test_compiled_equals_eager(tiny_dir, pipe, town_ids, backend, monkeypatch):
     assert np.abs(_image(compiled, square, **cached) - _image(pipe, square, **cached)).max() <= 1
 
 
+def test_the_warm_up_compiles_plain_and_cached_steps(tiny_dir, town_ids, monkeypatch):
+    """After warm_up, a request at the warm-up's size compiles nothing more, with or without the step cache."""
+    from seg2sat import masks, pipelines
+    from seg2sat.stepcache import step_cache
+
+    monkeypatch.setattr(speed, "COMPILE_BACKEND", "aot_eager")
+    monkeypatch.setattr(pipelines, "_CACHE", {})
+    compiled = load_pipeline(tiny_dir, compile=True)
+    speed.warm_up(compiled, size=64)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    control = masks.to_image(town_ids[:, :64])
+    for interval in (1, 3):
+        with step_cache(compiled, interval) as cache:
+            compiled(prompt="Aerial view of a town", image=control, width=64, height=64, num_inference_steps=4,
+                     generator=torch.Generator("cpu").manual_seed(1), callback_on_step_end=cache.callback)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
+
+
 def test_low_memory_on_cpu_runs_and_says_offload_does_nothing(tiny_dir, pipe, town_ids):
     small = load_pipeline(tiny_dir, low_memory=True)
     assert small is not pipe and small is load_pipeline(tiny_dir, low_memory=True)
