@@ -53,7 +53,7 @@ def generate(
     with one seed per image, or None for random seeds; :attr:`Result.seeds` says which.
     Settings left at None take their defaults from :data:`seg2sat.request.SETTINGS`.
     ``scheduler`` picks the sampler (:data:`seg2sat.request.SCHEDULERS`); ``cache_interval``
-    N > 1 runs the UNet's deep blocks once every N steps (:mod:`seg2sat.stepcache`).
+    N > 1 runs the UNet's inner layers and the ControlNet once every N steps (:mod:`seg2sat.stepcache`).
     ``init_image``: start from this picture instead of noise (image-to-image), or
     ``"procedural"`` for the offline render of the mask with each image's seed, which
     ties the result closer to the mask; ``strength`` (0..1] is how much is redrawn.

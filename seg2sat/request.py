@@ -58,14 +58,14 @@ SETTINGS: dict[str, Setting] = {
     "controlnet_scale": Setting(1.0, 0.0, 2.0, float, "Map strength", "how strongly the mask steers the image"),
     "strength": Setting(0.75, 0.01, 1.0, float, "Redraw", "with an init image: how much of it is redrawn"),
     "cache_interval": Setting(1, 1, 10, int, "Step cache",
-                              "run the UNet's deep blocks once every N steps and reuse them in between (1 = off)"),
+                              "run the UNet's inner layers and the ControlNet every N steps, reusing them in between (1 = off)"),
 }
 """The one place for defaults and limits; the CLI's flags, both HTTP APIs and the page read them."""
 
 LIMITS = {name: (s.low, s.high) for name, s in SETTINGS.items()}
+"""Documented ranges, ``{name: (low, high)}``."""
 FAST = {"cache_interval": 3}
 """The web UI's "Fast" toggle: step caching at interval 3 (see README, Fast generation, for what it costs)."""
-"""Documented ranges, ``{name: (low, high)}``."""
 
 
 class RequestError(ValueError):
