@@ -369,6 +369,10 @@ def _resized(ids: np.ndarray, width: Any, height: Any, limits: ImageLimits) -> n
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not float(value).is_integer() or value < limits.min_side):
             raise RequestError(name, f"must be a whole number of pixels, at least {limits.min_side}, got {value!r}")
+        most, rule = ((limits.max_pixels // limits.min_side, "the pixel limit allows") if limits.max_pixels
+                      else (2**31 - 1, "an image can have"))  # with a pixel limit: the other side is >= min_side
+        if value is not None and value > most:
+            raise RequestError(name, f"is {value:g} px, more than the {most:,} px a side {rule}")
     h0, w0 = ids.shape
     w = int(width) if width is not None else max(limits.min_side, round(w0 * height / h0))
     h = int(height) if height is not None else max(limits.min_side, round(h0 * width / w0))

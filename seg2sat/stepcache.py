@@ -136,11 +136,14 @@ class StepCache:
 
 
 def _layers_but(block: nn.Module, name: str, keep: int) -> dict[str, nn.Module]:
-    """A UNet block's layers (ResNet, attention) other than layer ``keep``, and its down/upsampler."""
+    """A UNet block's layers (ResNet, attention) other than layer ``keep``, and its downsampler (which feeds the deep blocks).
+
+    An upsampler is never listed: in the last up block it would come after the kept layer.
+    """
     parts = {}
-    for kind in ("resnets", "attentions", "downsamplers", "upsamplers"):
+    for kind in ("resnets", "attentions", "downsamplers"):
         for i, module in enumerate(getattr(block, kind, None) or []):
-            if i != keep or kind.endswith("samplers"):
+            if i != keep or kind == "downsamplers":
                 parts[f"{name}.{kind}.{i}"] = module
     return parts
 

@@ -218,6 +218,8 @@ BAD = {
     "parameters.backend": lambda m: payload(m, backend="gan"),
     "parameters.width": lambda m: payload(m, width=8),
     "parameters.width ": lambda m: payload(m, width=4000, height=4000),
+    "parameters.width  ": lambda m: payload(m, width=2.8e306),  # found by the fuzz test: its aspect-kept height overflowed
+    "parameters.height     ": lambda m: payload(m, height=10**9),
     "parameters.height": lambda m: payload(m, height="big"),
     "parameters.height ": lambda m: payload(m, height=float("nan")),
     "parameters  ": lambda m: payload(m, stepz=3),
