@@ -229,10 +229,12 @@ def _pipeline(args, req):
         print(f"note: {note}", file=sys.stderr)
         req.backend = "procedural"
         return None
-    from .speed import notes
+    from .speed import cpu_tip, notes
 
     for line in notes(pipe):  # e.g. --low-memory on a machine without a GPU
         print(f"note: {line}", file=sys.stderr)
+    if args.dtype is None and (tip := cpu_tip(pipe)):
+        print(f"tip: {tip}", file=sys.stderr)
     pipe.set_progress_bar_config(disable=False, desc="denoising", unit="step")
     return pipe
 

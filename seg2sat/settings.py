@@ -112,10 +112,12 @@ class Settings:
         pipe, note = pipeline_or_fallback(model or self.model, controlnet or self.controlnet, self.device,
                                           fallback=self.fallback, **self.load_options())
         if pipe is not None:
-            from .speed import notes, warm_up
+            from .speed import cpu_tip, notes, warm_up
 
             for line in notes(pipe):  # e.g. --low-memory on a machine without a GPU
                 logging.getLogger("seg2sat").warning(line)
+            if self.dtype == "auto" and (tip := cpu_tip(pipe)):
+                logging.getLogger("seg2sat").info(tip)
             if self.compile:
                 warm_up(pipe)
         return pipe, note

@@ -109,3 +109,15 @@ def test_inpaint_and_outpaint_fall_back_to_the_renderer_like_generate(tmp_path, 
     r = run("inpaint", tmp_path / "image.png", town_png, "--region", tmp_path / "region.png", "--prompt", "x",
             "--model", missing, "--no-fallback", "--out", out)
     assert r.returncode == 2 and r.stderr.startswith("error: Cannot load the base model"), r.stderr
+
+
+def test_a_cpu_with_bfloat16_arithmetic_gets_a_tip_once_unless_a_precision_was_chosen(tmp_path, tiny_dir, town_png):
+    import torch
+
+    from seg2sat.pipelines import cpu_computes_bf16
+
+    common = ("generate", town_png, "--prompt", "x", "--model", tiny_dir, "--steps", "1", "--out", tmp_path)
+    tips = [line for line in run(*common).stderr.splitlines() if line.startswith("tip:")]
+    assert len(tips) == (1 if cpu_computes_bf16() and not torch.cuda.is_available() else 0)
+    assert all("--dtype bfloat16" in tip for tip in tips)
+    assert "tip:" not in run(*common, "--dtype", "float32").stderr
