@@ -105,7 +105,7 @@ def time_rows(rows: list[Row], base: Path, controlnet: Path, ids, steps: int, ru
 
     from seg2sat import masks
     from seg2sat.generation import run
-    from seg2sat.pipelines import clear_cache, dtype_kwargs, load_pipeline, pick_device, pick_dtype
+    from seg2sat.pipelines import clear_cache, dtype_kwargs, load_pipeline, pick_device, pick_dtype, pickle_only_kwargs
     from seg2sat.request import Request
 
     device = pick_device()
@@ -127,8 +127,7 @@ def time_rows(rows: list[Row], base: Path, controlnet: Path, ids, steps: int, ru
     for row in rows:
         if row.name == "diffusers":
             dtype = pick_dtype(device)
-            cn = ControlNetModel.from_pretrained(controlnet, use_safetensors=any(Path(controlnet).glob("*.safetensors")),
-                                                 **dtype_kwargs(dtype))
+            cn = ControlNetModel.from_pretrained(controlnet, **pickle_only_kwargs(str(controlnet)), **dtype_kwargs(dtype))
             pipe = StableDiffusionControlNetPipeline.from_pretrained(base, controlnet=cn, safety_checker=None,
                                                                      **dtype_kwargs(dtype)).to(device)
             pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)

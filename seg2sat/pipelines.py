@@ -215,7 +215,7 @@ def _load(model: str, controlnet: str | None, device: str, dtype: torch.dtype, *
     if controlnet or not full:
         kwargs["controlnet"] = _from_pretrained(
             ControlNetModel, controlnet or DEFAULT_CONTROLNET, "ControlNet", "--controlnet", **dtype_kwargs(dtype),
-            **_pickle_only_kwargs(controlnet or DEFAULT_CONTROLNET),
+            **pickle_only_kwargs(controlnet or DEFAULT_CONTROLNET),
         )
     pipe = _from_pretrained(StableDiffusionControlNetPipeline, model, "base model", "--model", **kwargs)
     pipe.set_progress_bar_config(disable=True)
@@ -241,7 +241,7 @@ def _lora_message(lora: str, exc: Exception | None) -> str:
             f"run `huggingface-cli download {lora} --local-dir DIR` on a machine with network and pass --lora DIR.")
 
 
-def _pickle_only_kwargs(name: str) -> dict:
+def pickle_only_kwargs(name: str) -> dict:
     """``use_safetensors=False`` for weights stored only as ``.bin`` (older hub repos, the original Seg2Sat ControlNet).
 
     Otherwise diffusers first looks for a ``.safetensors`` file and logs "An error occurred while
