@@ -249,7 +249,7 @@ def test_precisions_a_cpu_computes_slowly_are_noted(tiny_dir, monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("the notes are about CPUs")
     monkeypatch.setattr(pipelines, "cpu_computes_bf16", lambda: False)
-    pipelines.clear_cache()  # notes are left at load
+    monkeypatch.setattr(pipelines, "_CACHE", {})  # notes are left at load; the other tests' pipelines stay cached
     emulated = load_pipeline(tiny_dir, dtype="bfloat16")
     assert speed.notes(emulated) == ["--dtype bfloat16: this CPU has no bfloat16 arithmetic (AMX or AVX-512 BF16), "
                                      "so it is emulated and slower than float32"]
