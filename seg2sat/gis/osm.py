@@ -266,12 +266,27 @@ def _point(place: str, coords: tuple[float, ...] | None, geocoder, say: Progress
 def _features(grid: Grid, source, overpass: OverpassClient, say: Progress) -> Features:
     west, south, east, north = bounds = wgs84_bounds(grid, FETCH_MARGIN_M)
     if source is not None:
+        _check_overlap(source, bounds)
         say(f"reading OSM features from {source}")
         return read_features(source, bounds=bounds)
     path, cached = overpass.fetch(build_query(south, west, north, east, int(overpass.timeout)))
     say(f"OSM features of the area: {path} ({'cached' if cached else f'fetched from {overpass.url}'}, "
         f"{path.stat().st_size / 1024:.0f} KB)")
     return read_features(path, bounds=bounds)
+
+
+def _check_overlap(source, bounds: tuple[float, float, float, float]) -> None:
+    """A box outside the file (swapped lat/lon, another country) is an error, not an all-background mask."""
+    from .osm_features import extent
+
+    found = extent(source)
+    if found is None:
+        return
+    west, south, east, north = bounds
+    if west > found[2] or east < found[0] or south > found[3] or north < found[1]:
+        raise ValueError(f"--from {source}: the place ({south:.5f},{west:.5f},{north:.5f},{east:.5f} as "
+                         f"south,west,north,east) is outside the file, which covers {found[1]:.5f},{found[0]:.5f},"
+                         f"{found[3]:.5f},{found[2]:.5f}; check the lat,lon order and the extract")
 
 
 def _reverse_name(lat: float, lon: float, geocoder) -> str | None:
@@ -318,8 +333,11 @@ def place_mask(place: str, *, size: int | str | tuple[int, int] = DEFAULT_SIZE, 
         overpass = overpass or OverpassClient(overpass_url, user_agent, cache_dir, timeout)
         features = _features(grid, source, overpass, say)
         ids, drawn = rasterize(features, grid, background_id)
+        if drawn == 0 and source is not None:
+            raise ValueError(f"--from {source}: none of its {len(features)} features near the place has a land-cover "
+                             "tag, so the mask would be all background; check the place and the file")
         say(f"{drawn} of {len(features)} OSM features drawn on {grid.width}x{grid.height} px at "
-            f"{resolution:g} m/px in {grid.crs.to_string()}")
+            f"{resolution:g} m/px in {grid.crs.to_string()}{features.summary()}")
         if name is None:
             name = place if coords is None else (_reverse_name(lat, lon, geocoder) if source is None else None)
     finally:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,16 @@ class Features:
     geometries: np.ndarray
     tags: list[dict[str, str]]
     crs: str | None
+    repaired: int = 0
+    """Broken geometries (clipped rings, self-crossings) made valid, see :mod:`.osm_repair`."""
+    skipped: int = 0
+    """Broken geometries with nothing left to draw, left out."""
+
+    def summary(self) -> str:
+        """``; 3 broken features repaired, 8 skipped`` (empty when none were broken), for the progress line."""
+        if not (self.repaired or self.skipped):
+            return ""
+        return f"; {self.repaired} broken features repaired, {self.skipped} skipped"
 
     def __len__(self) -> int:
         return len(self.tags)
@@ -51,6 +62,7 @@ def parse_hstore(text: str | None) -> dict[str, str]:
 
 
 def _layers(path: Path) -> list[str]:
+    """Layers that can cover ground: not points, and not tables without geometry (QGIS's ``layer_styles``)."""
     import pyogrio
 
     if path.suffix.lower() in OSM_SUFFIXES:
@@ -59,7 +71,7 @@ def _layers(path: Path) -> list[str]:
         layers = pyogrio.list_layers(path)
     except Exception as exc:  # pyogrio raises its own DataSourceError and friends
         raise ValueError(f"--from {path}: not a vector file GDAL can read ({exc})") from exc
-    return [str(name) for name, kind in layers if kind is None or "Point" not in str(kind)]
+    return [str(name) for name, kind in layers if kind is not None and "Point" not in str(kind)]
 
 
 def _tags(names: list[str], columns: list[np.ndarray], n: int) -> list[dict[str, str]]:
@@ -99,29 +111,46 @@ def read_features(path: str | os.PathLike, bounds: tuple[float, float, float, fl
                   bounds_crs: str | None = "EPSG:4326") -> Features:
     """Every feature of every non-point layer of ``path`` (within ``bounds`` = minx, miny, maxx, maxy
     in ``bounds_crs`` when given), in the CRS of the file's first layer."""
-    import pyogrio.raw
     import shapely
+
+    from .osm_repair import decode
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"--from {path}: file not found")
-    geometries, tags, crs = [], [], None
+    geometries, tags, crs, repaired, skipped = [], [], None, 0, 0
     for layer in _layers(path):
-        try:
-            bbox = _bbox_in(path, layer, bounds, bounds_crs)
-            meta, _, wkb, columns = pyogrio.raw.read(path, layer=layer, bbox=bbox)
-        except Exception as exc:
-            raise ValueError(f"--from {path}: layer {layer!r} is unreadable ({exc})") from exc
+        meta, wkb, columns = _read_layer(path, layer, bounds, bounds_crs)
         layer_crs = meta["crs"] or "EPSG:4326"  # GeoJSON without a crs member is WGS84 by definition
         crs = crs or layer_crs
-        geoms = shapely.from_wkb(wkb) if wkb is not None else np.empty(0, dtype=object)
+        decoded = decode(wkb)
+        geoms, repaired, skipped = decoded.geometries, repaired + decoded.repaired, skipped + decoded.skipped
         if layer_crs != crs:
             geoms = to_crs(geoms, layer_crs, crs)
         geometries.append(geoms)
         tags += _tags(list(meta["fields"]), list(columns), len(geoms))
     found = np.concatenate(geometries) if geometries else np.empty(0, dtype=object)
     keep = ~shapely.is_missing(found)
-    return Features(found[keep], [t for t, k in zip(tags, keep) if k], crs)
+    return Features(found[keep], [t for t, k in zip(tags, keep) if k], crs, repaired, skipped)
+
+
+GDAL_NOISE = ("Non closed ring", "organizePolygons")
+"""GDAL warnings about the broken rings of clipped extracts: one per feature, and :mod:`.osm_repair` handles them."""
+
+
+def _read_layer(path: Path, layer: str, bounds, bounds_crs: str | None):
+    """(meta, wkb, columns) of one layer, without GDAL's per-feature ring warnings on stderr."""
+    import pyogrio.raw
+
+    try:
+        bbox = _bbox_in(path, layer, bounds, bounds_crs)
+        with warnings.catch_warnings():
+            for text in GDAL_NOISE:
+                warnings.filterwarnings("ignore", message=f".*{text}", category=RuntimeWarning)
+            meta, _, wkb, columns = pyogrio.raw.read(path, layer=layer, bbox=bbox)
+    except Exception as exc:
+        raise ValueError(f"--from {path}: layer {layer!r} is unreadable ({exc})") from exc
+    return meta, wkb, columns
 
 
 def to_crs(geometries: np.ndarray, src: str | None, dst) -> np.ndarray:
@@ -133,3 +162,35 @@ def to_crs(geometries: np.ndarray, src: str | None, dst) -> np.ndarray:
         return geometries
     transformer = Transformer.from_crs(src, dst, always_xy=True)
     return shapely.transform(geometries, lambda x, y: transformer.transform(x, y), interleaved=False)
+
+
+def extent(path: str | os.PathLike) -> tuple[float, float, float, float] | None:
+    """(west, south, east, north) in degrees around every layer read, or None when GDAL cannot tell cheaply.
+
+    A box that misses it is a mistake (swapped lat/lon, the wrong country's extract) that
+    would otherwise give an all-background mask.
+    """
+    import pyogrio
+
+    path = Path(path)
+    if not path.is_file():
+        return None  # read_features says so
+    boxes = []
+    for layer in _layers(path):
+        try:
+            info = pyogrio.read_info(path, layer=layer, force_total_bounds=True)
+        except Exception:  # the read itself reports unreadable layers
+            return None
+        bounds = info.get("total_bounds")
+        if bounds is None or not np.all(np.isfinite(bounds)) or bounds[0] > bounds[2]:
+            continue
+        layer_crs = info.get("crs") or "EPSG:4326"
+        if layer_crs != "EPSG:4326":
+            from pyproj import Transformer
+
+            bounds = Transformer.from_crs(layer_crs, "EPSG:4326", always_xy=True).transform_bounds(*bounds)
+        boxes.append(bounds)
+    if not boxes:
+        return None
+    b = np.array(boxes, dtype=float)
+    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())

@@ -1,0 +1,137 @@
+"""OSM files as people download them: clipped .osm.pbf extracts, QGIS GeoPackages, boxes that miss the file.
+
+``tests/data/pyrosm-test.osm.pbf`` is pyrosm's test extract (OpenStreetMap data, ODbL,
+see tests/data/NOTICE): an extract cut from a bigger one, with clipped closed ways
+that GDAL turns into 2-point rings, and self-crossing multipolygons.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import shapely
+
+from seg2sat.gis import village
+from seg2sat.gis.osm import place_mask
+from seg2sat.gis.osm_features import extent, read_features
+from seg2sat.gis.osm_repair import decode, salvage
+
+DATA = Path(__file__).resolve().parent / "data"
+PBF = DATA / "pyrosm-test.osm.pbf"
+PBF_BOX = "60.52,26.93,60.54,26.97"  # the whole extract (south,west,north,east)
+
+CLIPPED_WAY = """<?xml version='1.0' encoding='UTF-8'?>
+<osm version="0.6" generator="seg2sat-tests">
+  <node id="1" lat="45.0000" lon="5.0000"/>
+  <node id="2" lat="45.0000" lon="5.0004"/>
+  <node id="3" lat="45.0004" lon="5.0004"/>
+  <node id="4" lat="45.0004" lon="5.0000"/>
+  <way id="10"><nd ref="1"/><nd ref="2"/><nd ref="3"/><nd ref="4"/><nd ref="1"/><tag k="building" v="yes"/></way>
+  <way id="11"><nd ref="1"/><nd ref="90"/><nd ref="91"/><nd ref="1"/><tag k="landuse" v="forest"/></way>
+</osm>
+"""
+"""Way 11 was clipped by the extract: only node 1 is in the file, so GDAL makes the ring [1, 1]."""
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from seg2sat.cli import main
+
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_clipped_pbf_extract_is_repaired_not_a_traceback(tmp_path, capsys):
+    code, out, err = _cli(["osm-mask", PBF_BOX, "--from", str(PBF), "--resolution", "2", "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert "Traceback" not in err and "Non closed ring" not in err and len(err.splitlines()) == 2
+    summary = err.splitlines()[-1]
+    assert "broken features repaired" in summary and "skipped" in summary
+    with rasterio.open(next(tmp_path.glob("*.tif"))) as src:
+        ids = src.read(1)
+    assert (ids == 1).mean() > 0.01  # buildings were drawn
+
+
+def test_pbf_counts_broken_features():
+    found = read_features(PBF)
+    assert found.skipped >= 8 and found.repaired >= 10  # 8 clipped buildings/landuse ways are [a, a] rings
+    assert shapely.is_valid(found.geometries).all()
+
+
+def test_clipped_closed_way_in_osm_xml(tmp_path):
+    path = tmp_path / "clipped.osm"
+    path.write_text(CLIPPED_WAY)
+    mask = place_mask("45.0,5.0,45.0004,5.0005", source=path, resolution=0.5)
+    assert (mask.ids == 1).sum() > 100  # the intact building; the clipped forest is skipped
+    assert read_features(path).skipped == 1
+
+
+def test_salvage_keeps_the_usable_rings():
+    """A multipolygon whose second part and one hole were clipped to 2 points keeps its valid shell."""
+    shell = [(0, 0), (10, 0), (10, 10), (0, 10), (0, 0)]
+    wkb = _multipolygon_wkb([[shell, [(2, 2), (3, 3)]], [[(20, 20), (20, 20)]]])
+    with pytest.raises(shapely.errors.GEOSException):
+        shapely.from_wkb(wkb)
+    fixed = salvage(wkb)
+    assert fixed.is_valid and fixed.area == 100
+    decoded = decode(np.array([wkb, None], dtype=object))
+    assert decoded.repaired == 1 and decoded.skipped == 0 and decoded.geometries[1] is None
+
+
+def _multipolygon_wkb(polygons: list[list[list[tuple[float, float]]]]) -> bytes:
+    import struct
+
+    out = struct.pack("<BII", 1, 6, len(polygons))
+    for rings in polygons:
+        out += struct.pack("<BII", 1, 3, len(rings))
+        for ring in rings:
+            out += struct.pack("<I", len(ring)) + np.asarray(ring, dtype="<f8").tobytes()
+    return out
+
+
+def test_qgis_geopackage_with_layer_styles(tmp_path):
+    """QGIS adds a non-spatial ``layer_styles`` table whenever a style is saved into a GeoPackage."""
+    import pyogrio
+
+    path = tmp_path / "village.gpkg"
+    _write_gpkg(path)
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_name TEXT, "
+                   "styleName TEXT, styleQML TEXT, useAsDefault BOOLEAN)")
+        db.execute("INSERT INTO layer_styles (f_table_name, styleName, styleQML, useAsDefault) "
+                   "VALUES ('village', 'default', '<qgis/>', 1)")
+        db.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier) "
+                   "VALUES ('layer_styles', 'attributes', 'layer_styles')")
+    assert "layer_styles" in [str(name) for name, _ in pyogrio.list_layers(path)]
+    mask = place_mask(village.place(), source=path)
+    assert (mask.ids == village.expected_ids(mask.grid)).mean() >= 0.999
+
+
+def _write_gpkg(path: Path) -> None:
+    """The synthetic village as a GeoPackage layer (pyogrio's raw writer, no geopandas)."""
+    import pyogrio.raw
+
+    source = village.write_geojson(path.with_suffix(".geojson"))
+    meta, _, wkb, columns = pyogrio.raw.read(source)
+    pyogrio.raw.write(path, wkb, columns, list(meta["fields"]), layer="village", driver="GPKG", crs=meta["crs"],
+                      geometry_type="Unknown")
+
+
+def test_box_outside_the_file_is_one_line_exit_2(tmp_path, capsys):
+    swapped = "26.95,60.53"  # lon,lat typed as lat,lon
+    code, _, err = _cli(["osm-mask", swapped, "--from", str(PBF), "--out", str(tmp_path)], capsys)
+    assert code == 2 and err.startswith("error: ") and "outside the file" in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1
+    assert extent(PBF) == pytest.approx((26.93, 60.52, 26.97, 60.54), abs=1e-6)
+    assert not list(tmp_path.glob("*.tif"))
+
+
+def test_nothing_drawn_is_an_error(tmp_path, capsys):
+    path = tmp_path / "clipped.osm"
+    path.write_text(CLIPPED_WAY)  # GDAL's OSM XML reader gives no extent: the empty result tells
+    code, _, err = _cli(["osm-mask", "45.01,5.01", "--from", str(path), "--out", str(tmp_path)], capsys)
+    assert code == 2 and "all background" in err.splitlines()[-1] and "Traceback" not in err
