@@ -71,6 +71,11 @@ class Settings:
     """remote backend: the variable holding the endpoint's token (then HF_TOKEN); never the token itself."""
     endpoint_timeout: float = 600.0
     """remote backend: seconds to wait for an answer."""
+    allowed_hosts: str = ""
+    """More Host names the servers answer besides localhost, 127.0.0.1, [::1] and their own address (a reverse
+    proxy's name; ``*`` turns the check off): other Hosts get 403, which stops DNS rebinding."""
+    allowed_origins: str = ""
+    """serve: web pages (``http://host:port``) that may call it from the browser, with CORS; others get 403."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -130,9 +135,22 @@ class Settings:
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 2**20)
 
-    def endpoint_token(self) -> str | None:
-        """The remote endpoint's token, read from the environment at call time so it never sits in a file."""
-        return os.environ.get(self.endpoint_token_env) or os.environ.get("HF_TOKEN") or None
+    def endpoint_token(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The remote endpoint's token from the environment (never from a file or an option), stripped.
+
+        A token file with CRLF endings read by ``$(cat …)`` leaves a ``\\r``: surrounding whitespace
+        is dropped. One with a control character inside is refused with a message that does not
+        contain it (the token must never reach an error, a log line or a page).
+        """
+        env = os.environ if environ is None else environ
+        for var in (self.endpoint_token_env, "HF_TOKEN"):
+            token = (env.get(var) or "").strip()
+            if token:
+                if not all(32 < ord(c) < 127 for c in token):  # header-safe ASCII, nothing else
+                    raise ValueError(f"the token in {var} contains a space, a control or a non-ASCII character; "
+                                     "set it to the token alone")
+                return token
+        return None
 
 
 def parse_env_value(var: str, text: str, cast: type) -> Any:

@@ -97,8 +97,10 @@ def test_accept_png_returns_one_png(client, body):
 
 def test_legacy_payload_over_http(client, body):
     flat = {"prompt": "Aerial view", "image": body["parameters"]["image"], "steps": "1", "seed": "9"}
-    answer = client.post("/", data=json.dumps(flat), content_type="text/plain")
+    answer = client.post("/", data=json.dumps(flat), content_type="application/json")
     assert answer.status_code == 200 and answer.get_json()["seeds"] == [9]
+    refused = client.post("/", data=json.dumps(flat), content_type="text/plain")  # what any web page may send
+    assert refused.status_code == 415 and "application/json" in refused.get_json()["error"]
 
 
 def test_drawing2map_payload_over_http_answers_its_png_with_the_exact_seed(client, body):

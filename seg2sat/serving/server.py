@@ -58,12 +58,15 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     """
     from flask import Flask
 
+    from .guard import Policy, install, split_list
+
     if settings is None:
         settings = service.settings if service is not None else Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["seg2sat"] = ServerState(service or Service(settings), DeviceGate(settings.queue_size))
     app.register_blueprint(_blueprint())
+    install(app, Policy(hosts=split_list(settings.allowed_hosts), origins=split_list(settings.allowed_origins)))
     _register_errors(app)
     return app
 
@@ -83,6 +86,24 @@ def _error(message: str, status: int, **headers):
     return response
 
 
+def _body(request):
+    """The JSON body (application/json only, depth-limited), or a bare image as ``inputs``.
+
+    InferenceClient.image_to_image with no parameters posts the bare image: it is taken as
+    inputs, so the answer says what is missing (parameters.prompt) rather than "not JSON".
+    A form or text/plain body is refused: those are what any web page can send cross-site.
+    """
+    from .guard import SIMPLE_TYPES, Refused, read_json
+
+    if request.is_json:
+        return read_json(request)
+    raw = request.get_data(cache=True)
+    if raw.startswith(MAGIC) and request.mimetype not in SIMPLE_TYPES:
+        return {"inputs": raw}
+    raise Refused(415, f"body: send JSON like {SHAPE} with Content-Type: application/json "
+                       f"(got {request.mimetype or 'no Content-Type'})")
+
+
 def _blueprint():
     from flask import Blueprint, Response, jsonify, request
 
@@ -97,14 +118,11 @@ def _blueprint():
     def predict():
         start = time.perf_counter()
         state = _state()
-        data = request.get_json(force=True, silent=True)
-        if data is None and request.get_data().startswith(MAGIC):
-            # InferenceClient.image_to_image with no parameters posts the bare image: take it as inputs,
-            # so the answer says what is missing (parameters.prompt) rather than "not JSON".
-            data = {"inputs": request.get_data()}
-        if data is None:
+        try:
+            data = _body(request)
+        except Exception:
             state.count("bad_request")
-            return _error(f"body: must be JSON, like {SHAPE}", 400)
+            raise
         want_png = request.accept_mimetypes.best_match(["application/json", "image/png"]) == "image/png"
         try:
             req = state.service.parse(data)
@@ -144,10 +162,16 @@ def _register_errors(app) -> None:
     """Every error answers JSON ``{"error": message}``; an unexpected one is logged and the server goes on."""
     from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+    from .guard import Refused
+
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
         limit = app.config["MAX_CONTENT_LENGTH"]
         return _error(f"body: the request is larger than the limit of {limit} bytes (SEG2SAT_MAX_BODY_MB)", 413)
+
+    @app.errorhandler(Refused)
+    def refused(exc):
+        return _error(exc.description, exc.code)
 
     @app.errorhandler(HTTPException)
     def http_error(exc):
@@ -165,13 +189,15 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8080, threads: int | N
 
     Enough threads for the running request, every queued one and a health check, so
     requests wait in the device queue (and get 503 when it is full) rather than in the
-    socket. ``port=0`` picks a free port (``server.effective_port``).
+    socket; connection limits and deadlines hold against slow clients (:mod:`.connections`).
+    ``port=0`` picks a free port (``server.effective_port``). ``host`` is also a Host the
+    server answers (:mod:`.guard`).
     """
-    from waitress import create_server
+    from .connections import make_waitress
 
     state: ServerState = app.extensions["seg2sat"]
-    return create_server(app, host=host, port=port, threads=threads or state.gate.max_waiting + 2,
-                         max_request_body_size=state.service.settings.max_body_bytes, ident="seg2sat")
+    app.extensions["seg2sat_policy"].bind(host)
+    return make_waitress(app, host, port, threads or state.gate.max_waiting + 2, state.service.settings.max_body_bytes)
 
 
 def stop_server(server) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from ..serving.guard import Policy, Refused, install, split_list
 from ..settings import Settings
 from .config import default_samples_dir, resolve
 
@@ -36,6 +37,7 @@ def create_app(config: dict | None = None) -> Flask:
                                                places)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
+    install(app, Policy(bound=str(app.config["HOST"]), hosts=split_list(settings.allowed_hosts)))
     app.register_error_handler(HTTPException, _http_error)
     worker.start(warmup=bool(app.config["WARMUP"]))
     return app
@@ -55,7 +57,7 @@ def _http_error(exc: HTTPException):
     if not request.path.startswith("/api/"):
         return exc
     message = exc.description or exc.name
-    if exc.code == 413:
+    if exc.code == 413 and not isinstance(exc, Refused):
         message = "the request is too large; send a smaller mask or image"
     return jsonify({"error": message}), exc.code
 

@@ -14,6 +14,7 @@ from ..codec import decode_image
 from ..prompts import MIN_SHARE, STYLES
 from ..render import HALO
 from ..request import BACKENDS, FAST, SETTINGS
+from ..serving.guard import read_json
 from ..settings import Settings
 from .backends import BackendError
 from .jobs import QueueFull, Worker
@@ -99,10 +100,12 @@ def sample(name: str):
 def import_mask():
     """An uploaded PNG/JPEG (form field ``file`` or JSON ``image``) snapped to class colours."""
     limits = _state().settings.limits
-    if "file" in request.files:
+    if request.mimetype == "multipart/form-data":  # the guard has checked it comes from our page
+        if "file" not in request.files:
+            return error("file: send the image as the form field 'file'")
         image = decode_image(request.files["file"].read(), "file", limits)
     else:
-        image = decode_image(body_object(request.get_json(silent=True)).get("image"), "image", limits)
+        image = decode_image(body_object(read_json(request)).get("image"), "image", limits)
     loaded = masks.snap(image)
     return jsonify(mask_summary(loaded.ids, loaded.off_palette))
 
@@ -113,7 +116,7 @@ def place():
     a sample, with the name the caption uses and the grid it lies on. Answered when the map is made (seconds:
     geocoding and Overpass), so the page shows its own busy state meanwhile; 502 when a service cannot answer."""
     state = _state()
-    query = parse_place(request.get_json(silent=True), state.settings.limits)
+    query = parse_place(read_json(request), state.settings.limits)
     try:
         made = state.places.make(query)
     except ServiceUnavailable as exc:
@@ -123,7 +126,7 @@ def place():
 
 def _submit(mode: str):
     state = _state()
-    req = parse_request(mode, request.get_json(silent=True), state.store, state.settings.backend,
+    req = parse_request(mode, read_json(request), state.store, state.settings.backend,
                         state.settings.limits)
     try:
         job = state.worker.submit(req)

@@ -72,8 +72,9 @@ class RemoteBackend:
     """An inference endpoint speaking the Seg2Sat protocol (``seg2sat serve``, endpoint/README.md).
 
     The token comes from the environment variable named by ENDPOINT_TOKEN_ENV (default
-    ``SEG2SAT_ENDPOINT_TOKEN``, then ``HF_TOKEN``), read at each call. Endpoints report
-    no per-step progress, so the job shows 0 of N until the answer.
+    ``SEG2SAT_ENDPOINT_TOKEN``, then ``HF_TOKEN``), stripped and checked once when the
+    backend loads (at start), and never appears in an error: any message that would carry
+    it is redacted. Endpoints report no per-step progress, so the job shows 0 of N until the answer.
     """
 
     name = "remote"
@@ -82,11 +83,26 @@ class RemoteBackend:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.url = settings.endpoint_url
+        self._token: str | None = None
+        self._loaded = False
 
     def load(self) -> None:
         if not self.url or not str(self.url).startswith(("http://", "https://")):
             raise BackendError("The remote backend needs an endpoint URL: pass --endpoint-url "
                                "https://… (or set SEG2SAT_ENDPOINT_URL) and put its token in SEG2SAT_ENDPOINT_TOKEN.")
+        if not self._loaded:
+            try:
+                self._token = self.settings.endpoint_token()
+            except ValueError as exc:
+                raise BackendError(f"The endpoint token cannot be used: {exc}.") from None
+            self._loaded = True
+
+    def redact(self, text: str) -> str:
+        """``text`` with the token (and its escaped forms) replaced: what an error may say."""
+        if self._token:
+            for form in {self._token, repr(self._token)[1:-1], self._token.encode().hex()}:
+                text = text.replace(form, "[token]")
+        return text
 
     @staticmethod
     def payload(req: Request) -> dict:
@@ -110,7 +126,10 @@ class RemoteBackend:
         self.load()
         total = req.steps * req.num_images
         on_step(0, total)
-        answer = self._post(self.payload(req))
+        try:
+            answer = self._post(self.payload(req))
+        except Exception as exc:  # whatever failed, its message may quote the request: no token leaves here
+            raise BackendError(self.redact(str(exc))) from None
         try:
             images = [Image.open(io.BytesIO(base64.b64decode(b))).convert("RGB") for b in answer["images"]]
         except (KeyError, TypeError, ValueError, OSError) as exc:
@@ -121,9 +140,8 @@ class RemoteBackend:
 
     def _post(self, payload: dict) -> dict:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        token = self.settings.endpoint_token()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
         request = urllib.request.Request(self.url, json.dumps(payload).encode(), headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.settings.endpoint_timeout) as response:

@@ -63,25 +63,31 @@ def config_from_args(args: argparse.Namespace) -> dict:
     return {k: v for k, v in pairs.items() if v is not None}
 
 
-def serve(config: dict) -> None:
-    """Build the app, listen, print the URL, serve until Ctrl+C."""
-    from werkzeug.serving import make_server
+UI_THREADS = 6
+"""Requests handled at once (imports, previews, places); jobs run on their own worker. A few threads bound the
+memory of concurrent requests; waitress holds further connections (slow ones too) without a thread each."""
 
+
+def serve(config: dict) -> None:
+    """Build the app, listen (waitress, with the connection limits of seg2sat.serving.connections), print the URL,
+    serve until Ctrl+C."""
+    from ..serving.connections import make_waitress
     from . import create_app
 
     app = create_app(config)
     try:
-        server = make_server(app.config["HOST"], int(app.config["PORT"]), app, threaded=True)
+        server = make_waitress(app, str(app.config["HOST"]), int(app.config["PORT"]), UI_THREADS,
+                               app.extensions["seg2sat_ui"].settings.max_body_bytes)
     except OSError as exc:
         raise ValueError(f"cannot listen on {app.config['HOST']}:{app.config['PORT']} ({exc.strerror or exc}); "
                          "pick another --port") from None
     host = "localhost" if app.config["HOST"] in ("127.0.0.1", "0.0.0.0", "::") else app.config["HOST"]
-    print(f"Drawing2Map is running at http://{host}:{server.port}/ (backend: {app.extensions['seg2sat_ui'].settings.backend}; "
-          "Ctrl+C to stop)", flush=True)
+    print(f"Drawing2Map is running at http://{host}:{server.effective_port}/ "
+          f"(backend: {app.extensions['seg2sat_ui'].settings.backend}; Ctrl+C to stop)", flush=True)
     try:
-        server.serve_forever()
+        server.run()
     finally:
-        server.server_close()
+        server.close()
         app.extensions["seg2sat_ui"].worker.close()
 
 

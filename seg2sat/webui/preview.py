@@ -21,13 +21,14 @@ from PIL import Image
 from ..classes import NUM_CLASSES
 from ..render import render_window
 from ..request import RequestError
+from ..serving.guard import read_json
 from .api import bp  # a route of the API blueprint: same prefix, same JSON errors
 from .payloads import body_object
 
 
 @bp.post("/preview")
 def preview():
-    body = body_object(request.get_json(silent=True))
+    body = body_object(read_json(request))
     started = time.perf_counter()
     ids, box, origin, seed = _parse(body, current_app.extensions["seg2sat_ui"].settings.limits.max_pixels)
     buffer = io.BytesIO()
