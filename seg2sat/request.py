@@ -13,6 +13,7 @@ request before it waits for the device.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Iterator, Sequence
@@ -78,6 +79,28 @@ class RequestError(ValueError):
     def renamed(self, names: dict[str, str] | None = None, prefix: str = "") -> RequestError:
         """The same error under a front end's spelling of the field (``--steps``, ``parameters.steps``)."""
         return RequestError((names or {}).get(self.field) or f"{prefix}{self.field}", self.detail)
+
+
+def json_text(value: Any, limit: int = 60) -> str:
+    """A value as the client wrote it, in JSON's words: ``true``, ``null``, ``"text"``, ``[1, 2]``; an object or
+    a long array by its kind. Error messages quote values this way: the clients speak JSON, not Python."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)) and not all(v is None or isinstance(v, (bool, int, float)) for v in value):
+        return f"an array of {len(value)} item{'s' * (len(value) != 1)}"
+    try:
+        text = json.dumps(list(value) if isinstance(value, tuple) else value)
+    except (TypeError, ValueError):
+        return f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
+
+
+def json_kind(value: Any) -> str:
+    """The JSON type of a value, for "must be an object, got text": an object, an array, text, a number…"""
+    if value is None or isinstance(value, bool):
+        return json_text(value)
+    kinds = ((dict, "an object"), ((list, tuple), "an array"), (str, "text"), ((int, float), "a number"))
+    return next((kind for types, kind in kinds if isinstance(value, types)), f"a {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -253,7 +276,7 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value is None:
         return allowed[0]
     if not isinstance(value, str) or value.strip().lower() not in allowed:
-        raise RequestError(name, f"must be one of {', '.join(allowed)}, got {value!r}")
+        raise RequestError(name, f"must be one of {', '.join(allowed)}, got {json_text(value)}")
     return value.strip().lower()
 
 
@@ -264,11 +287,11 @@ def _number(name: str, value: Any) -> int | float:
         return setting.cast(setting.default)
     kind = "an integer" if setting.cast is int else "a number"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RequestError(name, f"must be {kind} between {setting.low} and {setting.high}, got {value!r}")
+        raise RequestError(name, f"must be {kind} between {setting.low} and {setting.high}, got {json_text(value)}")
     if setting.cast is int and not float(value).is_integer():
-        raise RequestError(name, f"must be {kind} between {setting.low} and {setting.high}, got {value!r}")
+        raise RequestError(name, f"must be {kind} between {setting.low} and {setting.high}, got {json_text(value)}")
     if not setting.low <= value <= setting.high:  # also refuses NaN
-        raise RequestError(name, f"must be {kind} between {setting.low} and {setting.high}, got {value!r}")
+        raise RequestError(name, f"must be {kind} between {setting.low} and {setting.high}, got {json_text(value)}")
     return setting.cast(value)
 
 
@@ -277,7 +300,7 @@ def parse_int(name: str, text: str) -> int:
     try:
         return int(text.strip())
     except ValueError:
-        raise RequestError(name, f"must be an integer, got the text {text!r}") from None
+        raise RequestError(name, f"must be an integer, got the text {json_text(text)}") from None
 
 
 def _seeds(seed: Any, num_images: int) -> list[int]:
@@ -298,7 +321,7 @@ def _seeds(seed: Any, num_images: int) -> list[int]:
         values = [seed]
     for value in values:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise RequestError("seed", f"must be a non-negative integer, got {value!r}")
+            raise RequestError("seed", f"must be a non-negative integer, got {json_text(value)}")
         if value > MAX_SEED:
             raise RequestError("seed", f"must be at most 2**63-1 = {MAX_SEED}, got {value}")
     return values
@@ -306,7 +329,7 @@ def _seeds(seed: Any, num_images: int) -> list[int]:
 
 def _text(name: str, value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise RequestError(name, f"must be a string, got {type(value).__name__}")
+        raise RequestError(name, f"must be a string, got {json_kind(value)}")
     return value.strip() or None if value is not None else None
 
 
@@ -368,7 +391,7 @@ def _resized(ids: np.ndarray, width: Any, height: Any, limits: ImageLimits) -> n
     for name, value in (("width", width), ("height", height)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not float(value).is_integer() or value < limits.min_side):
-            raise RequestError(name, f"must be a whole number of pixels, at least {limits.min_side}, got {value!r}")
+            raise RequestError(name, f"must be a whole number of pixels, at least {limits.min_side}, got {json_text(value)}")
         most, rule = ((limits.max_pixels // limits.min_side, "the pixel limit allows") if limits.max_pixels
                       else (2**31 - 1, "an image can have"))  # with a pixel limit: the other side is >= min_side
         if value is not None and value > most:
@@ -387,7 +410,7 @@ def _region(value: Any, size: tuple[int, int], limits: ImageLimits) -> np.ndarra
                                      "[x, y, width, height]")
     if isinstance(value, (list, tuple)):
         if len(value) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise RequestError("region", f"a box must be four integers [x, y, width, height], got {list(value)!r}")
+            raise RequestError("region", f"a box must be four integers [x, y, width, height], got {json_text(list(value))}")
         x, y, w, h = value
         if w <= 0 or h <= 0:
             raise RequestError("region", f"the box {list(value)} is empty: width and height must be positive")
@@ -417,7 +440,7 @@ def _position(at: Any, inner: tuple[int, int], outer: tuple[int, int]) -> tuple[
     else:
         if (not isinstance(at, (list, tuple)) or len(at) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in at)):
-            raise RequestError("at", f"must be two integers x,y, got {at!r}")
+            raise RequestError("at", f"must be two integers x,y, got {json_text(at)}")
         x, y = at
     if x < 0 or y < 0 or x + inner[0] > outer[0] or y + inner[1] > outer[1]:
         raise RequestError("at", f"an image of {inner[0]}x{inner[1]} at {x},{y} does not fit in the "
@@ -456,10 +479,10 @@ def grow(side: str, pixels: int, size: tuple[int, int]) -> tuple[tuple[int, int]
     """For "extend by ``pixels`` on ``side``": the grown canvas size and where the image sits in it."""
     w, h = size
     if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels <= 0:
-        raise RequestError("pixels", f"must be a positive integer, got {pixels!r}")
+        raise RequestError("pixels", f"must be a positive integer, got {json_text(pixels)}")
     grown = {"left": ((w + pixels, h), (pixels, 0)), "right": ((w + pixels, h), (0, 0)),
              "top": ((w, h + pixels), (0, pixels)), "bottom": ((w, h + pixels), (0, 0)),
              "all": ((w + 2 * pixels, h + 2 * pixels), (pixels, pixels))}
     if side not in grown:
-        raise RequestError("side", f"must be one of {', '.join(grown)}, got {side!r}")
+        raise RequestError("side", f"must be one of {', '.join(grown)}, got {json_text(side)}")
     return grown[side]

@@ -42,8 +42,19 @@ def register(sub) -> None:
                    help="without the diffusion weights, fail (503) instead of answering with the procedural renderer "
                    "(SEG2SAT_FALLBACK=false)")
     p.add_argument("--lazy", action="store_true", help="load the model on the first request instead of at start")
+    p.add_argument("--allowed-hosts", nargs="+", default=None, metavar="HOST",
+                   help="more Host names to answer besides localhost, 127.0.0.1, [::1] and --host, e.g. a reverse "
+                   "proxy's (SEG2SAT_ALLOWED_HOSTS); other Hosts get 403 (DNS rebinding)")
+    p.add_argument("--allowed-origins", nargs="+", default=None, metavar="ORIGIN",
+                   help="web pages that may call the server from a browser, e.g. http://localhost:3000 "
+                   "(SEG2SAT_ALLOWED_ORIGINS): they get CORS answers; other pages get 403")
     add_load_arguments(p, env=True)
     p.set_defaults(func=_cmd_serve)
+
+
+def _joined(values: list[str] | None) -> str | None:
+    """Options given as several words (or one comma list) -> the variable's spelling, "a b"."""
+    return None if values is None else " ".join(values)
 
 
 def _cmd_serve(args) -> None:
@@ -58,14 +69,19 @@ def _cmd_serve(args) -> None:
     settings = Settings.from_env(model=args.model, controlnet=args.controlnet, device=args.device,
                                  max_pixels=args.max_pixels, queue_size=args.queue_size, max_body_mb=args.max_body_mb,
                                  backend=args.backend, fallback=False if args.no_fallback else None,
+                                 allowed_hosts=_joined(args.allowed_hosts), allowed_origins=_joined(args.allowed_origins),
                                  **load_overrides(args))
-    service = Service(settings)
+    try:
+        service = Service(settings)
+        app = create_app(settings, service)
+    except ValueError as exc:  # a malformed --allowed-origins
+        raise CommandError(str(exc)) from None
     if not args.lazy and settings.backend == "diffusion":
         print(f"loading {settings.model or 'the default model'} …", flush=True)
         service.pipeline  # noqa: B018 - load now, so the first request is not the slow one
         if service.note:
             print(f"note: {service.note}", file=sys.stderr, flush=True)
-    server = make_server(create_app(settings, service), host=args.host, port=args.port)
+    server = make_server(app, host=args.host, port=args.port)
     print(f"serving on http://{args.host}:{server.effective_port}  (POST / or /predict, GET /health; Ctrl+C stops)",
           flush=True)
     try:

@@ -35,7 +35,7 @@ class JsonErrorTask(ErrorTask):
         body = json.dumps({"error": f"{error.reason}: {error.body}"}).encode()
         self.response_headers.append(("Content-Type", "application/json"))
         origin = self.request.headers.get("ORIGIN")
-        policy = getattr(self.channel.server.application, "extensions", {}).get("seg2sat_policy")
+        policy = getattr(self.channel.server, "seg2sat_policy", None)
         if origin and policy is not None and policy.cross_origin_ok(origin):
             self.response_headers.append(("Access-Control-Allow-Origin", origin))
         self.set_close_on_finish()
@@ -93,6 +93,7 @@ def make_waitress(app, host: str, port: int, threads: int, max_body_bytes: int,
                            channel_timeout=channel_timeout, cleanup_interval=max(1, min(5, request_timeout / 3)),
                            asyncore_use_poll=True)
     server.channel_class = DeadlineChannel
+    server.seg2sat_policy = app.extensions.get("seg2sat_policy")  # server.application is waitress's wrapper
     server.maintenance = _maintenance(server, request_timeout)
     return server
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..codec import decode_image, looks_like_image
-from ..request import SETTINGS, ImageLimits, Request, RequestError, parse_int
+from ..request import SETTINGS, ImageLimits, Request, RequestError, json_kind, json_text, parse_int
 
 FIELDS: dict[str, str] = {
     "image": "mask", "init_image": "image", "region": "region", "at": "at", "mode": "mode", "backend": "backend",
@@ -67,20 +67,20 @@ class Payload:
 def split_payload(data: Any) -> Payload:
     """The prompt and parameters of a body in any of the three shapes (see the module's docstring)."""
     if not isinstance(data, dict):
-        raise RequestError("body", f"must be a JSON object like {SHAPE}, got {type(data).__name__}")
+        raise RequestError("body", f"must be a JSON object like {SHAPE}, got {json_kind(data)}")
     if "parameters" not in data and ("prompt" in data or "image" in data):
         return _flat(data)
     unknown = sorted(set(data) - {"inputs", "parameters"})
     if unknown:
-        raise RequestError("body", f"unknown field {unknown[0]!r}; send {SHAPE}")
+        raise RequestError("body", f"unknown field {json_text(unknown[0])}; send {SHAPE}")
     params = data.get("parameters")
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise RequestError("parameters", f"must be a JSON object, got {type(params).__name__}")
+        raise RequestError("parameters", f"must be a JSON object, got {json_kind(params)}")
     unknown = sorted(set(params) - set(PARAMETERS), key=str)
     if unknown:
-        raise RequestError("parameters", f"unknown parameter {unknown[0]!r}; known ones: {', '.join(PARAMETERS)}")
+        raise RequestError("parameters", f"unknown parameter {json_text(unknown[0])}; known ones: {', '.join(PARAMETERS)}")
     params, sent = _canonical(params, "parameters.")
     prompt = data.get("inputs")
     if "prompt" in params or ("image" not in params and looks_like_image(prompt)):  # shape 2
@@ -97,7 +97,7 @@ def _flat(data: dict) -> Payload:
     """Shape 3: every field at the top level, numbers often as text; unknown keys are ignored, as the original
     handler did (its clients sent extras). ``inputs`` and ``prompt`` are the same field there."""
     if "prompt" in data and "inputs" in data and data["prompt"] != data["inputs"]:
-        raise RequestError("prompt", f"differs from inputs ({data['prompt']!r} vs {data['inputs']!r}); "
+        raise RequestError("prompt", f"differs from inputs ({json_text(data['prompt'])} vs {json_text(data['inputs'])}); "
                            "send the prompt once")
     params, sent = _canonical({k: v for k, v in data.items() if k in PARAMETERS and k != "prompt"}, "")
     sent["prompt"] = "prompt" if "prompt" in data or "inputs" not in data else "inputs"
@@ -113,7 +113,7 @@ def _parse_float(name: str, text: str) -> float:
     try:
         return float(text.strip())
     except ValueError:
-        raise RequestError(name, f"must be a number, got the text {text!r}") from None
+        raise RequestError(name, f"must be a number, got the text {json_text(text)}") from None
 
 
 def _canonical(params: dict, prefix: str) -> tuple[dict, dict[str, str]]:
@@ -128,7 +128,7 @@ def _canonical(params: dict, prefix: str) -> tuple[dict, dict[str, str]]:
     if "target_size" in params:
         size = params["target_size"]
         if not isinstance(size, dict) or not size or not set(size) <= {"width", "height"}:
-            raise RequestError(f"{prefix}target_size", f'must be {{"width": W, "height": H}}, got {size!r}')
+            raise RequestError(f"{prefix}target_size", f'must be {{"width": W, "height": H}}, got {json_text(size)}')
         items = [(k, v) for k, v in items if k != "target_size"] + [(f"target_size.{k}", v) for k, v in size.items()]
     for key, value in items:
         ours = ALIASES.get(key) or key.removeprefix("target_size.")
@@ -137,7 +137,8 @@ def _canonical(params: dict, prefix: str) -> tuple[dict, dict[str, str]]:
             alias, other = (where, value), (sent.get(ours, prefix + ours), out[ours])
             if alias[0] == prefix + ours:  # the message starts with the alias, whichever came first
                 alias, other = other, alias
-            raise RequestError(alias[0], f"{alias[1]!r} conflicts with {other[0]} = {other[1]!r}; send one of them")
+            raise RequestError(alias[0], f"{json_text(alias[1])} conflicts with {other[0]} = {json_text(other[1])}; "
+                               "send one of them")
         if value is not None or ours not in out:
             out[ours] = value
             if key != ours:

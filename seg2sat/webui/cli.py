@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-fallback", dest="fallback", action="store_false", default=None,
                    help="diffusion backend: show the missing-weights error instead of using the procedural renderer "
                         "(env SEG2SAT_FALLBACK=false)")
+    p.add_argument("--allowed-hosts", nargs="+", default=None, metavar="HOST",
+                   help="more Host names to answer besides localhost, 127.0.0.1, [::1] and --host, e.g. a reverse "
+                        "proxy's (env SEG2SAT_ALLOWED_HOSTS); other Hosts get 403 (DNS rebinding)")
     add_load_arguments(p, env=True)
     p.add_argument("--queue-size", type=int, default=None,
                    help=f"jobs that may wait for the device while one runs (default {shared.queue_size}; "
@@ -59,6 +62,7 @@ def config_from_args(args: argparse.Namespace) -> dict:
              "PORT": args.port, "QUEUE_SIZE": args.queue_size, "FALLBACK": args.fallback,
              "OVERPASS_URL": args.overpass_url, "NOMINATIM_URL": args.nominatim_url, "USER_AGENT": args.user_agent,
              "OSM_CACHE_DIR": args.osm_cache_dir,
+             "ALLOWED_HOSTS": " ".join(args.allowed_hosts) if args.allowed_hosts else None,
              **{k.upper(): v for k, v in load_overrides(args).items()}}
     return {k: v for k, v in pairs.items() if v is not None}
 

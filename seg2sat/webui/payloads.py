@@ -17,12 +17,14 @@ import numpy as np
 
 from .. import masks
 from ..codec import decode_image
-from ..request import ImageLimits, Request, RequestError, grow
+from ..request import ImageLimits, Request, RequestError, grow, json_text
 from .store import ImageStore
 
 SETTING_FIELDS = ("seed", "num_images", "steps", "guidance_scale", "negative_prompt", "style", "scheduler",
                   "cache_interval")
 """Body fields passed to :meth:`Request.build` under the same name."""
+SIDES = ("left", "right", "top", "bottom", "all")
+"""Where outpaint grows the image (:func:`seg2sat.request.grow`)."""
 MAP_STRENGTH, MAP_STRENGTH_ALIAS = "controlnet_conditioning_scale", "controlnet_scale"
 """The public name shared with the endpoint API, and the core's name, accepted as an alias."""
 
@@ -60,7 +62,8 @@ def _map_strength(body: dict) -> tuple[object, str]:
     """Its value and the name it came under; the alias may be sent too if it agrees (as on the endpoint)."""
     ours, alias = body.get(MAP_STRENGTH), body.get(MAP_STRENGTH_ALIAS)
     if ours is not None and alias is not None and ours != alias:
-        raise RequestError(MAP_STRENGTH_ALIAS, f"{alias!r} conflicts with {MAP_STRENGTH} = {ours!r}; send one of them")
+        raise RequestError(MAP_STRENGTH_ALIAS, f"{json_text(alias)} conflicts with {MAP_STRENGTH} = {json_text(ours)}; "
+                                              "send one of them")
     return (alias, MAP_STRENGTH_ALIAS) if ours is None and alias is not None else (ours, MAP_STRENGTH)
 
 
@@ -84,6 +87,8 @@ def _position(mode: str, body: dict, image, mask_size: tuple[int, int]) -> tuple
     if image is None:
         return None  # Request.build says the image is required
     side, pixels = body.get("side"), body.get("pixels")
+    if not isinstance(side, str):  # any JSON value may arrive; grow() looks strings up
+        raise RequestError("side", f"must be one of {', '.join(SIDES)}, got {json_text(side)}")
     size, at = grow(side, pixels, image.size)
     if size != mask_size:
         raise RequestError("mask", f"extending the {image.width}x{image.height} image by {pixels} px on the {side} "

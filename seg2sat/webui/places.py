@@ -25,7 +25,7 @@ from ..gis.osm import PlaceMask
 from ..gis.osm_tags import DEFAULT_BACKGROUND
 from ..gis.overpass import OverpassClient, OverpassError
 from ..masks import to_image
-from ..request import ImageLimits, RequestError
+from ..request import ImageLimits, RequestError, json_text
 from .payloads import body_object, mask_summary
 
 MAX_PLACE_CHARS = 300
@@ -88,21 +88,21 @@ def parse_place(body, limits: ImageLimits) -> PlaceQuery:
 
 def _resolution(value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise RequestError("resolution", f"must be a number of metres per pixel, got {value!r}")
+        raise RequestError("resolution", f"must be a number of metres per pixel, got {json_text(value)}")
     try:
         resolution = float(value)
     except ValueError:
-        raise RequestError("resolution", f"must be a number of metres per pixel, got {value!r}") from None
+        raise RequestError("resolution", f"must be a number of metres per pixel, got {json_text(value)}") from None
     if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
         raise RequestError("resolution", f"must be {MIN_RESOLUTION:g}..{MAX_RESOLUTION:g} metres per pixel, "
-                                         f"got {value!r}")
+                                         f"got {json_text(value)}")
     return resolution
 
 
 def _size(value, limits: ImageLimits) -> tuple[int, int]:
     """``512``, ``"512"`` or ``"640x480"``, within the server's image limits."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise RequestError("size", f"must be W or WxH in pixels, got {value!r}")
+        raise RequestError("size", f"must be W or WxH in pixels, got {json_text(value)}")
     try:
         size = osm.parse_size(value)
     except ValueError as exc:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..classes import NUM_CLASSES
 from ..render import render_window
-from ..request import RequestError
+from ..request import RequestError, json_text
 from ..serving.guard import read_json
 from .api import bp  # a route of the API blueprint: same prefix, same JSON errors
 from .payloads import body_object
@@ -40,7 +40,7 @@ def preview():
 def _ints(body: dict, name: str, count: int) -> list[int]:
     value = body.get(name)
     if not isinstance(value, list) or len(value) != count or not all(isinstance(v, int) and v >= 0 for v in value):
-        raise RequestError(name, f"must be a list of {count} non-negative integers, got {value!r}")
+        raise RequestError(name, f"must be a list of {count} non-negative integers, got {json_text(value)}")
     return value
 
 
@@ -62,6 +62,6 @@ def _parse(body: dict, max_pixels: int | None) -> tuple[np.ndarray, tuple[int, i
         raise RequestError("box", f"{[left, top, right, bottom]} is not a rectangle inside the {width}x{height} ids")
     seed = body.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise RequestError("seed", f"must be a non-negative integer, got {seed!r}")
+        raise RequestError("seed", f"must be a non-negative integer, got {json_text(seed)}")
     x, y = _ints(body, "origin", 2)
     return ids, (left, top, right, bottom), (x, y), seed
