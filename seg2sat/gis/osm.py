@@ -354,14 +354,17 @@ def slug(text: str) -> str:
 
 
 def save(mask: PlaceMask, out: str | os.PathLike, stem: str = "place") -> PlaceMask:
-    """Write ``STEM.tif`` (class GeoTIFF, colour table), ``STEM.png`` (colour mask) and ``STEM.txt`` (caption)."""
+    """Write ``STEM.tif`` (class GeoTIFF, colour table), ``STEM.png`` (colour mask) and ``STEM.txt`` (caption),
+    each under a temporary name first (see :mod:`.files`)."""
     from ..masks import to_image
+    from .files import atomic_path, write_text
     from .raster import write_classes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"tif": out / f"{stem}.tif", "png": out / f"{stem}.png", "txt": out / f"{stem}.txt"}
     write_classes(paths["tif"], mask.ids, mask.grid)
-    to_image(mask.ids).save(paths["png"])
-    paths["txt"].write_text(mask.caption + "\n", encoding="utf-8")
+    with atomic_path(paths["png"]) as tmp:
+        to_image(mask.ids).save(tmp)
+    write_text(paths["txt"], mask.caption + "\n")
     return replace(mask, paths=paths)

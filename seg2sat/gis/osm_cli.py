@@ -62,11 +62,17 @@ def add_place_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead of MASK: the OpenStreetMap mask of an address, lat,lon or south,west,north,east "
                    "(written to --out as with osm-mask; --resolution is its metres per pixel, default 0.2)")
     add_place_options(p, resolution=False)
+    from .plan import MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                   help=f"GeoTIFF masks: refuse maps of more than N pixels (default {MAX_PIXELS}, 16384^2) unless --yes")
+    p.add_argument("--yes", action="store_true", help="make a GeoTIFF map even when it is larger than --max-pixels")
 
 
 def place_to_mask(args) -> None:
     """``generate``: exactly one of MASK and --place; a place's mask is written to --out and becomes MASK
-    (a GeoTIFF, so the images are georeferenced too), and its caption the prompt unless --prompt is given."""
+    (a GeoTIFF, so the images are georeferenced too), and its caption the prompt unless --prompt is given.
+    A GeoTIFF MASK's job is sized first (:func:`check_geotiff_job`)."""
     from ..cli import CommandError
     from .osm import DEFAULT_RESOLUTION
 
@@ -75,6 +81,7 @@ def place_to_mask(args) -> None:
     if args.place is None:
         if args.prompt is None:
             raise CommandError("--prompt: required with MASK (with --place, the place's caption is the prompt)")
+        check_geotiff_job(args)
         return
     args.resolution = args.resolution or DEFAULT_RESOLUTION
     mask = mask_from_args(args, args.out)
@@ -84,6 +91,20 @@ def place_to_mask(args) -> None:
     if args.prompt is None:
         args.prompt = mask.caption
         print(f"note: prompt: {mask.caption}", file=sys.stderr)
+
+
+def check_geotiff_job(args) -> None:
+    """Print the reprojection note and the size/windows/disk of a big map; refuse one past --max-pixels."""
+    from .plan import check, plan
+    from .raster import is_tiff
+    from .stream import WINDOW as STREAM_WINDOW
+
+    if not (is_tiff(args.mask) and Path(args.mask).is_file()):
+        return
+    window, overlap = (STREAM_WINDOW, 0) if args.backend == "procedural" else (args.window, args.window // 8)
+    job = plan(args.mask, args.resolution, window, overlap)
+    for line in check(job, yes=args.yes, max_pixels=args.max_pixels):
+        print(f"note: {line}", file=sys.stderr, flush=True)
 
 
 def mask_from_args(args, out: Path):

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..classes import CLASSES
 from ..masks import PALETTE, from_raster
+from .files import atomic_path, temporary_name
 from .landcover import to_flair
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -64,10 +65,12 @@ def open_raster(path: str | os.PathLike):
 
 
 def open_mask(path: str | os.PathLike, resolution: float | None = None):
-    """A mask raster to read window by window; ``resolution`` (CRS units/px) resamples it nearest-neighbour.
+    """A mask raster to read window by window; ``resolution`` (metres/px) resamples it nearest-neighbour.
 
     Resampling goes through a warped view (GDAL's VRT), so a 10 m WorldCover tile can be
-    read at 0.2 m one window at a time without ever holding the fine grid.
+    read at 0.2 m one window at a time without ever holding the fine grid. A raster in
+    degrees (WorldCover and many downloads are EPSG:4326) is reprojected to the UTM zone
+    of its centre, since a resolution in metres means nothing in degrees (see :func:`utm_note`).
     """
     src = open_raster(path)
     if resolution is None:
@@ -75,15 +78,64 @@ def open_mask(path: str | os.PathLike, resolution: float | None = None):
     if not resolution > 0:
         src.close()
         raise ValueError(f"resolution must be > 0, got {resolution}")
-    from affine import Affine
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
+
+    if is_geographic(src):
+        return WarpedVRT(src, resampling=Resampling.nearest, **_utm_view(src, resolution))
+    from affine import Affine
 
     t = src.transform
     scale_x, scale_y = resolution / abs(t.a), resolution / abs(t.e)
     width, height = max(1, round(src.width / scale_x)), max(1, round(src.height / scale_y))
     transform = t @ Affine.scale(src.width / width, src.height / height)
     return WarpedVRT(src, crs=src.crs, transform=transform, width=width, height=height, resampling=Resampling.nearest)
+
+
+def is_geographic(src) -> bool:
+    return src.crs is not None and src.crs.is_geographic
+
+
+def utm_of(src):
+    """The UTM zone (WGS 84) of the raster's centre, as a rasterio CRS."""
+    from rasterio.warp import transform_bounds
+
+    from .osm import metric_crs
+
+    west, south, east, north = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    return metric_crs((south + north) / 2, (west + east) / 2)
+
+
+def _utm_view(src, resolution: float) -> dict:
+    """WarpedVRT options: the raster in its UTM zone at ``resolution`` m, the corner on whole pixels.
+
+    Pixels the reprojection brings in from outside the raster are nodata (the source's
+    own nodata value, else an alpha band), never a class.
+    """
+    import math
+
+    from rasterio.transform import from_origin
+    from rasterio.warp import transform_bounds
+
+    crs = utm_of(src)
+    left, bottom, right, top = transform_bounds(src.crs, crs, *src.bounds, densify_pts=21)
+    left, top = math.floor(left / resolution) * resolution, math.ceil(top / resolution) * resolution
+    width = max(1, math.ceil((right - left) / resolution - 1e-9))
+    height = max(1, math.ceil((top - bottom) / resolution - 1e-9))
+    view = dict(crs=crs, transform=from_origin(left, top, resolution, resolution), width=width, height=height)
+    return view | ({"nodata": src.nodata} if src.nodata is not None else {"add_alpha": True})
+
+
+def utm_note(path: str | os.PathLike, resolution: float | None) -> str | None:
+    """The one line that says a raster in degrees was reprojected (None when it was not)."""
+    if resolution is None:
+        return None
+    with env(), open_raster(path) as src:
+        if not is_geographic(src):
+            return None
+        crs = utm_of(src)
+        return (f"{Path(path).name} is in {src.crs.to_string()} (degrees): reprojected to its UTM zone "
+                f"{crs.to_string()} for --resolution {resolution:g} m")
 
 
 def grid_of(src) -> Grid:
@@ -103,6 +155,19 @@ def read_ids(src, window=None, classes: str = "flair") -> np.ndarray:
     if src.count >= 3 or classes == "flair":
         return from_raster(src.read(list(range(1, min(src.count, 3) + 1)), window=window)).ids
     return to_flair(src.read(1, window=window), classes)
+
+
+def read_valid(src, window=None) -> np.ndarray | None:
+    """True where the mask raster has data (its nodata value, mask or alpha band say so); None when all pixels do.
+
+    Nodata pixels still get a class from :func:`read_ids` (the renderer and the model need
+    one), and the outputs mark them as nodata so they stay transparent in QGIS.
+    """
+    from rasterio.enums import MaskFlags
+
+    if src.mask_flag_enums[0] == [MaskFlags.all_valid]:
+        return None
+    return src.read_masks(1, window=window) > 0
 
 
 def load_ids(path: str | os.PathLike, classes: str = "flair", resolution: float | None = None
@@ -130,7 +195,7 @@ def write_classes(path: str | os.PathLike, ids: np.ndarray, grid: Grid) -> Path:
     profile = dict(driver="GTiff", width=ids.shape[1], height=ids.shape[0], count=1, dtype="uint8", nodata=0,
                    crs=grid.crs, transform=grid.transform, compress="deflate", tiled=True, blockxsize=256,
                    blockysize=256)
-    with env(), rasterio.open(path, "w", **profile) as dst:
+    with env(), atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(np.asarray(ids, dtype=np.uint8), 1)
         dst.write_colormap(1, colormap())
         dst.update_tags(1, **{f"CLASS_{c.id}": c.name for c in CLASSES})
@@ -146,12 +211,15 @@ def rgb_profile(grid: Grid) -> dict:
 
 
 def to_cog(src_path: str | os.PathLike, path: str | os.PathLike) -> Path:
-    """Copy a GeoTIFF to a Cloud-Optimized GeoTIFF with overviews (GDAL streams it: memory stays bounded)."""
+    """Copy a GeoTIFF to a Cloud-Optimized GeoTIFF with overviews (GDAL streams it: memory stays bounded).
+
+    The copy is made under a temporary name: a kill during it never leaves a black COG under ``path``.
+    """
     from rasterio.shutil import copy
 
     path = Path(path)
-    with env():
-        copy(str(src_path), str(path), driver="COG", compress="DEFLATE", overview_resampling="AVERAGE",
+    with env(), atomic_path(path) as tmp:
+        copy(str(src_path), str(tmp), driver="COG", compress="DEFLATE", overview_resampling="AVERAGE",
              BIGTIFF="IF_SAFER")
     return path
 
@@ -161,7 +229,7 @@ def write_rgb(path: str | os.PathLike, rgb: np.ndarray, grid: Grid) -> Path:
     import rasterio
 
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.tif")
+    tmp = temporary_name(path.with_name(path.name + ".rgb.tif"))
     with env(), rasterio.open(tmp, "w", **rgb_profile(grid)) as dst:
         dst.write(np.moveaxis(np.asarray(rgb, dtype=np.uint8), -1, 0))
     try:

@@ -9,7 +9,9 @@ are no seams, and memory depends on the window, not the map.
 
 A killed run resumes: the partial GeoTIFF is closed (flushed) after every window
 and only then is the window written to a journal next to it; the next run with the
-same mask, seed and window size skips the windows in the journal.
+same mask (same content: :func:`.files.fingerprint`), seed and window size skips the
+windows in the journal. Nodata pixels of the mask are nodata in the output too (an
+internal mask band, transparent in QGIS).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ..render import HALO, render_window
-from .raster import Grid, box_window, env, grid_of, open_mask, read_ids, rgb_profile, to_cog
+from .files import fingerprint
+from .raster import Grid, box_window, env, grid_of, open_mask, read_ids, read_valid, rgb_profile, to_cog
 
 WINDOW = 1024
 """Side of the square windows (a multiple of the output's 512 px blocks, so no block is written twice)."""
@@ -95,8 +98,8 @@ def stream_render(mask: str | os.PathLike, out: str | os.PathLike, *, seed: int 
     with env(), open_mask(mask, resolution) as src:
         grid = grid_of(src)
         boxes = list(windows(grid, window))
-        job = {"mask": str(Path(mask).resolve()), "seed": int(seed), "classes": classes, "resolution": resolution,
-               "window": window, "size": [grid.width, grid.height]}
+        job = {"mask": str(Path(mask).resolve()), "input": fingerprint(mask), "seed": int(seed), "classes": classes,
+               "resolution": resolution, "window": window, "size": [grid.width, grid.height]}
         journal = _Journal(out.with_name(out.name + ".journal.json"), job)
         if not (journal.load() and partial.is_file()):
             journal.done = set()
@@ -109,9 +112,11 @@ def stream_render(mask: str | os.PathLike, out: str | os.PathLike, *, seed: int 
             for index, box in enumerate(boxes):
                 if index in journal.done:
                     continue
-                rgb = render_box(src, box, seed, classes)
+                rgb, valid = render_box(src, box, seed, classes), read_valid(src, box_window(box))
                 with rasterio.open(partial, "r+") as dst:  # closed after each window: on disk before the journal says so
                     dst.write(np.moveaxis(rgb, -1, 0), window=box_window(box))
+                    if valid is not None:
+                        dst.write_mask(valid.astype(np.uint8) * 255, window=box_window(box))
                 journal.add(index)
                 rendered += 1
                 bar.update()

@@ -26,7 +26,8 @@ from PIL import Image
 
 from ..request import MAX_SEED, Request
 from ..tiling import blend_weights, windows
-from .raster import box_window, env, grid_of, open_mask, read_ids, rgb_profile, to_cog
+from .files import fingerprint, write_text
+from .raster import box_window, env, grid_of, open_mask, read_ids, read_valid, rgb_profile, to_cog
 from .stream import Streamed
 
 WINDOW = 2048
@@ -62,7 +63,7 @@ class _Parts:
         if not same:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir.mkdir(parents=True)
-            marker.write_text(json.dumps(self.job))
+            write_text(marker, json.dumps(self.job))
 
     def path(self, index: int) -> Path:
         return self.dir / f"{index:06d}.png"
@@ -93,9 +94,10 @@ def diffuse_geotiff(mask: str | os.PathLike, out: str | os.PathLike, req: Reques
     with env(), open_mask(mask, resolution) as src:
         grid = grid_of(src)
         boxes = _boxes(grid, window, overlap)
-        parts = _Parts(out, {"mask": str(Path(mask).resolve()), "classes": classes, "resolution": resolution,
-                             "window": window, "overlap": overlap, "seed": seed, "prompt": req.full_prompt,
-                             "negative": req.negative_prompt, "steps": req.steps, "guidance": req.guidance_scale,
+        parts = _Parts(out, {"mask": str(Path(mask).resolve()), "input": fingerprint(mask), "classes": classes,
+                             "resolution": resolution, "window": window, "overlap": overlap, "seed": seed,
+                             "prompt": req.full_prompt, "negative": req.negative_prompt, "steps": req.steps,
+                             "guidance": req.guidance_scale,
                              "controlnet_scale": req.controlnet_scale, "scheduler": req.scheduler,
                              "cache_interval": req.cache_interval, **(job or {})})
         if state.is_main_process:
@@ -114,7 +116,7 @@ def diffuse_geotiff(mask: str | os.PathLike, out: str | os.PathLike, req: Reques
                     on_window(n, len(todo))
     state.wait_for_everyone()
     if state.is_main_process:
-        _assemble(parts, boxes, grid, out, overlap)
+        _assemble(parts, boxes, grid, out, overlap, lambda: open_mask(mask, resolution))
         shutil.rmtree(parts.dir)
     state.wait_for_everyone()
     return Streamed(out, grid, len(boxes), len(todo))
@@ -126,8 +128,9 @@ def _generate(req: Request, pipe) -> Image.Image:
     return run(req, pipe).images[0]
 
 
-def _assemble(parts: _Parts, boxes, grid, out: Path, overlap: int) -> None:
-    """Blend the parts into ``out``, one output block at a time (each block reads the few parts over it)."""
+def _assemble(parts: _Parts, boxes, grid, out: Path, overlap: int, open_source: Callable) -> None:
+    """Blend the parts into ``out``, one output block at a time (each block reads the few parts over it);
+    the mask's nodata pixels are nodata in ``out`` too."""
     import rasterio
 
     @lru_cache(maxsize=8)
@@ -138,7 +141,7 @@ def _assemble(parts: _Parts, boxes, grid, out: Path, overlap: int) -> None:
         return rgb, blend_weights(bottom - top, right - left, overlap)[..., None]
 
     partial = out.with_name(out.name + ".partial.tif")
-    with env(), rasterio.open(partial, "w", **rgb_profile(grid)) as dst:
+    with env(), open_source() as src, rasterio.open(partial, "w", **rgb_profile(grid)) as dst:
         for top in range(0, grid.height, BLOCK):
             for left in range(0, grid.width, BLOCK):
                 block = (left, top, min(left + BLOCK, grid.width), min(top + BLOCK, grid.height))
@@ -155,5 +158,7 @@ def _assemble(parts: _Parts, boxes, grid, out: Path, overlap: int) -> None:
                     weight[ty, tx] += w[sy, sx]
                 pixels = np.clip(total / weight + 0.5, 0, 255).astype(np.uint8)
                 dst.write(np.moveaxis(pixels, -1, 0), window=box_window(block))
+                if (valid := read_valid(src, box_window(block))) is not None:
+                    dst.write_mask(valid.astype(np.uint8) * 255, window=box_window(block))
     to_cog(partial, out)
     partial.unlink()
