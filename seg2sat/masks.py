@@ -127,6 +127,15 @@ def snap(image: Image.Image | np.ndarray, background: int = OTHER) -> SnapResult
     return SnapResult(ids=ids, off_palette=float(off))
 
 
+BLOCK = 1 << 17
+"""Pixels handled at once by the neighbour rules below: their scratch arrays (~0.5 KB a pixel) stay near 60 MB
+whatever the image, where one pass over a noisy 2048² JPEG took 1.7 GB. Results do not depend on it."""
+
+
+def _blocks(n: int) -> list[slice]:
+    return [slice(i, min(i + BLOCK, n)) for i in range(0, n, BLOCK)]
+
+
 def _prefer_neighbours(ids: np.ndarray, exact: np.ndarray, rgba: np.ndarray, passes: int = 3) -> None:
     """Snap blended edge pixels to one of the classes they blend, not to a third one.
 
@@ -135,38 +144,53 @@ def _prefer_neighbours(ids: np.ndarray, exact: np.ndarray, rgba: np.ndarray, pas
     So an off-palette pixel that touches exact pixels takes, among its exact
     neighbours' classes, the one nearest in colour; each pass settles the next ring
     of a wide blend. Only off-palette pixels are visited after the first full-image
-    step, so clean masks cost nothing extra.
+    step, so clean masks cost nothing extra. Each pass reads the pixels settled before
+    it (never those of the same pass), block by block (:data:`BLOCK`).
     """
     h, w = ids.shape
     # Class and exactness in one byte (bit 7 = exact), with a border of "not exact" around
     # the image so that neighbours are plain flat offsets: one gather each, no clipping.
     code = np.pad(ids | (exact.view(np.uint8) << 7), 1).ravel()
     flat = np.flatnonzero(~exact)
-    rows, cols = np.divmod(flat, w)
-    at = (rows + 1) * (w + 2) + cols + 1
-    colour = rgba.reshape(-1, 4)[flat, :3].astype(np.float32)
-    palette = PALETTE.astype(np.float32)
-    # Squared distance of every off-palette pixel to every class colour, in one matrix
-    # product; a non-exact neighbour reads the second half, which is infinitely far.
-    dist = np.full((len(flat), 2 * len(PALETTE)), np.inf, dtype=np.float32)
-    dist[:, : len(PALETTE)] = (colour**2).sum(1, keepdims=True) - 2 * colour @ palette.T + (palette**2).sum(1)
-    offsets = (-w - 3, -w - 2, -w - 1, -1, 1, w + 1, w + 2, w + 3)
+    pixels = rgba.reshape(-1, 4)
+    offsets = np.array((-w - 3, -w - 2, -w - 1, -1, 1, w + 1, w + 2, w + 3))
     for _ in range(passes):
-        index = np.arange(len(at))
-        neighbours = np.stack([code[at + o] for o in offsets])  # (8, n)
-        columns = (neighbours & 0x7F) + np.where(neighbours & 0x80, 0, len(PALETTE)).astype(np.uint8)
-        d = dist.ravel()[index * dist.shape[1] + columns]
-        pick = d.argmin(0)
-        found = np.isfinite(d[pick, index])
+        picked = [_pick_neighbour(code, flat[part], w, pixels, offsets) for part in _blocks(len(flat))]
+        found = np.concatenate([f for f, _ in picked]) if picked else np.zeros(0, bool)
         if not found.any():
             break
-        settled = (neighbours[pick, index] & 0x7F)[found]
-        ids.ravel()[flat[found]] = settled
-        code[at[found]] = settled | 0x80  # settled pixels count as exact for the next pass
-        keep = ~found
-        at, flat, dist = at[keep], flat[keep], dist[keep]
-        if not len(at):
+        settled = np.concatenate([s for _, s in picked])
+        done = flat[found]
+        ids.ravel()[done] = settled
+        code[_padded(done, w)] = settled | 0x80  # settled pixels count as exact for the next pass
+        flat = flat[~found]
+        if not len(flat):
             break
+
+
+def _padded(flat: np.ndarray, w: int) -> np.ndarray:
+    """Flat indices of an image -> the same pixels in its copy padded by one pixel on every side."""
+    rows, cols = np.divmod(flat, w)
+    return (rows + 1) * (w + 2) + cols + 1
+
+
+def _pick_neighbour(code: np.ndarray, flat: np.ndarray, w: int, pixels: np.ndarray,
+                    offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a block of off-palette pixels: which touch an exact neighbour, and the class each takes."""
+    at = _padded(flat, w)
+    colour = pixels[flat, :3].astype(np.float32)
+    palette = PALETTE.astype(np.float32)
+    # Squared distance of every pixel to every class colour, in one matrix product; a
+    # non-exact neighbour reads the second half, which is infinitely far.
+    dist = np.full((len(flat), 2 * len(PALETTE)), np.inf, dtype=np.float32)
+    dist[:, : len(PALETTE)] = (colour**2).sum(1, keepdims=True) - 2 * colour @ palette.T + (palette**2).sum(1)
+    index = np.arange(len(at))
+    neighbours = code[at[None, :] + offsets[:, None]]  # (8, n)
+    columns = (neighbours & 0x7F) + np.where(neighbours & 0x80, 0, len(PALETTE)).astype(np.uint8)
+    d = dist.ravel()[index * dist.shape[1] + columns]
+    pick = d.argmin(0)
+    found = np.isfinite(d[pick, index])
+    return found, (neighbours[pick, index] & 0x7F)[found]
 
 
 FRINGE_TOLERANCE = 12
@@ -181,8 +205,11 @@ def _close(ids: np.ndarray, exact: np.ndarray, rgba: np.ndarray) -> np.ndarray:
     """
     settled = exact.copy()
     off = np.flatnonzero(~exact.ravel())
-    near = np.abs(rgba.reshape(-1, 4)[off, :3].astype(np.int16) - PALETTE[ids.ravel()[off]]).max(1) <= FRINGE_TOLERANCE
-    settled.ravel()[off[near]] = True
+    pixels, flat_ids = rgba.reshape(-1, 4), ids.ravel()
+    for part in _blocks(len(off)):
+        at = off[part]
+        near = np.abs(pixels[at, :3].astype(np.int16) - PALETTE[flat_ids[at]]).max(1) <= FRINGE_TOLERANCE
+        settled.ravel()[at[near]] = True
     return settled
 
 
@@ -208,9 +235,7 @@ def _unsettle_fringe_classes(ids: np.ndarray, settled: np.ndarray, exact: np.nda
     fringe = []
     for cls in suspects:
         at = np.flatnonzero(flat == cls)
-        rows, cols = np.divmod(at, w)
-        centre = (rows + 1) * (w + 2) + cols + 1
-        if not (code[centre[:, None] + offsets] == cls).all(1).any():
+        if not any((code[_padded(at[part], w)[:, None] + offsets] == cls).all(1).any() for part in _blocks(len(at))):
             settled.ravel()[at] = False
             fringe.append(cls)
     return np.array(fringe, dtype=np.intp)
@@ -223,22 +248,31 @@ def _settle_leftovers(ids: np.ndarray, fringe: np.ndarray, rgba: np.ndarray) -> 
     painted = np.setdiff1d(np.unique(flat), fringe)
     if not left.any() or not len(painted):
         return
-    at = np.flatnonzero(left)
-    colour = rgba.reshape(-1, 4)[at, :3].astype(np.float32)
-    distance = ((colour[:, None, :] - PALETTE[painted].astype(np.float32)[None]) ** 2).sum(-1)
-    flat[at] = painted[distance.argmin(1)]
+    at_all = np.flatnonzero(left)
+    colours = PALETTE[painted].astype(np.float32)[None]
+    for part in _blocks(len(at_all)):
+        at = at_all[part]
+        colour = rgba.reshape(-1, 4)[at, :3].astype(np.float32)
+        flat[at] = painted[((colour[:, None, :] - colours) ** 2).sum(-1).argmin(1)]
 
 
 def _fill_specks(ids: np.ndarray, settled: np.ndarray) -> None:
-    """An unsettled pixel whose eight neighbours all share another class is a speck (JPEG noise): it takes theirs."""
+    """An unsettled pixel whose eight neighbours all share another class is a speck (JPEG noise): it takes theirs.
+
+    Every pixel is judged by the classes before this step; the specks change after, all at once."""
     h, w = ids.shape
-    off = np.flatnonzero(~settled.ravel())
-    rows, cols = np.divmod(off, w)
+    off_all = np.flatnonzero(~settled.ravel())
     flat = ids.ravel()
-    around = np.stack([flat[np.clip(rows + dy, 0, h - 1) * w + np.clip(cols + dx, 0, w - 1)]
-                       for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
-    speck = (around == around[0]).all(0) & (around[0] != flat[off])
-    flat[off[speck]] = around[0][speck]
+    changes = []
+    for part in _blocks(len(off_all)):
+        off = off_all[part]
+        rows, cols = np.divmod(off, w)
+        around = np.stack([flat[np.clip(rows + dy, 0, h - 1) * w + np.clip(cols + dx, 0, w - 1)]
+                           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+        speck = (around == around[0]).all(0) & (around[0] != flat[off])
+        changes.append((off[speck], around[0][speck]))
+    for at, value in changes:
+        flat[at] = value
 
 
 def get_background(background: int) -> int:

@@ -29,7 +29,7 @@ def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(values, MAX_CONTENT_LENGTH=settings.max_body_bytes)
 
-    store = ImageStore(int(app.config["STORE_SIZE"]))
+    store = ImageStore(int(app.config["STORE_SIZE"]), int(float(app.config["STORE_MB"]) * 2**20))
     worker = Worker(make_backend(settings), store, _device_key(settings), settings.queue_size)
     samples = app.config["SAMPLES_DIR"]
     places = PlaceMaker(OSMSettings.from_config(app.config))

@@ -22,10 +22,12 @@ from ..settings import Settings, parse_env_value
 log = logging.getLogger(__name__)
 
 UI_PREFIX = "SEG2SAT_UI_"
-UI_DEFAULTS: dict = {"HOST": "127.0.0.1", "PORT": 7860, "STORE_SIZE": 200, "WARMUP": True, "SAMPLES_DIR": None,
+UI_DEFAULTS: dict = {"HOST": "127.0.0.1", "PORT": 7860, "STORE_SIZE": 200, "STORE_MB": 256.0, "WARMUP": True,
+                     "SAMPLES_DIR": None,
                      "OVERPASS_URL": DEFAULT_OVERPASS_URL, "NOMINATIM_URL": DEFAULT_NOMINATIM_URL,
                      "USER_AGENT": DEFAULT_USER_AGENT, "OSM_CACHE_DIR": None}
-"""The UI's own keys: where to listen, generated images kept in memory, load the model at start, sample masks;
+"""The UI's own keys: where to listen, generated images kept in memory (how many, how many MiB of PNG), load the
+model at start, sample masks;
 the OpenStreetMap services behind "Start from a place" (as ``seg2sat osm-mask``'s options) and their cache."""
 SHARED = tuple(f.name.upper() for f in fields(Settings))
 """Keys resolved through :class:`Settings`: MODEL, CONTROLNET, DEVICE, BACKEND, FALLBACK, MAX_PIXELS, …"""

@@ -20,22 +20,36 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class ImageStore:
-    """A bounded, thread-safe map of id -> PNG bytes (least recently used dropped first)."""
+    """A bounded, thread-safe map of id -> PNG bytes (least recently used dropped first).
 
-    def __init__(self, capacity: int = 200):
+    Bounded in count and in bytes: 200 noisy 2048² PNGs are ~1.8 GB, so a count alone does
+    not bound memory. The newest image is always kept, whatever its size.
+    """
+
+    def __init__(self, capacity: int = 200, max_bytes: int | None = None):
         if capacity < 1:
             raise ValueError(f"STORE_SIZE must be at least 1, got {capacity}")
-        self.capacity = capacity
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError(f"STORE_MB must be positive, got {max_bytes / 2**20:g}")
+        self.capacity, self.max_bytes = capacity, max_bytes
         self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of PNG held now."""
+        return self._bytes
 
     def put(self, image: Image.Image) -> str:
         data = png_bytes(image)
         key = secrets.token_hex(16)
         with self._lock:
             self._items[key] = data
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+            self._bytes += len(data)
+            while len(self._items) > 1 and (len(self._items) > self.capacity
+                                            or (self.max_bytes is not None and self._bytes > self.max_bytes)):
+                self._bytes -= len(self._items.popitem(last=False)[1])
         return key
 
     def png(self, key: str) -> bytes | None:
