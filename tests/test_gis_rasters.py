@@ -173,3 +173,27 @@ def test_osm_outputs_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save(mask, tmp_path, "place")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["place.tif"]  # no half PNG, no leftovers
+
+
+def test_class_names_are_readable_by_gdal(tmp_path):
+    """QGIS's legend reads GDAL's category names and RAT: GDAL itself reads them back (its VRT copy lists them)."""
+    import xml.etree.ElementTree as ET
+
+    import rasterio.shutil
+
+    from seg2sat.classes import CLASSES
+
+    ids = np.array([[1, 5], [11, 19]], np.uint8)
+    path = raster.write_classes(tmp_path / "classes.tif", ids, raster.Grid(2, 2, "EPSG:2154", from_origin(0, 2, 1, 1)))
+    assert (tmp_path / "classes.tif.aux.xml").is_file()
+    rasterio.shutil.copy(path, tmp_path / "classes.vrt", driver="VRT")  # GDAL serialises what it read
+    band = ET.parse(tmp_path / "classes.vrt").getroot().find("VRTRasterBand")
+    names = [c.text or "" for c in band.find("CategoryNames")]
+    assert names[1] == "building" and names[5] == "water" and names[0] == "" and len(names) == 20
+    rat = band.find("GDALRasterAttributeTable")
+    rows = [[f.text for f in row] for row in rat.findall("Row")]
+    assert [r[1] for r in rows] == [c.name for c in CLASSES]
+    assert [int(r[0]) for r in rows] == [c.id for c in CLASSES] and rows[0][2:5] == [str(v) for v in CLASSES[0].rgb]
+    assert [f.find("Name").text for f in rat.findall("FieldDefn")][:2] == ["Value", "Class"]
+    with rasterio.open(path) as src:  # the GeoTIFF itself is unchanged: ids, colour table, nodata
+        assert np.array_equal(src.read(1), ids) and src.nodata == 0 and src.colormap(1)[1][:3] == CLASSES[0].rgb

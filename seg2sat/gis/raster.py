@@ -21,6 +21,7 @@ import numpy as np
 
 from ..classes import CLASSES
 from ..masks import PALETTE, from_raster
+from .categories import write_categories
 from .files import atomic_path, temporary_name
 from .landcover import to_flair
 
@@ -185,7 +186,8 @@ def colormap() -> dict[int, tuple[int, int, int, int]]:
 
 
 def write_classes(path: str | os.PathLike, ids: np.ndarray, grid: Grid) -> Path:
-    """A single-band uint8 GeoTIFF of class ids with the FLAIR colour table and class names.
+    """A single-band uint8 GeoTIFF of class ids with the FLAIR colour table and class names
+    (band metadata, and GDAL category names and a raster attribute table in ``path.aux.xml``).
 
     Read back by :func:`load_ids` (and so by every generating command) as FLAIR classes.
     """
@@ -200,6 +202,7 @@ def write_classes(path: str | os.PathLike, ids: np.ndarray, grid: Grid) -> Path:
         dst.write_colormap(1, colormap())
         dst.update_tags(1, **{f"CLASS_{c.id}": c.name for c in CLASSES})
         dst.set_band_description(1, "FLAIR land-cover class")
+    write_categories(path)  # the names QGIS's legend shows, in GDAL's side file
     return path
 
 
