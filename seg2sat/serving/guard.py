@@ -234,7 +234,9 @@ def parse_json(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
         data = json.loads(raw)
     except RecursionError:
         raise too_deep from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise Refused(400, f"body: not valid JSON (not UTF-8 text at byte {exc.start})") from None
+    except ValueError as exc:
         raise Refused(400, f"body: not valid JSON ({str(exc)[:120]})") from None
     if depth(data, max_depth) > max_depth:
         raise too_deep
