@@ -152,7 +152,8 @@ def test_a_kill_while_the_cog_is_copied_leaves_no_file_under_the_final_name(tmp_
     with pytest.raises(KeyboardInterrupt):
         stream_render(mask, out, seed=1)
     assert not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif", "out.tif.journal.json", "out.tif.partial.tif"]
+    assert sorted(p.name for p in tmp_path.glob("out*")) == ["out.tif.journal.json", "out.tif.partial.tif"]
+    assert not list(tmp_path.glob(".*"))  # no temporary left
     monkeypatch.setattr(rasterio.shutil, "copy", real_copy)
     assert stream_render(mask, out, seed=1).rendered == 0 and out.exists()  # the rerun only copies
 
@@ -172,7 +173,7 @@ def test_osm_outputs_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
     monkeypatch.setattr(Image.Image, "save", killed_save)
     with pytest.raises(KeyboardInterrupt):
         save(mask, tmp_path, "place")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["place.tif"]  # no half PNG, no leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["place.tif", "place.tif.aux.xml"]  # no half PNG
 
 
 def test_class_names_are_readable_by_gdal(tmp_path):
@@ -197,3 +198,13 @@ def test_class_names_are_readable_by_gdal(tmp_path):
     assert [f.find("Name").text for f in rat.findall("FieldDefn")][:2] == ["Value", "Class"]
     with rasterio.open(path) as src:  # the GeoTIFF itself is unchanged: ids, colour table, nodata
         assert np.array_equal(src.read(1), ids) and src.nodata == 0 and src.colormap(1)[1][:3] == CLASSES[0].rgb
+
+
+def test_nodata_stays_nodata_in_a_map_made_whole(tmp_path):
+    """Maps small enough for one diffusion pass are read whole and written by write_rgb: nodata kept there too."""
+    tile = _worldcover(tmp_path / "wc.tif")
+    ids, grid = raster.load_ids(tile, "worldcover")
+    assert grid.valid is not None and not grid.valid[100:, :30].any() and grid.valid[:90].all()
+    out = raster.write_rgb(tmp_path / "out.tif", render_array(ids, seed=1), grid)
+    with rasterio.open(out) as src:
+        assert np.array_equal(src.read_masks(1) > 0, grid.valid) and src.crs.to_epsg() == 4326

@@ -14,7 +14,7 @@ writes) or, with ``classes=``, as ESA WorldCover or CORINE codes.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,8 @@ class Grid:
     height: int
     crs: object | None
     transform: object
+    valid: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """Where the mask read has data (None: everywhere); results written on the grid are nodata elsewhere."""
 
     @property
     def georeferenced(self) -> bool:
@@ -173,9 +175,10 @@ def read_valid(src, window=None) -> np.ndarray | None:
 
 def load_ids(path: str | os.PathLike, classes: str = "flair", resolution: float | None = None
              ) -> tuple[np.ndarray, Grid]:
-    """The whole mask raster as class ids, with its grid (resampled to ``resolution`` when given)."""
+    """The whole mask raster as class ids, with its grid (resampled to ``resolution`` when given; its
+    ``valid`` says where the raster has data, so :func:`write_rgb` keeps the nodata)."""
     with env(), open_mask(path, resolution) as src:
-        return read_ids(src, classes=classes), grid_of(src)
+        return read_ids(src, classes=classes), replace(grid_of(src), valid=read_valid(src))
 
 
 def colormap() -> dict[int, tuple[int, int, int, int]]:
@@ -228,13 +231,15 @@ def to_cog(src_path: str | os.PathLike, path: str | os.PathLike) -> Path:
 
 
 def write_rgb(path: str | os.PathLike, rgb: np.ndarray, grid: Grid) -> Path:
-    """An (H, W, 3) image as a Cloud-Optimized GeoTIFF on ``grid``."""
+    """An (H, W, 3) image as a Cloud-Optimized GeoTIFF on ``grid`` (nodata outside ``grid.valid``)."""
     import rasterio
 
     path = Path(path)
     tmp = temporary_name(path.with_name(path.name + ".rgb.tif"))
     with env(), rasterio.open(tmp, "w", **rgb_profile(grid)) as dst:
         dst.write(np.moveaxis(np.asarray(rgb, dtype=np.uint8), -1, 0))
+        if grid.valid is not None and grid.valid.shape == np.shape(rgb)[:2]:
+            dst.write_mask(grid.valid.astype(np.uint8) * 255)
     try:
         return to_cog(tmp, path)
     finally:
