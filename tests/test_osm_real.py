@@ -135,3 +135,31 @@ def test_nothing_drawn_is_an_error(tmp_path, capsys):
     path.write_text(CLIPPED_WAY)  # GDAL's OSM XML reader gives no extent: the empty result tells
     code, _, err = _cli(["osm-mask", "45.01,5.01", "--from", str(path), "--out", str(tmp_path)], capsys)
     assert code == 2 and "all background" in err.splitlines()[-1] and "Traceback" not in err
+
+
+def _coast_osm() -> str:
+    """A coast running north (land on its left, the west), an island in the sea east of it, a house inland."""
+    nodes = {1: (43.2990, 5.3500), 2: (43.3010, 5.3500),  # the coastline, south to north, along 5.35 E
+             10: (43.2998, 5.3520), 11: (43.2998, 5.3530), 12: (43.3004, 5.3530), 13: (43.3004, 5.3520),  # island
+             20: (43.2999, 5.3480), 21: (43.2999, 5.3485), 22: (43.3002, 5.3485), 23: (43.3002, 5.3480)}  # house
+    xml = "".join(f'  <node id="{i}" lat="{lat}" lon="{lon}"/>\n' for i, (lat, lon) in nodes.items())
+    return (f"<?xml version='1.0' encoding='UTF-8'?>\n<osm version=\"0.6\" generator=\"seg2sat-tests\">\n{xml}"
+            '  <way id="100"><nd ref="1"/><nd ref="2"/><tag k="natural" v="coastline"/></way>\n'
+            '  <way id="101"><nd ref="10"/><nd ref="11"/><nd ref="12"/><nd ref="13"/><nd ref="10"/>'
+            '<tag k="natural" v="coastline"/></way>\n'  # counter-clockwise: land inside
+            '  <way id="102"><nd ref="20"/><nd ref="21"/><nd ref="22"/><nd ref="23"/><nd ref="20"/>'
+            '<tag k="building" v="yes"/></way>\n</osm>\n')
+
+
+def test_coastline_makes_the_sea_on_its_right(tmp_path):
+    path = tmp_path / "coast.osm"
+    path.write_text(_coast_osm())
+    mask = place_mask("43.2995,5.3470,43.3006,5.3540", source=path, resolution=1.0)
+    lon = np.linspace(5.3470, 5.3540, mask.grid.width)  # ~1 m columns, west to east
+    row = mask.ids[mask.grid.height // 2]
+    west, east = row[lon < 5.3495], row[(lon > 5.3505) & ((lon < 5.3518) | (lon > 5.3532))]
+    assert (east == 5).all() and not (west == 5).any()  # sea east of the coast, none inland
+    island = row[(lon > 5.3522) & (lon < 5.3528)]
+    assert len(island) and not (island == 5).any()  # the island is land
+    assert (row[(lon > 5.3481) & (lon < 5.3484)] == 1).all()  # the house
+    assert (mask.ids == 5).mean() > 0.4

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..classes import get_class
 from .osm_features import Features, read_features, to_crs
-from .osm_tags import DEFAULT_BACKGROUND, classify, line_width
+from .osm_tags import DEFAULT_BACKGROUND, WATER, Stage, classify, line_width
 from .overpass import DEFAULT_OVERPASS_URL, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, OverpassClient, build_query
 from .raster import Grid
 
@@ -180,13 +180,16 @@ def drawing_list(features: Features, grid: Grid) -> tuple[np.ndarray, np.ndarray
     import shapely
 
     picked = [(i, *found) for i, tags in enumerate(features.tags) if (found := classify(tags)) is not None]
-    if not picked:
-        return np.empty(0, dtype=object), np.empty(0, dtype=np.uint8)
-    index = np.array([p[0] for p in picked])
+    index = np.array([p[0] for p in picked], dtype=np.intp)
     classes = np.array([p[2] for p in picked], dtype=np.uint8)
-    stages = np.array([int(p[1].stage) for p in picked])
-    widths = np.array([line_width(p[1], features.tags[p[0]]) or np.nan for p in picked])
+    stages = np.array([int(p[1].stage) for p in picked], dtype=int)
+    widths = np.array([line_width(p[1], features.tags[p[0]]) or np.nan for p in picked], dtype=float)
     geoms = to_crs(features.geometries[index], features.crs, grid.crs.to_wkt())
+    sea = _sea(features, grid)
+    geoms, classes = np.concatenate([geoms, sea]), np.concatenate([classes, np.full(len(sea), WATER, np.uint8)])
+    stages, widths = np.concatenate([stages, np.full(len(sea), int(Stage.WATER))]), np.append(widths, [np.nan] * len(sea))
+    if len(geoms) == 0:
+        return np.empty(0, dtype=object), np.empty(0, dtype=np.uint8)
     kind = shapely.get_type_id(geoms)
     lines = np.isin(kind, (1, 2, 5))  # LineString, LinearRing, MultiLineString
     buffered = lines & ~np.isnan(widths)
@@ -200,6 +203,17 @@ def drawing_list(features: Features, grid: Grid) -> tuple[np.ndarray, np.ndarray
     order = np.lexsort((-shapely.area(geoms), stages))
     nonempty = ~shapely.is_empty(geoms[order])
     return geoms[order][nonempty], classes[order][nonempty]
+
+
+def _sea(features: Features, grid: Grid) -> np.ndarray:
+    """Sea polygons over the grid from the ``natural=coastline`` ways among the features (see :mod:`.coast`)."""
+    from .coast import coast_lines, is_coastline, sea_polygons
+
+    index = np.array([i for i, tags in enumerate(features.tags) if is_coastline(tags)], dtype=np.intp)
+    if len(index) == 0:
+        return np.empty(0, dtype=object)
+    lines = coast_lines(to_crs(features.geometries[index], features.crs, grid.crs.to_wkt()))
+    return sea_polygons(lines, grid_bounds(grid, margin=2 * abs(grid.transform.a)))
 
 
 def rasterize(features: Features, grid: Grid, background: int = DEFAULT_BACKGROUND) -> tuple[np.ndarray, int]:

@@ -36,9 +36,10 @@ def default_cache_dir() -> Path:
 
 
 def build_query(south: float, west: float, north: float, east: float, timeout: int = DEFAULT_TIMEOUT) -> str:
-    """Overpass QL for every way and relation in the box that some tag rule draws, with their nodes."""
+    """Overpass QL for every way and relation in the box that some tag rule draws, and the coastline
+    ways the sea is built from (:mod:`.coast`), with their nodes."""
     box = ",".join(f"{v:.6f}" for v in (south, west, north, east))
-    wanted = "".join(f"  way{f};\n  relation{f};\n" for f in overpass_filters())
+    wanted = "".join(f"  way{f};\n  relation{f};\n" for f in overpass_filters()) + '  way["natural"="coastline"];\n'
     return f"[out:xml][timeout:{int(timeout)}][bbox:{box}];\n(\n{wanted});\n(._;>;);\nout body;\n"
 
 
