@@ -151,7 +151,8 @@ def test_import_snaps_to_class_colours_and_reports_off_palette(client):
     image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    r = client.post("/api/masks/import", data={"file": (io.BytesIO(buffer.getvalue()), "drawn.png")})
+    r = client.post("/api/masks/import", data={"file": (io.BytesIO(buffer.getvalue()), "drawn.png")},
+                    headers={"Origin": "http://localhost"})  # as the page's own upload (the browser adds it)
     assert r.status_code == 200, r.get_json()
     got = r.get_json()
     ids = np.frombuffer(base64.b64decode(got["ids"]), dtype=np.uint8).reshape(got["height"], got["width"])
@@ -189,7 +190,8 @@ def _mask() -> str:
 @pytest.mark.parametrize(
     "path, body, words",
     [
-        ("/api/generate", None, "JSON object"),
+        ("/api/generate", None, "body: not valid JSON"),
+        ("/api/generate", [1], "JSON object"),
         ("/api/generate", {"steps": 2}, "mask: must be a base64-encoded PNG"),
         ("/api/generate", {"mask": "not base64!"}, "mask: is not valid base64"),
         ("/api/generate", {"mask": base64.b64encode(b"hello").decode()}, "mask: the decoded bytes are not an image"),

@@ -106,7 +106,10 @@ def _size(value, limits: ImageLimits) -> tuple[int, int]:
     try:
         size = osm.parse_size(value)
     except ValueError as exc:
-        raise RequestError("size", str(exc).removeprefix("--size: ")) from None
+        detail = str(exc).removeprefix("--size: ")
+        if detail.startswith("must be W or WxH"):  # the CLI's words quote the text as Python does
+            detail = f"must be W or WxH in pixels, got {json_text(value)}"
+        raise RequestError("size", detail) from None
     limits.check(size, "size")
     return size
 
