@@ -163,3 +163,31 @@ def test_coastline_makes_the_sea_on_its_right(tmp_path):
     assert len(island) and not (island == 5).any()  # the island is land
     assert (row[(lon > 5.3481) & (lon < 5.3484)] == 1).all()  # the house
     assert (mask.ids == 5).mean() > 0.4
+
+
+def test_windowed_osm_mask_is_the_whole_rasterization_pixel_for_pixel(tmp_path):
+    from seg2sat.gis.osm import grid_over, rasterize
+    from seg2sat.gis.osm_windowed import rasterize_to_file
+
+    grid = grid_over(60.527, 26.944, 60.533, 26.952, resolution=1.0)  # 440 x 669 px, 138 features
+    found = read_features(PBF, bounds=(26.943, 60.526, 26.953, 60.534))
+    whole, drawn = rasterize(found, grid, background=11)
+    path = tmp_path / "windowed.tif"
+    assert rasterize_to_file(found, grid, 11, path, window=100)[0] == drawn > 10
+    with rasterio.open(path) as src:
+        assert np.array_equal(src.read(1), whole) and src.transform == grid.transform and src.colormap(1)
+
+
+def test_a_district_past_4096_px_is_written_window_by_window(tmp_path):
+    box = "60.526,26.94,60.5345,26.957"  # ~930 m x 950 m: 4669 x 4738 px at FLAIR's 0.2 m
+    mask = place_mask(box, source=PBF, out=tmp_path)
+    assert mask.ids is None and sorted(mask.paths) == ["tif", "txt"] and mask.features > 400
+    with rasterio.open(mask.paths["tif"]) as src:
+        assert (src.width, src.height) == (mask.grid.width, mask.grid.height) and min(src.width, src.height) > 4096
+        assert src.res == (0.2, 0.2) and src.block_shapes == [(256, 256)]
+        sample = src.read(1, window=((2000, 3000), (2000, 3000)))
+    assert (sample == 1).any() and (sample == 3).any()  # buildings and roads
+    assert mask.paths["txt"].read_text().startswith("Aerial view. ") and "building" in mask.caption
+    assert (tmp_path / (mask.paths["tif"].name + ".aux.xml")).is_file()
+    with pytest.raises(ValueError, match="--out"):  # in memory (the web UI) it stays refused, with the way out
+        place_mask(box, source=PBF)

@@ -36,6 +36,9 @@ DEFAULT_RESOLUTION = 0.2
 """Metres per pixel: FLAIR's aerial images, the scale the model was trained at."""
 DEFAULT_NOMINATIM_URL = "https://nominatim.openstreetmap.org"
 MAX_SIDE = 4096
+"""Masks up to MAX_SIDE x MAX_SIDE px are made in memory (and a PNG); larger boxes are burnt window by window."""
+MAX_PIXELS = 16384 * 16384
+"""The largest box mask (268 Mpx: 3.3 km a side at 0.2 m), the default limit of the maps made from it."""
 FETCH_MARGIN_M = 30.0
 """Features are fetched this far past the mask's edge, so a wide road just outside still shows its verge."""
 
@@ -46,7 +49,8 @@ Progress = Callable[[str], None]
 class PlaceMask:
     """A place's land-cover mask: class ids on ``grid``, the caption, and the files written (if any)."""
 
-    ids: np.ndarray
+    ids: np.ndarray | None
+    """None for a mask larger than MAX_SIDE x MAX_SIDE px: it is only in its GeoTIFF (``paths["tif"]``)."""
     grid: Grid
     caption: str
     name: str | None
@@ -144,8 +148,8 @@ def grid_over(south: float, west: float, north: float, east: float, resolution: 
     left, top = np.floor(minx / resolution) * resolution, np.ceil(maxy / resolution) * resolution
     width = int(np.ceil((maxx - left) / resolution - 1e-9))
     height = int(np.ceil((top - miny) / resolution - 1e-9))
-    if width > MAX_SIDE or height > MAX_SIDE:
-        raise ValueError(f"the box is {width}x{height} px at {resolution:g} m/px, more than {MAX_SIDE} px a side: "
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"the box is {width}x{height} px at {resolution:g} m/px, more than {MAX_PIXELS} px: "
                          "raise --resolution or take a smaller box")
     return Grid(width, height, rio_crs, from_origin(float(left), float(top), resolution, resolution))
 
@@ -327,7 +331,9 @@ def place_mask(place: str, *, size: int | str | tuple[int, int] = DEFAULT_SIZE, 
     for coordinates the OSM name Nominatim gives (not asked with ``source``: a local file
     means nothing goes to the network). ``geocoder``/``overpass``: clients to use instead
     of the default ones built from the URLs, user agent and ``cache_dir``. ``out``: a
-    folder to write the GeoTIFF, PNG and caption into (see :func:`save`). Bad input and
+    folder to write the GeoTIFF, PNG and caption into (see :func:`save`); a box larger than
+    MAX_SIDE x MAX_SIDE px needs it, and is burnt window by window into the GeoTIFF
+    (:mod:`.osm_windowed`, no PNG, ``ids`` None). Bad input and
     unreachable services are a ``ValueError`` with a one-line message.
     """
     from ..prompts import caption
@@ -344,21 +350,36 @@ def place_mask(place: str, *, size: int | str | tuple[int, int] = DEFAULT_SIZE, 
             grid = grid_over(*coords, resolution=resolution, crs=crs)
         else:
             grid = grid_around(lat, lon, parse_size(size), resolution, crs)
+        windowed = grid.width * grid.height > MAX_SIDE * MAX_SIDE
+        if windowed and out is None:
+            raise ValueError(f"the mask is {grid.width}x{grid.height} px, more than {MAX_SIDE}x{MAX_SIDE}: masks this "
+                             "large are written window by window into a file, so give an output folder (--out)")
         overpass = overpass or OverpassClient(overpass_url, user_agent, cache_dir, timeout)
         features = _features(grid, source, overpass, say)
-        ids, drawn = rasterize(features, grid, background_id)
-        if drawn == 0 and source is not None:
-            raise ValueError(f"--from {source}: none of its {len(features)} features near the place has a land-cover "
-                             "tag, so the mask would be all background; check the place and the file")
-        say(f"{drawn} of {len(features)} OSM features drawn on {grid.width}x{grid.height} px at "
-            f"{resolution:g} m/px in {grid.crs.to_string()}{features.summary()}")
         if name is None:
             name = place if coords is None else (_reverse_name(lat, lon, geocoder) if source is None else None)
     finally:
         if own_geocoder:
             geocoder.cache.close()
+    if windowed:
+        from .osm_windowed import save_windowed
+
+        paths, drawn, text = save_windowed(features, grid, background_id, out, slug(name or place), name)
+        _report(drawn, features, grid, source, say)
+        return PlaceMask(None, grid, text, name, lat, lon, drawn, paths)
+    ids, drawn = rasterize(features, grid, background_id)
+    _report(drawn, features, grid, source, say)
     result = PlaceMask(ids, grid, caption(name, ids), name, lat, lon, drawn)
     return save(result, out, slug(name or place)) if out is not None else result
+
+
+def _report(drawn: int, features: Features, grid: Grid, source, say: Progress) -> None:
+    """The summary line; nothing drawn from a local file is an error (wrong place or wrong file)."""
+    if drawn == 0 and source is not None:
+        raise ValueError(f"--from {source}: none of its {len(features)} features near the place has a land-cover "
+                         "tag, so the mask would be all background; check the place and the file")
+    say(f"{drawn} of {len(features)} OSM features drawn on {grid.width}x{grid.height} px at "
+        f"{abs(grid.transform.a):g} m/px in {grid.crs.to_string()}{features.summary()}")
 
 
 def slug(text: str) -> str:

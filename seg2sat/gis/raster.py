@@ -197,16 +197,25 @@ def write_classes(path: str | os.PathLike, ids: np.ndarray, grid: Grid) -> Path:
     import rasterio
 
     path = Path(path)
-    profile = dict(driver="GTiff", width=ids.shape[1], height=ids.shape[0], count=1, dtype="uint8", nodata=0,
-                   crs=grid.crs, transform=grid.transform, compress="deflate", tiled=True, blockxsize=256,
-                   blockysize=256)
-    with env(), atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with env(), atomic_path(path) as tmp, rasterio.open(tmp, "w", **class_profile(grid)) as dst:
         dst.write(np.asarray(ids, dtype=np.uint8), 1)
-        dst.write_colormap(1, colormap())
-        dst.update_tags(1, **{f"CLASS_{c.id}": c.name for c in CLASSES})
-        dst.set_band_description(1, "FLAIR land-cover class")
+        label_classes(dst)
     write_categories(path)  # the names QGIS's legend shows, in GDAL's side file
     return path
+
+
+def class_profile(grid: Grid) -> dict:
+    """Profile of a class-id GeoTIFF on ``grid`` (0 = nodata; tiled, so it can be written window by window)."""
+    return dict(driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8", nodata=0,
+                crs=grid.crs, transform=grid.transform, compress="deflate", tiled=True, blockxsize=256,
+                blockysize=256, BIGTIFF="IF_SAFER")
+
+
+def label_classes(dst) -> None:
+    """The colour table, ``CLASS_n`` names and band description of an open class GeoTIFF."""
+    dst.write_colormap(1, colormap())
+    dst.update_tags(1, **{f"CLASS_{c.id}": c.name for c in CLASSES})
+    dst.set_band_description(1, "FLAIR land-cover class")
 
 
 def rgb_profile(grid: Grid) -> dict:
