@@ -19,6 +19,8 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,15 +140,22 @@ GDAL_NOISE = ("Non closed ring", "organizePolygons")
 """GDAL warnings about the broken rings of clipped extracts: one per feature, and :mod:`.osm_repair` handles them."""
 
 
+@contextmanager
+def quiet_gdal() -> Iterator[None]:
+    """GDAL's per-feature warnings about broken rings (:data:`GDAL_NOISE`) silenced, nothing else."""
+    with warnings.catch_warnings():
+        for text in GDAL_NOISE:
+            warnings.filterwarnings("ignore", message=f".*{text}", category=RuntimeWarning)
+        yield
+
+
 def _read_layer(path: Path, layer: str, bounds, bounds_crs: str | None):
     """(meta, wkb, columns) of one layer, without GDAL's per-feature ring warnings on stderr."""
     import pyogrio.raw
 
     try:
         bbox = _bbox_in(path, layer, bounds, bounds_crs)
-        with warnings.catch_warnings():
-            for text in GDAL_NOISE:
-                warnings.filterwarnings("ignore", message=f".*{text}", category=RuntimeWarning)
+        with quiet_gdal():
             meta, _, wkb, columns = pyogrio.raw.read(path, layer=layer, bbox=bbox)
     except Exception as exc:
         raise ValueError(f"--from {path}: layer {layer!r} is unreadable ({exc})") from exc
@@ -178,7 +187,8 @@ def extent(path: str | os.PathLike) -> tuple[float, float, float, float] | None:
     boxes = []
     for layer in _layers(path):
         try:
-            info = pyogrio.read_info(path, layer=layer, force_total_bounds=True)
+            with quiet_gdal():  # the total bounds of an OSM file are found by reading it
+                info = pyogrio.read_info(path, layer=layer, force_total_bounds=True)
         except Exception:  # the read itself reports unreadable layers
             return None
         bounds = info.get("total_bounds")
