@@ -316,3 +316,45 @@ def test_a_rebinding_page_cannot_read_or_drive_the_ui(browser_rebinding):
     finally:
         running.close()
         app.extensions["seg2sat_ui"].worker.close()
+
+
+# --------------------------------------------------------------------------- the page itself
+
+
+def test_the_ui_page_cannot_be_framed_by_other_sites(ui):
+    for path in ("/", "/api/health"):
+        answer = ui.get(path)
+        assert answer.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+
+
+def test_a_project_file_cannot_make_the_page_fetch_a_url(browser_rebinding):
+    """A crafted project's versions[].image naming a URL is refused, and nothing is fetched."""
+    hits: list[str] = []
+
+    class Recording(Page):
+        def do_GET(self):
+            hits.append(self.path)
+            super().do_GET()
+
+    tracker = ThreadingHTTPServer(("127.0.0.1", 0), Recording)
+    threading.Thread(target=tracker.serve_forever, daemon=True).start()
+    app = create_ui({"BACKEND": "procedural", "WARMUP": False})
+    running = Running(make_waitress(app, "127.0.0.1", 0, 2, 2**20), app)
+    ids = base64.b64encode(IDS.tobytes()).decode()
+    project = {"drawing2map_project": 1, "map": {"w": 64, "h": 64, "ids": ids}, "settings": {}, "background": 11,
+               "versions": [{"image": f"http://127.0.0.1:{tracker.server_address[1]}/track",
+                             "mask": {"w": 64, "h": 64, "ids": ids}}]}
+    try:
+        page = browser_rebinding.new_page()
+        page.goto(f"http://127.0.0.1:{running.port}/")
+        page.wait_for_selector("body[data-ready=true]")
+        page.evaluate("(text) => openProject(new File([text], 'crafted.json'))", json.dumps(project))
+        page.wait_for_function("() => document.getElementById('error-text').innerText.includes('crafted.json')")
+        assert "not embedded" in page.inner_text("#error-text")
+        page.close()
+        assert hits == []
+    finally:
+        running.close()
+        tracker.shutdown()
+        app.extensions["seg2sat_ui"].worker.close()

@@ -39,6 +39,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     install(app, Policy(bound=str(app.config["HOST"]), hosts=split_list(settings.allowed_hosts)))
     app.register_error_handler(HTTPException, _http_error)
+    app.after_request(_page_headers)
     worker.start(warmup=bool(app.config["WARMUP"]))
     return app
 
@@ -50,6 +51,19 @@ def _device_key(settings: Settings) -> str:
 
         return settings.device or pick_device()
     return f"{settings.backend}:{settings.endpoint_url}"
+
+
+PAGE_POLICY = "frame-ancestors 'none'; connect-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
+"""The page's Content-Security-Policy: no framing by other sites (clickjacking: a hidden frame drawing and
+generating for them), and the page itself reaches nothing but this server."""
+
+
+def _page_headers(response):
+    """Every answer: no framing, no content sniffing, the page's CSP."""
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+    return response
 
 
 def _http_error(exc: HTTPException):

@@ -96,6 +96,15 @@ async function saveProject() {
   download(URL.createObjectURL(file), `drawing2map-${new Date().toISOString().slice(0, 10)}.json`);
 }
 
+// A project file is untrusted: its images must be embedded (data: URLs). Fetching any other
+// URL it names would let a crafted file make the browser call a server of its choosing.
+async function embeddedImage(url) {
+  if (typeof url !== "string" || !/^data:image\/(png|jpeg|webp);base64,/.test(url)) {
+    throw new Error("a version's image is not embedded in the file (a data:image URL)");
+  }
+  return (await fetch(url)).blob();
+}
+
 async function openProject(file) {
   clearError();
   try {
@@ -103,7 +112,7 @@ async function openProject(file) {
     if (project.drawing2map_project !== 1) throw new Error("it is not a Drawing2Map project file");
     const unpack = (m) => ({ w: m.w, h: m.h, ids: base64ToBytes(m.ids) });
     const versions = await Promise.all(project.versions.map(async (v) => Object.assign({}, v, {
-      blob: await (await fetch(v.image)).blob(), image: undefined, mask: unpack(v.mask) })));
+      blob: await embeddedImage(v.image), image: undefined, mask: unpack(v.mask) })));
     pushUndo();
     if (S.mode) leaveMode();
     restoreWork({ map: unpack(project.map), settings: project.settings, background: project.background,
