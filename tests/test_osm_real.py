@@ -250,3 +250,25 @@ def test_cli_stderr_is_two_lines_on_a_clipped_extract(tmp_path):
     assert run.returncode == 0, run.stderr
     lines = run.stderr.splitlines()
     assert len(lines) == 2 and lines[1].startswith("1 of 1 OSM features drawn"), run.stderr
+
+
+def test_geocoder_retries_offline_are_one_line_notes(caplog):
+    """Offline, geopy's RateLimiter logged every retry with a full traceback before the one-line error."""
+    import logging
+
+    from geopy.exc import GeocoderUnavailable
+
+    from seg2sat.data.geocode import GeocodingError, NominatimGeocoder
+
+    geocoder = NominatimGeocoder("seg2sat-tests (test@example.org)", domain="localhost:9", min_delay=0, retries=2)
+
+    def offline(*args, **kwargs):
+        raise GeocoderUnavailable("Failed to resolve 'nominatim.openstreetmap.org'")
+
+    geocoder._search.func, geocoder._search.error_wait_seconds = offline, 0
+    with caplog.at_level(logging.WARNING, logger="geopy"), pytest.raises(GeocodingError, match="Nominatim failed"):
+        geocoder.search("31 Rue Molière, Lyon")
+    notes = [r for r in caplog.records if r.name == "geopy"]
+    assert [r.getMessage() for r in notes] == ["note: Nominatim: GeocoderUnavailable, retrying (1 of 2)",
+                                               "note: Nominatim: GeocoderUnavailable, retrying (2 of 2)"]
+    assert all(r.exc_info is None for r in notes)

@@ -12,6 +12,7 @@ survives interrupted runs. The geocoder itself sits behind a one-method interfac
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 import time
@@ -36,6 +37,25 @@ class Geocoder(Protocol):
     """Anything that names the place at a WGS84 point (``None`` where there is nothing to name)."""
 
     def reverse(self, lat: float, lon: float) -> str | None: ...
+
+
+class _RetryNote(logging.Filter):
+    """geopy's RateLimiter logs each retry with a full traceback; one line says the same (the last error is raised)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and "caught an error, retrying" in record.msg:
+            error = record.exc_info[1]
+            tries = f"{record.args[0] + 1} of {record.args[1]}" if isinstance(record.args, tuple) else "again"
+            record.msg, record.args = f"note: Nominatim: {type(error).__name__}, retrying ({tries})", None
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _one_line_retries() -> None:
+    """Install :class:`_RetryNote` on geopy's logger, once."""
+    logger = logging.getLogger("geopy")
+    if not any(isinstance(f, _RetryNote) for f in logger.filters):
+        logger.addFilter(_RetryNote())
 
 
 class NominatimGeocoder:
@@ -65,6 +85,7 @@ class NominatimGeocoder:
                                     error_wait_seconds=5.0, swallow_exceptions=False)
         self._search = RateLimiter(client.geocode, min_delay_seconds=min_delay, max_retries=retries,
                                    error_wait_seconds=5.0, swallow_exceptions=False)
+        _one_line_retries()
 
     def reverse(self, lat: float, lon: float) -> str | None:
         from geopy.exc import GeopyError
