@@ -483,6 +483,6 @@ def grow(side: str, pixels: int, size: tuple[int, int]) -> tuple[tuple[int, int]
     grown = {"left": ((w + pixels, h), (pixels, 0)), "right": ((w + pixels, h), (0, 0)),
              "top": ((w, h + pixels), (0, pixels)), "bottom": ((w, h + pixels), (0, 0)),
              "all": ((w + 2 * pixels, h + 2 * pixels), (pixels, pixels))}
-    if side not in grown:
+    if not isinstance(side, str) or side not in grown:  # any JSON value may arrive here
         raise RequestError("side", f"must be one of {', '.join(grown)}, got {json_text(side)}")
     return grown[side]

@@ -18,6 +18,8 @@ import time
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
+from .guard import normal_origin
+
 CONNECTION_LIMIT = 1000
 """Open connections waitress accepts (idle ones included); capped by the process's descriptor limit."""
 CHANNEL_TIMEOUT = 30
@@ -37,7 +39,7 @@ class JsonErrorTask(ErrorTask):
         origin = self.request.headers.get("ORIGIN")
         policy = getattr(self.channel.server, "seg2sat_policy", None)
         if origin and policy is not None and policy.cross_origin_ok(origin):
-            self.response_headers.append(("Access-Control-Allow-Origin", origin))
+            self.response_headers.append(("Access-Control-Allow-Origin", normal_origin(origin)))
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
