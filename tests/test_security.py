@@ -358,3 +358,39 @@ def test_a_project_file_cannot_make_the_page_fetch_a_url(browser_rebinding):
         running.close()
         tracker.shutdown()
         app.extensions["seg2sat_ui"].worker.close()
+
+
+CROSS_SITE_POSTS = """async ([serve, ui, body, png]) => {
+  // What any page may send without a preflight: text/plain JSON, and a multipart upload.
+  const form = new FormData();
+  form.append("file", new Blob([Uint8Array.from(atob(png), (c) => c.charCodeAt(0))], {type: "image/png"}), "m.png");
+  for (const [url, init] of [[serve, {body, headers: {"Content-Type": "text/plain"}}],
+                             [ui + "api/generate", {body, headers: {"Content-Type": "text/plain"}}],
+                             [ui + "api/masks/import", {body: form}]]) {
+    await fetch(url, Object.assign({method: "POST", mode: "no-cors"}, init));
+  }
+  return true;
+}"""
+
+
+def test_cross_site_simple_and_multipart_posts_from_chromium_run_nothing(browser_rebinding, sites):
+    """A page on another origin fires the posts a browser sends without asking; both servers refuse each."""
+    seen: list[tuple[str, int]] = []
+    serve_app_ = serve_app()
+    ui_app = create_ui({"BACKEND": "procedural", "WARMUP": False})
+    for app in (serve_app_, ui_app):
+        app.after_request(lambda r: seen.append((__import__("flask").request.path, r.status_code)) or r)
+    servers = [Running(make_server(serve_app_, "127.0.0.1", 0), serve_app_),
+               Running(make_waitress(ui_app, "127.0.0.1", 0, 2, 2**20), ui_app)]
+    try:
+        page = browser_rebinding.new_page()
+        page.goto(sites[1])
+        page.evaluate(CROSS_SITE_POSTS, [f"http://localhost:{servers[0].port}/", f"http://localhost:{servers[1].port}/",
+                                         json.dumps({"mask": MASK, "prompt": "x", **BODY}), MASK])
+        page.close()
+        assert sorted(seen) == [("/", 403), ("/api/generate", 403), ("/api/masks/import", 403)], seen
+        assert serve_app_.extensions["seg2sat"].handled["ok"] == 0 and ui_app.extensions["seg2sat_ui"].worker.jobs == {}
+    finally:
+        for running in servers:
+            running.close()
+        ui_app.extensions["seg2sat_ui"].worker.close()
