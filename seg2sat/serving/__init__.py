@@ -12,6 +12,9 @@ the web UI and the endpoint accept and refuse exactly the same things.
 * :mod:`.service`: :class:`Service` (parse, run, answer; the model or its fallback) and
   the device queue.
 * :mod:`.server`: the Flask app (``GET /health``, ``POST /``, ``POST /predict``) and waitress.
+* :mod:`.guard`: what a web page may ask of a local server (Host, Origin, JSON bodies, CORS); the
+  web UI uses it too.
+* :mod:`.connections`: waitress for both servers, with limits slow clients cannot exhaust.
 
 Configuration is :class:`seg2sat.settings.Settings` (the SEG2SAT_* variables).
 """
