@@ -93,16 +93,26 @@ def test_a_resolution_that_collapses_the_map_is_refused():
         plan.check(plan.Plan(grid, 1, 1024, None))
 
 
-@pytest.mark.parametrize("kind", ["worldcover", "corine"])
-def test_nodata_stays_nodata_in_the_streamed_map(tmp_path, kind):
-    codes = np.full((300, 400), 40 if kind == "worldcover" else 211, np.int16)
-    nodata = 0 if kind == "worldcover" else -128
+NODATA_CASES = {
+    # classes, dtype, land code, nodata tag, no-data code written in the corner
+    "worldcover": ("worldcover", "uint8", 40, 0, 0),
+    "worldcover, no nodata tag": ("worldcover", "uint8", 40, None, 0),  # the product's 0 is still no data
+    "corine int8 ranks": ("corine", "int8", 12, -128, -128),  # CLC's GeoTIFF: GRID_CODE ranks, nodata -128
+    "corine rank 48": ("corine", "int8", 12, -128, 48),  # GRID_CODE 48 is CLC's own "NODATA" class
+    "corine codes": ("corine", "int16", 211, -32768, -32768),
+}
+
+
+@pytest.mark.parametrize("case", NODATA_CASES)
+def test_nodata_stays_nodata_in_the_streamed_map(tmp_path, case):
+    classes, dtype, land, tag, nodata = NODATA_CASES[case]
+    codes = np.full((300, 400), land, dtype)
     codes[200:, :150] = nodata
-    mask = tmp_path / f"{kind}.tif"
-    with rasterio.open(mask, "w", driver="GTiff", width=400, height=300, count=1, dtype="int16", crs="EPSG:3035",
-                       transform=from_origin(3_800_000, 2_500_000, 10, 10), nodata=nodata) as dst:
+    mask = tmp_path / "landcover.tif"
+    with rasterio.open(mask, "w", driver="GTiff", width=400, height=300, count=1, dtype=dtype, crs="EPSG:3035",
+                       transform=from_origin(3_800_000, 2_500_000, 10, 10), nodata=tag) as dst:
         dst.write(codes, 1)
-    out = stream_render(mask, tmp_path / "out.tif", seed=2, classes=kind, window=256)
+    out = stream_render(mask, tmp_path / "out.tif", seed=2, classes=classes, window=256)
     with rasterio.open(out.path) as src:
         valid = src.read_masks(1)
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"

@@ -10,7 +10,9 @@ checked against them). Choices where the source is coarser than FLAIR:
   town from it; roads inside it are not known.
 - Wetlands become **herbaceous vegetation**, bare and burnt areas **bare soil**.
 
-Anything a table does not list (no data, unclassified) is **other**.
+Anything a table does not list (unclassified) is **other**; no data (the file's nodata
+value, or the product's own no-data code in ``NODATA_CODES``) is drawn as other too, and
+the outputs mark those pixels as nodata.
 """
 
 from __future__ import annotations
@@ -97,6 +99,10 @@ def _lut(table: dict[int, tuple[int, str]], size: int) -> np.ndarray:
         lut[code] = cls
     return lut
 
+
+NODATA_CODES = {"worldcover": (0,), "corine": (48, 999)}
+"""Codes that are "no data" in the product itself, whatever the file's nodata tag says: WorldCover's 0,
+CORINE's GRID_CODE 48 and its code 999. Such pixels stay nodata (transparent) in the outputs."""
 
 _LUTS = {
     "worldcover": _lut(WORLDCOVER, 256),

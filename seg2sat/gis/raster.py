@@ -23,7 +23,7 @@ from ..classes import CLASSES
 from ..masks import PALETTE, from_raster
 from .categories import write_categories
 from .files import atomic_path, temporary_name
-from .landcover import to_flair
+from .landcover import NODATA_CODES, to_flair
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 GDAL_CACHE_MB = 128
@@ -160,17 +160,23 @@ def read_ids(src, window=None, classes: str = "flair") -> np.ndarray:
     return to_flair(src.read(1, window=window), classes)
 
 
-def read_valid(src, window=None) -> np.ndarray | None:
-    """True where the mask raster has data (its nodata value, mask or alpha band say so); None when all pixels do.
+def read_valid(src, window=None, classes: str = "flair") -> np.ndarray | None:
+    """True where the mask raster has data; None when the raster says all its pixels do.
 
-    Nodata pixels still get a class from :func:`read_ids` (the renderer and the model need
-    one), and the outputs mark them as nodata so they stay transparent in QGIS.
+    No data is the file's nodata value, mask or alpha band, and for WorldCover and CORINE
+    their own no-data codes (:data:`.landcover.NODATA_CODES`). Nodata pixels still get a
+    class from :func:`read_ids` (the renderer and the model need one), and the outputs
+    mark them as nodata so they stay transparent in QGIS. The answer depends on the
+    raster, never on the window's pixels, so every window of a map agrees on having a mask.
     """
     from rasterio.enums import MaskFlags
 
-    if src.mask_flag_enums[0] == [MaskFlags.all_valid]:
-        return None
-    return src.read_masks(1, window=window) > 0
+    codes = NODATA_CODES.get(classes, ()) if src.count < 3 else ()
+    valid = None if src.mask_flag_enums[0] == [MaskFlags.all_valid] else src.read_masks(1, window=window) > 0
+    if codes:
+        known = ~np.isin(src.read(1, window=window), codes)
+        valid = known if valid is None else valid & known
+    return valid
 
 
 def load_ids(path: str | os.PathLike, classes: str = "flair", resolution: float | None = None
@@ -178,7 +184,7 @@ def load_ids(path: str | os.PathLike, classes: str = "flair", resolution: float 
     """The whole mask raster as class ids, with its grid (resampled to ``resolution`` when given; its
     ``valid`` says where the raster has data, so :func:`write_rgb` keeps the nodata)."""
     with env(), open_mask(path, resolution) as src:
-        return read_ids(src, classes=classes), replace(grid_of(src), valid=read_valid(src))
+        return read_ids(src, classes=classes), replace(grid_of(src), valid=read_valid(src, classes=classes))
 
 
 def colormap() -> dict[int, tuple[int, int, int, int]]:

@@ -112,7 +112,7 @@ def stream_render(mask: str | os.PathLike, out: str | os.PathLike, *, seed: int 
             for index, box in enumerate(boxes):
                 if index in journal.done:
                     continue
-                rgb, valid = render_box(src, box, seed, classes), read_valid(src, box_window(box))
+                rgb, valid = render_box(src, box, seed, classes), read_valid(src, box_window(box), classes)
                 with rasterio.open(partial, "r+") as dst:  # closed after each window: on disk before the journal says so
                     dst.write(np.moveaxis(rgb, -1, 0), window=box_window(box))
                     if valid is not None:

@@ -116,7 +116,7 @@ def diffuse_geotiff(mask: str | os.PathLike, out: str | os.PathLike, req: Reques
                     on_window(n, len(todo))
     state.wait_for_everyone()
     if state.is_main_process:
-        _assemble(parts, boxes, grid, out, overlap, lambda: open_mask(mask, resolution))
+        _assemble(parts, boxes, grid, out, overlap, lambda: open_mask(mask, resolution), classes)
         shutil.rmtree(parts.dir)
     state.wait_for_everyone()
     return Streamed(out, grid, len(boxes), len(todo))
@@ -128,7 +128,7 @@ def _generate(req: Request, pipe) -> Image.Image:
     return run(req, pipe).images[0]
 
 
-def _assemble(parts: _Parts, boxes, grid, out: Path, overlap: int, open_source: Callable) -> None:
+def _assemble(parts: _Parts, boxes, grid, out: Path, overlap: int, open_source: Callable, classes: str) -> None:
     """Blend the parts into ``out``, one output block at a time (each block reads the few parts over it);
     the mask's nodata pixels are nodata in ``out`` too."""
     import rasterio
@@ -158,7 +158,7 @@ def _assemble(parts: _Parts, boxes, grid, out: Path, overlap: int, open_source: 
                     weight[ty, tx] += w[sy, sx]
                 pixels = np.clip(total / weight + 0.5, 0, 255).astype(np.uint8)
                 dst.write(np.moveaxis(pixels, -1, 0), window=box_window(block))
-                if (valid := read_valid(src, box_window(block))) is not None:
+                if (valid := read_valid(src, box_window(block), classes)) is not None:
                     dst.write_mask(valid.astype(np.uint8) * 255, window=box_window(block))
     to_cog(partial, out)
     partial.unlink()
