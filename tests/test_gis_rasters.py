@@ -218,3 +218,19 @@ def test_nodata_stays_nodata_in_a_map_made_whole(tmp_path):
     out = raster.write_rgb(tmp_path / "out.tif", render_array(ids, seed=1), grid)
     with rasterio.open(out) as src:
         assert np.array_equal(src.read_masks(1) > 0, grid.valid) and src.crs.to_epsg() == 4326
+
+
+def test_png_of_a_result_keeps_nodata_transparent(tmp_path):
+    from PIL import Image
+
+    tile = _worldcover(tmp_path / "wc.tif")
+    ids, grid = raster.load_ids(tile, "worldcover")
+    cog = raster.write_rgb(tmp_path / "out.tif", render_array(ids, seed=1), grid)
+    png = raster.png_of(cog, tmp_path / "out.png")
+    with Image.open(png) as im:
+        assert im.mode == "RGBA" and np.array_equal(np.asarray(im)[..., 3] > 0, grid.valid)
+    full = raster.write_rgb(tmp_path / "full.tif", render_array(ids, seed=1), raster.Grid(150, 120, None,
+                                                                                         from_origin(0, 0, 1, 1)))
+    with Image.open(raster.png_of(full, tmp_path / "full.png")) as im:
+        assert im.mode == "RGB"
+    assert not list(tmp_path.glob(".*"))

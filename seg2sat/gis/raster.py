@@ -259,3 +259,19 @@ def write_rgb(path: str | os.PathLike, rgb: np.ndarray, grid: Grid) -> Path:
         return to_cog(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def png_of(cog: str | os.PathLike, png: str | os.PathLike) -> Path:
+    """The PNG beside a (small enough to hold) result COG: transparent where the COG is nodata, written whole
+    or not at all. Front ends use it instead of re-saving the COG with PIL, which drops the mask band."""
+    import rasterio
+    from PIL import Image
+    from rasterio.enums import MaskFlags
+
+    with env(), rasterio.open(cog) as src:
+        rgb = np.moveaxis(src.read([1, 2, 3]), 0, -1)
+        alpha = src.read_masks(1) if src.mask_flag_enums[0] != [MaskFlags.all_valid] else None
+    image = Image.fromarray(rgb) if alpha is None else Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA")
+    with atomic_path(png) as tmp:
+        image.save(tmp)
+    return Path(png)
