@@ -272,3 +272,24 @@ def test_geocoder_retries_offline_are_one_line_notes(caplog):
     assert [r.getMessage() for r in notes] == ["note: Nominatim: GeocoderUnavailable, retrying (1 of 2)",
                                                "note: Nominatim: GeocoderUnavailable, retrying (2 of 2)"]
     assert all(r.exc_info is None for r in notes)
+
+
+MONACO = DATA / "monaco-port.osm.pbf"
+
+
+def _at(mask, lat: float, lon: float) -> int:
+    """The class at a WGS84 point of the mask."""
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs("EPSG:4326", mask.grid.crs.to_wkt(), always_xy=True).transform(lon, lat)
+    col, row = ~mask.grid.transform * (x, y)
+    return int(mask.ids[int(row), int(col)])
+
+
+def test_real_coast_port_hercule_is_sea(tmp_path):
+    """Geofabrik's Monaco, cut around the port: the harbour and the open sea are water, the town is not."""
+    mask = place_mask("43.731,7.420,43.736,7.429", source=MONACO, resolution=1.0, background="herbaceous vegetation")
+    assert _at(mask, 43.7347, 7.4255) == 5  # the harbour basin
+    assert _at(mask, 43.7314, 7.4288) == 5  # the open sea off the Rocher
+    assert _at(mask, 43.7334, 7.4212) != 5  # La Condamine, on land
+    assert 0.25 < (mask.ids == 5).mean() < 0.6
