@@ -21,7 +21,7 @@ from diffusers.utils import logging as diffusers_logging
 
 from seg2sat import caption, load_mask
 from seg2sat.masks import model_size, resize_ids, to_image
-from seg2sat.pipelines import pick_device, pick_dtype
+from seg2sat.pipelines import pick_device, pick_dtype, resolve_base
 
 
 def find_controlnet(folder: str | Path) -> Path:
@@ -46,7 +46,7 @@ def generate_with_trained(
     mask: str | Path,
     controlnet: str | Path,
     out: str | Path,
-    model: str = "stabilityai/stable-diffusion-2-1-base",
+    model: str | None = None,
     place: str | None = None,
     seeds: Sequence[int] = (0,),
     steps: int = 20,
@@ -61,8 +61,9 @@ def generate_with_trained(
     dtype = pick_dtype(device)
 
     net = ControlNetModel.from_pretrained(find_controlnet(controlnet), dtype=dtype)
+    base, _notes = resolve_base(model)  # default: a verified copy of SD 2.1 base (its original repo is gone)
     pipe = StableDiffusionControlNetPipeline.from_pretrained(
-        model, controlnet=net, dtype=dtype, safety_checker=None, requires_safety_checker=False
+        base, controlnet=net, dtype=dtype, safety_checker=None, requires_safety_checker=False
     )
     pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
     pipe = pipe.to(device)  # every module on the device we picked, not only the UNet
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("mask", type=Path, help="colour mask PNG, e.g. examples/masks/town.png")
     parser.add_argument("--controlnet", required=True, type=Path,
                         help="output folder of controlnet_training (or one of its checkpoint-<step> folders)")
-    parser.add_argument("--model", default="stabilityai/stable-diffusion-2-1-base", help="base model hub id or folder")
+    parser.add_argument("--model", default=None,
+                        help="base model hub id or folder (default: a verified copy of SD 2.1 base)")
     parser.add_argument("--place", default=None, help="address or place for the caption")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")

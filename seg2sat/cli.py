@@ -25,6 +25,8 @@ COMMANDS = [
     "seg2sat.serve_cli:register",
     "seg2sat.webui.cli:register",
     "seg2sat.gis.osm_cli:register",
+    "seg2sat.download_cli:register",
+    "seg2sat.doctor:register",
 ]
 """``module:function`` entries; each function adds its sub-commands to the parser."""
 
@@ -56,10 +58,11 @@ def _quiet_libraries() -> None:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    from .pipelines import DEFAULT_CONTROLNET, DEFAULT_MODEL
+    from .pipelines import DEFAULT_CONTROLNET
 
     p.add_argument("--model", default=None,
-                   help=f"base model hub id or folder, or a full saved pipeline folder (default {DEFAULT_MODEL})")
+                   help="base model hub id or folder, or a full ControlNet pipeline (default: a verified copy of "
+                   "SD 2.1 base, see README, Real weights)")
     p.add_argument("--controlnet", default=None,
                    help=f"ControlNet hub id or folder (default {DEFAULT_CONTROLNET}, or the one inside --model)")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")

@@ -150,18 +150,16 @@ def run(req: Request, pipeline=None, on_step: StepCallback | None = None) -> Res
 
 
 def pipeline_or_fallback(model=None, controlnet=None, device: str | None = None, *, fallback: bool = True,
-                         lora: str | None = None, lora_scale: float = 1.0, compile: bool = False,
-                         low_memory: bool = False, dtype: str | None = None):
+                         **load_options):
     """``(pipeline, "")``, or ``(None, note)`` when the weights are missing and the renderer may stand in.
 
-    Every front end falls back the same way and says so with this one ``note``; with
-    ``fallback=False`` the :class:`WeightsNotFoundError` is raised instead. ``lora``,
-    ``lora_scale``, ``compile``, ``low_memory`` and ``dtype`` go to :func:`load_pipeline` (a LoRA that
-    cannot be found is a missing weight like any other).
+    Every front end falls back the same way and says so with this one ``note``, which carries
+    the real cause; with ``fallback=False`` the :class:`WeightsNotFoundError` is raised instead.
+    ``load_options`` (``controlnet_subfolder``, ``lora``, ``lora_scale``, ``compile``, ``low_memory``,
+    ``dtype``) go to :func:`load_pipeline` (a LoRA that cannot be found is a missing weight like any other).
     """
     try:
-        return load_pipeline(model, controlnet, device=device, lora=lora, lora_scale=lora_scale, compile=compile,
-                             low_memory=low_memory, dtype=dtype), ""
+        return load_pipeline(model, controlnet, device=device, **load_options), ""
     except WeightsNotFoundError as exc:
         if not fallback:
             raise

@@ -7,28 +7,31 @@ with ``from_pipe`` from the same components, so it costs no extra memory.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import socket
 import threading
-import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .weights import (
+    DEFAULT_CONTROLNET,
+    OFFICIAL_BASE,
+    WeightsNotFoundError,
+    cause,
+    fetch_controlnet,
+    fetch_named,
+    fetch_verified,
+    hub_reachable,
+)
 
 if TYPE_CHECKING:
     import torch
     from diffusers import StableDiffusionControlNetInpaintPipeline, StableDiffusionControlNetPipeline
 
-DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-base"
-DEFAULT_CONTROLNET = "rgres/Seg2Sat-sd-controlnet"
+__all__ = ["DEFAULT_CONTROLNET", "OFFICIAL_BASE", "WeightsNotFoundError", "hub_reachable", "load_pipeline"]
 
 _CACHE: dict[tuple, StableDiffusionControlNetPipeline] = {}
 _LOCK = threading.Lock()
-
-
-class WeightsNotFoundError(RuntimeError):
-    """Model weights are neither on disk nor downloadable; the message says how to fix it."""
 
 
 def pick_device() -> str:
@@ -92,60 +95,68 @@ def is_controlnet_folder(path: str | os.PathLike) -> bool:
         return False
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
     """Hub ids are ``org/name``; anything existing, absolute, relative or deeper is a folder."""
     return os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
-@functools.lru_cache(maxsize=1)
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether a download could work at all, asked once per process.
-
-    Without it, a machine with no network spends ~25 s per component in the hub
-    client's retries before the user hears that the weights are missing.
-    """
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return False
-    url = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+def _from_folder(cls, folder: str | os.PathLike, what: str, flag: str, **kwargs):
+    """``cls.from_pretrained`` of a local folder; a folder without weights says so in one sentence."""
+    folder = os.path.expanduser(str(folder))
+    if not os.path.isdir(folder):
+        raise WeightsNotFoundError(f"Cannot load the {what}: the folder {folder!r} does not exist; "
+                                   f"pass {flag} an existing folder or a hub id.")
     try:
-        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
-            return True
-    except OSError:
-        return False
+        return cls.from_pretrained(folder, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise WeightsNotFoundError(
+            f"Cannot load the {what}: the folder {folder!r} holds no diffusers weights ({cause(exc, folder, flag)}); "
+            f"pass {flag} a folder written by save_pretrained or `seg2sat download --dir`.") from exc
 
 
-def _from_pretrained(cls, name: str, what: str, flag: str, **kwargs):
-    """Load from a folder or the hub cache first, the network last; explain a failure in one sentence."""
-    if _looks_like_path(name):
+def resolve_base(model: str | os.PathLike | None) -> tuple[str, list[str]]:
+    """A local folder holding the base model, and what the user should hear about where it came from.
+
+    The default, and the deleted official id named explicitly, resolve to a verified copy of
+    SD 2.1 base; a folder is used as it is; any other hub id is fetched as named, unverified.
+    """
+    name = str(model) if model else None
+    if name is None or name == OFFICIAL_BASE:
+        fetched = fetch_verified("base")
+        notes = list(fetched.notes)
+        if name == OFFICIAL_BASE and fetched.repo != OFFICIAL_BASE:
+            notes.append(f"{OFFICIAL_BASE} was deleted from the Hugging Face Hub (November 2025); using its "
+                         f"verified copy {fetched.repo}")
+        return str(fetched.folder), notes
+    if looks_like_path(name):
         if not os.path.isdir(os.path.expanduser(name)):
-            raise WeightsNotFoundError(f"Cannot load the {what}: the folder {name!r} does not exist; "
-                                       f"pass {flag} an existing folder or a hub id.")
-        attempts = [True]
-    else:
-        attempts = [True, False] if hub_reachable() else [True]
-    last: Exception | None = None
-    for local_only in attempts:
-        try:
-            return cls.from_pretrained(os.path.expanduser(name), local_files_only=local_only, **kwargs)
-        except (OSError, ValueError) as exc:
-            last = exc
-    if _looks_like_path(name):
-        message = (f"Cannot load the {what}: the folder {name!r} holds no diffusers weights; pass {flag} a folder "
-                   "written by save_pretrained (or one made by `seg2sat make-tiny DIR` for tests).")
-    else:
-        message = (f"Cannot load the {what} {name!r}: it is not in the Hugging Face cache and cannot be downloaded "
-                   f"from here; run `huggingface-cli download {name} --local-dir DIR` on a machine with network and "
-                   f"pass {flag} DIR, or build a tiny test pipeline with `seg2sat make-tiny DIR` and pass --model DIR.")
-    raise WeightsNotFoundError(message) from last
+            raise WeightsNotFoundError(f"Cannot load the base model: the folder {name!r} does not exist; "
+                                       "pass --model an existing folder or a hub id.")
+        return os.path.expanduser(name), []
+    return str(fetch_named(name)), []
 
 
-def load_component(cls, name: str | os.PathLike, what: str, flag: str, **kwargs):
+def resolve_controlnet(controlnet: str | os.PathLike | None, subfolder: str | None, base_folder: str) -> str | None:
+    """A local folder holding the ControlNet, or None when the base folder is a full pipeline with its own."""
+    name = str(controlnet) if controlnet else None
+    if name is None and not subfolder and is_full_pipeline(base_folder):
+        return None
+    if name is not None and looks_like_path(name):
+        return os.path.join(os.path.expanduser(name), subfolder or "")
+    return str(fetch_controlnet(name, subfolder).folder)
+
+
+def load_component(cls, name: str | os.PathLike | None, what: str, flag: str, kind: str = "base", **kwargs):
     """One model component (``cls.from_pretrained``) with the same clear errors as :func:`load_pipeline`.
 
     Training loads the UNet, VAE, text encoder and tokenizer one by one (``subfolder=…``)
-    instead of a pipeline; this keeps its "weights not found" messages the same as everywhere else.
+    instead of a pipeline; a hub id resolves as in :func:`load_pipeline` (the default and the
+    deleted official id: a verified copy of SD 2.1 base), with the same messages.
     """
-    return _from_pretrained(cls, str(name), what, flag, **kwargs)
+    name = str(name) if name else None
+    if name is None or not looks_like_path(name):
+        name = str(fetch_controlnet(name).folder) if kind == "controlnet" else resolve_base(name)[0]
+    return _from_folder(cls, name, what, flag, **kwargs)
 
 
 def load_pipeline(
@@ -158,12 +169,14 @@ def load_pipeline(
     lora_scale: float = 1.0,
     compile: bool = False,
     low_memory: bool = False,
+    controlnet_subfolder: str | None = None,
 ) -> StableDiffusionControlNetPipeline:
     """The Seg2Sat text-to-image pipeline, loaded once per process for each set of options.
 
     ``model`` is a base Stable Diffusion model (hub id or folder) or a full saved
-    ControlNet pipeline folder; ``controlnet`` overrides the ControlNet (hub id or
-    folder). Defaults: SD 2.1 base and ``rgres/Seg2Sat-sd-controlnet``.
+    ControlNet pipeline (folder or hub id); ``controlnet`` overrides the ControlNet (hub id or
+    folder) and ``controlnet_subfolder`` picks a checkpoint inside it. Defaults: a verified
+    copy of SD 2.1 base (:mod:`seg2sat.weights`) and ``rgres/Seg2Sat-sd-controlnet``.
 
     Speed options (:mod:`seg2sat.speed`): ``lora`` (hub id or folder) is fused into the
     weights at ``lora_scale``; ``compile`` fuses attention projections and
@@ -173,16 +186,17 @@ def load_pipeline(
     on CPUs; "bfloat16" on a CPU that computes in it (:func:`cpu_computes_bf16`) is the fast choice there.
     :func:`seg2sat.speed.notes` returns what the options want the user to know.
     """
-    model = str(model or DEFAULT_MODEL)
+    model = str(model) if model else None
+    controlnet = str(controlnet) if controlnet else None
     device = device or pick_device()
     dtype = resolve_dtype(dtype, device)
     lora = str(lora) if lora else None
-    key = (model, str(controlnet) if controlnet else None, device, dtype,
+    key = (model, controlnet, controlnet_subfolder or None, device, dtype,
            lora, float(lora_scale) if lora else None, bool(compile), bool(low_memory))
     with _LOCK:
         if key not in _CACHE:
-            _CACHE[key] = _load(model, str(controlnet) if controlnet else None, device, dtype,
-                                lora=lora, lora_scale=float(lora_scale), compile=bool(compile), low_memory=bool(low_memory))
+            _CACHE[key] = _load(model, controlnet, controlnet_subfolder or None, device, dtype, lora=lora,
+                                lora_scale=float(lora_scale), compile=bool(compile), low_memory=bool(low_memory))
         return _CACHE[key]
 
 
@@ -198,34 +212,30 @@ def dtype_kwargs(dtype: torch.dtype) -> dict:
     return {"dtype" if release >= (0, 40) else "torch_dtype": dtype}
 
 
-def _load(model: str, controlnet: str | None, device: str, dtype: torch.dtype, *, lora: str | None = None,
-          lora_scale: float = 1.0, compile: bool = False, low_memory: bool = False):
+def _load(model: str | None, controlnet: str | None, subfolder: str | None, device: str, dtype: torch.dtype, *,
+          lora: str | None = None, lora_scale: float = 1.0, compile: bool = False, low_memory: bool = False):
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 
     from . import speed
 
     kwargs: dict = {**dtype_kwargs(dtype), "safety_checker": None, "requires_safety_checker": False}
-    if _looks_like_path(model) and not os.path.isdir(os.path.expanduser(model)):
-        raise WeightsNotFoundError(f"Cannot load the base model: the folder {model!r} does not exist; "
-                                   "pass --model an existing folder or a hub id.")
-    if lora and _looks_like_path(lora) and not os.path.isdir(os.path.expanduser(lora)):
-        raise WeightsNotFoundError(f"Cannot load the LoRA: the folder {lora!r} does not exist; "
-                                   "pass --lora an existing folder or a hub id.")
-    full = _looks_like_path(model) and is_full_pipeline(os.path.expanduser(model))
-    if controlnet or not full:
-        kwargs["controlnet"] = _from_pretrained(
-            ControlNetModel, controlnet or DEFAULT_CONTROLNET, "ControlNet", "--controlnet", **dtype_kwargs(dtype),
-            **pickle_only_kwargs(controlnet or DEFAULT_CONTROLNET),
-        )
-    pipe = _from_pretrained(StableDiffusionControlNetPipeline, model, "base model", "--model", **kwargs)
+    base, notes = resolve_base(model)
+    lora_folder = _lora_folder(lora) if lora else None
+    controlnet_folder = resolve_controlnet(controlnet, subfolder, base)
+    if controlnet_folder is not None:
+        kwargs["controlnet"] = _from_folder(ControlNetModel, controlnet_folder, "ControlNet", "--controlnet",
+                                            **dtype_kwargs(dtype), **pickle_only_kwargs(controlnet_folder))
+    pipe = _from_folder(StableDiffusionControlNetPipeline, base, "base model", "--model", **kwargs)
     pipe.set_progress_bar_config(disable=True)
     pipe._seg2sat_options = {"lora": lora, "lora_scale": lora_scale, "compile": compile, "low_memory": low_memory}
-    pipe._seg2sat_notes = []
+    pipe._seg2sat_notes = notes
     speed.use_precision(pipe, device, dtype)
     speed.use_scheduler(pipe, "unipc")
-    if lora:
-        speed.fuse_lora(pipe, lora, lora_scale, attempts=[True] if _looks_like_path(lora) or not hub_reachable()
-                        else [True, False], error=lambda exc: WeightsNotFoundError(_lora_message(lora, exc)))
+    if lora_folder:
+        speed.fuse_lora(pipe, lora_folder, lora_scale, attempts=[True],
+                        error=lambda exc: WeightsNotFoundError(
+                            f"Cannot load the LoRA: the folder {lora_folder!r} holds no LoRA weights; pass --lora a "
+                            "folder holding pytorch_lora_weights.safetensors (as written by save_lora_weights) or a hub id."))
     if compile:
         speed.compile_pipeline(pipe, device)
     if low_memory and speed.low_memory(pipe, device):
@@ -233,12 +243,14 @@ def _load(model: str, controlnet: str | None, device: str, dtype: torch.dtype, *
     return pipe.to(device)
 
 
-def _lora_message(lora: str, exc: Exception | None) -> str:
-    if _looks_like_path(lora):
-        return (f"Cannot load the LoRA: the folder {lora!r} holds no LoRA weights; pass --lora a folder holding "
-                "pytorch_lora_weights.safetensors (as written by save_lora_weights) or a hub id.")
-    return (f"Cannot load the LoRA {lora!r}: it is not in the Hugging Face cache and cannot be downloaded from here; "
-            f"run `huggingface-cli download {lora} --local-dir DIR` on a machine with network and pass --lora DIR.")
+def _lora_folder(lora: str) -> str:
+    """The LoRA's local folder: as named, or fetched from the Hub."""
+    if looks_like_path(lora):
+        if not os.path.isdir(os.path.expanduser(lora)):
+            raise WeightsNotFoundError(f"Cannot load the LoRA: the folder {lora!r} does not exist; "
+                                       "pass --lora an existing folder or a hub id.")
+        return os.path.expanduser(lora)
+    return str(fetch_named(lora, kind="lora"))
 
 
 def pickle_only_kwargs(name: str) -> dict:
@@ -249,7 +261,7 @@ def pickle_only_kwargs(name: str) -> dict:
     from the folder, or from the hub cache for a hub id; {} (diffusers' own choice) when unknown.
     """
     stem = "diffusion_pytorch_model"
-    if _looks_like_path(name):
+    if looks_like_path(name):
         folder = Path(os.path.expanduser(name))
 
         def has(ext: str) -> bool:

@@ -41,6 +41,8 @@ class Settings:
     """Base model hub id or folder, or a full pipeline folder (default SD 2.1 base)."""
     controlnet: str | None = None
     """ControlNet hub id or folder (default the Seg2Sat ControlNet, or the one inside ``model``)."""
+    controlnet_subfolder: str | None = None
+    """A checkpoint inside the ControlNet repository, e.g. ``v2/checkpoint-14000/controlnet`` (README, Real weights)."""
     device: str | None = None
     """cuda, mps or cpu (default the best available)."""
     backend: str = "diffusion"
@@ -104,7 +106,7 @@ class Settings:
     def load_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`seg2sat.pipelines.load_pipeline` that make it faster or smaller."""
         return {"lora": self.lora, "lora_scale": self.lora_scale, "compile": self.compile, "low_memory": self.low_memory,
-                "dtype": self.dtype}
+                "dtype": self.dtype, "controlnet_subfolder": self.controlnet_subfolder}
 
     def pipeline(self, model: str | None = None, controlnet: str | None = None):
         """What a server loads: ``(pipeline, "")``, or ``(None, note)`` when the renderer stands in.
@@ -167,8 +169,11 @@ def parse_env_value(var: str, text: str, cast: type) -> Any:
 
 
 def add_load_arguments(p: argparse.ArgumentParser, env: bool = False) -> None:
-    """--lora, --lora-scale, --compile, --low-memory, --dtype: how the pipeline is loaded (generate…, serve, ui)."""
+    """--controlnet-subfolder, --lora, --lora-scale, --compile, --low-memory, --dtype: how the pipeline is loaded."""
     var = (lambda name: f" (env SEG2SAT_{name})") if env else (lambda name: "")
+    p.add_argument("--controlnet-subfolder", default=None, metavar="PATH",
+                   help="a checkpoint inside the ControlNet repository, e.g. v2/checkpoint-14000/controlnet "
+                        f"(README, Real weights){var('CONTROLNET_SUBFOLDER')}")
     p.add_argument("--lora", default=None, metavar="ID_OR_DIR",
                    help="a LoRA fused into the UNet at load, e.g. the few-step h1t/TCD-SD21-base-LoRA with "
                         f"--scheduler tcd --steps 4 --guidance 1{var('LORA')}")
@@ -186,4 +191,4 @@ def add_load_arguments(p: argparse.ArgumentParser, env: bool = False) -> None:
 def load_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The load options given on the command line (None: not given, the setting's default applies)."""
     return {"lora": args.lora, "lora_scale": args.lora_scale, "compile": args.compile, "low_memory": args.low_memory,
-            "dtype": args.dtype}
+            "dtype": args.dtype, "controlnet_subfolder": args.controlnet_subfolder}

@@ -96,7 +96,8 @@ def test_missing_weights_is_one_clear_sentence(tmp_path, monkeypatch, town_ids):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
     with pytest.raises(WeightsNotFoundError) as info:
         load_pipeline("stabilityai/stable-diffusion-2-1-base")
-    message = str(info.value)
-    assert "rgres/Seg2Sat-sd-controlnet" in message and "make-tiny" in message and "\n" not in message
+    message = str(info.value)  # the cause (offline, nothing cached) and the fix that works, in one line
+    assert "HF_HUB_OFFLINE is set" in message and "`seg2sat download`" in message and "\n" not in message
+    assert "huggingface-cli" not in message
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         load_pipeline(tmp_path / "nowhere")

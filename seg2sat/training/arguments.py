@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 from ..masks import MULTIPLE
-from ..pipelines import DEFAULT_MODEL
 from ..request import SETTINGS
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
@@ -47,8 +46,9 @@ def _flag(group, name: str, **kwargs) -> None:
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add every training option to ``parser`` (shared by ``seg2sat train`` and ``controlnet_training/train.py``)."""
     g = parser.add_argument_group("models")
-    _flag(g, "pretrained_model_name_or_path", default=DEFAULT_MODEL,
-          help=f"base Stable Diffusion model: hub id or folder (default {DEFAULT_MODEL})")
+    _flag(g, "pretrained_model_name_or_path", default=None,
+          help="base Stable Diffusion model: hub id or folder (default: a verified copy of SD 2.1 base, "
+               "see README, Real weights)")
     _flag(g, "controlnet_model_name_or_path", default=None,
           help="ControlNet to start from (hub id or folder); default: a new one initialised from the UNet")
     _flag(g, "revision", default=None, help="hub revision of the base model")
@@ -109,7 +109,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     _flag(g, "resume_from_checkpoint", default=None, help="'latest' (newest in --output_dir) or a checkpoint folder")
     _flag(g, "push_to_hub", action="store_true", help="upload the trained ControlNet to the Hugging Face hub")
     _flag(g, "hub_model_id", default=None, help="hub repository (default: the output folder's name)")
-    _flag(g, "hub_token", default=None, help="hub token (default: the one saved by `huggingface-cli login`)")
+    _flag(g, "hub_token", default=None, help="hub token (default: the one saved by `hf auth login`)")
 
     g = parser.add_argument_group("validation and logging")
     _flag(g, "validation_image", nargs="+", default=None, help="mask files rendered at each validation")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from ..pipelines import DEFAULT_MODEL
+from ..weights import COMMUNITY_BASE
 
 CARD = """---
 license: creativeml-openrail-m
@@ -35,7 +35,7 @@ def write_model_card(output_dir: Path, args, steps: int, loss: float) -> Path:
     A base model given as a local folder is named as that folder, in plain text: a hub link
     (and a ``base_model`` entry, which the hub checks) would point to nothing.
     """
-    base = str(args.pretrained_model_name_or_path)
+    base = str(args.pretrained_model_name_or_path or COMMUNITY_BASE)
     local = Path(base).is_dir()  # what diffusers loads from when the folder exists, whatever its name
     name = args.hub_model_id or Path(output_dir).name
     path = Path(output_dir) / "README.md"
@@ -43,7 +43,7 @@ def write_model_card(output_dir: Path, args, steps: int, loss: float) -> Path:
         base_meta="" if local else f"base_model: {base}\n",
         base_ref=f"the base model in the local folder `{base}`" if local else f"[{base}](https://huggingface.co/{base})",
         name=name, steps=steps, resolution=args.resolution, batch=args.train_batch_size, lr=args.learning_rate,
-        loss=loss, model="" if base == DEFAULT_MODEL else f" --model {shlex.quote(base)}",
+        loss=loss, model="" if not args.pretrained_model_name_or_path else f" --model {shlex.quote(base)}",
         controlnet=shlex.quote(name if args.push_to_hub else str(output_dir)),
     ), encoding="utf-8")
     return path
