@@ -195,6 +195,7 @@ def request_from_args(args, mask=None):
 def _cmd_run(args) -> None:
     """generate / inpaint / outpaint: flags -> Request -> pipeline (or the renderer) -> files."""
     from .generation import run
+    from .gis.files import atomic_path
     from .gis.osm_cli import place_to_mask
 
     if args.mode == "generate":
@@ -210,7 +211,8 @@ def _cmd_run(args) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for image, seed in zip(result.images, result.seeds):
         path = args.out / f"{_stem(args)}-seed{seed}.png"
-        image.save(path)
+        with atomic_path(path) as tmp:  # whole or not at all, and never through a planted symlink
+            image.save(tmp, format="PNG")
         print(path)
         if grid is not None and grid.georeferenced and image.size == (grid.width, grid.height):
             from .gis.raster import write_rgb
@@ -290,9 +292,7 @@ PNG_MAX_PIXELS = 4096 * 4096
 
 def _cmd_stream(args) -> None:
     """A GeoTIFF map, window by window, into georeferenced GeoTIFFs: the renderer, or diffusion (under accelerate too)."""
-    from PIL import Image
-
-    from .gis.raster import box_window, env, grid_of, open_mask, read_ids
+    from .gis.raster import box_window, env, grid_of, open_mask, png_of, read_ids
 
     with env(), open_mask(args.mask, args.resolution) as src:  # the options are checked on a sample of the map
         grid = grid_of(src)
@@ -321,11 +321,8 @@ def _cmd_stream(args) -> None:
         if state is not None and not state.is_main_process:
             continue
         print(done.path)
-        if grid.width * grid.height <= PNG_MAX_PIXELS:
-            with Image.open(done.path) as im:  # small enough to hold: the PNG the rest of Seg2Sat reads
-                png = done.path.with_suffix(".png")
-                im.convert("RGB").save(png)
-            print(png)
+        if grid.width * grid.height <= PNG_MAX_PIXELS:  # small enough to hold: the PNG the rest of Seg2Sat reads
+            print(png_of(done.path, done.path.with_suffix(".png")))
 
 
 def _accelerate_state(args):

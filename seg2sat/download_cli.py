@@ -3,7 +3,8 @@
 By default into the Hugging Face cache, so the same command line later runs with
 ``HF_HUB_OFFLINE=1``; with ``--dir DIR`` also into ``DIR/base``, ``DIR/controlnet`` and
 ``DIR/lora``, folders to copy to a GPU box and pass as ``--model``/``--controlnet``/``--lora``.
-A killed download resumes where it stopped (huggingface_hub keeps the partial file aside).
+A killed download keeps every file it finished (each is written under a temporary name and renamed
+when whole), so running it again fetches only the rest.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def register(sub) -> None:
     p = sub.add_parser("download", help="fetch and verify the weights a run needs (then works offline)",
                        description="Fetch the base model (a verified copy of SD 2.1 base by default), the ControlNet "
                        "and a LoRA into the Hugging Face cache, checking the SHA256 of the known weights; with --dir "
-                       "also into DIR/base, DIR/controlnet and DIR/lora. Resumes after a kill.")
+                       "also into DIR/base, DIR/controlnet and DIR/lora. After a kill, run it again: it fetches only what is missing.")
     add_weight_arguments(p)
     p.add_argument("--dir", type=Path, default=None,
                    help="also put the folders here (hard links where possible), to copy to a machine without network")

@@ -8,9 +8,9 @@ original's. :data:`SOURCES` is the one table of sources and hashes; the variable
 ``SEG2SAT_WEIGHT_SOURCES`` names a JSON file of the same shape that replaces entries of it
 (a copy that appeared after this release, or tests pointing it at tiny weights).
 
-Files are fetched with huggingface_hub into its cache (or a folder): downloads are written
-under a temporary name and renamed when complete, so a kill or a full disk leaves nothing
-half-written in use, and the next run resumes. In the cache, an LFS file is stored under its
+Files are fetched with huggingface_hub into its cache: each is written under a temporary
+name and renamed when complete, so a kill or a full disk leaves nothing half-written in use,
+and the next run fetches only the files still missing. In the cache, an LFS file is stored under its
 SHA256, so a cached copy is verified by name, without reading 3 GB.
 """
 
@@ -163,7 +163,7 @@ def cause(exc: BaseException, repo: str, flag: str) -> str:
                     f"with `hf auth login`); pass {flag} another hub id or a folder")
         if isinstance(err, OSError) and err.errno == errno.ENOSPC:
             return (f"the disk filled up while downloading {repo!r} into {cache_dir()}: free some space or set "
-                    "HF_HOME to a larger disk, then run the same command again (it resumes; nothing half-written is used)")
+                    "HF_HOME to a larger disk, then run the same command again (finished files are kept; nothing half-written is used)")
         if isinstance(err, EntryNotFoundError) and not isinstance(err, LocalEntryNotFoundError):
             return f"{repo!r} lacks a file it needs ({_short(err)})"
         lost = type(err).__name__ in ("ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError")

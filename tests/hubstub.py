@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,6 +49,9 @@ def git_oid(path: Path) -> str:
 class Hub:
     repos: dict[str, Repo] = field(default_factory=dict)
     seen: list[tuple[str, str]] = field(default_factory=list)
+    ranges: list[tuple[str, str]] = field(default_factory=list)
+    stall: dict[str, int] = field(default_factory=dict)
+    """File path -> bytes sent before the answer stalls (a connection that dies mid-download)."""
     url: str = ""
 
     def add(self, repo_id: str, folder: Path, status: str = "ok") -> None:
@@ -136,6 +140,7 @@ def start(hub: Hub) -> ThreadingHTTPServer:
             start_at = 0
             if (rng := self.headers.get("Range")) and (m := re.fullmatch(r"bytes=(\d+)-", rng.strip())):
                 start_at = int(m[1])
+                hub.ranges.append((name, rng))
             self.send_response(206 if start_at else 200)
             self.send_header("X-Repo-Commit", repo.sha)
             if name.endswith(LFS_SUFFIXES):
@@ -144,7 +149,11 @@ def start(hub: Hub) -> ThreadingHTTPServer:
             self.send_header("ETag", f'"{git_oid(p)}"')
             self.send_header("Content-Length", str(len(data) - start_at))
             self.end_headers()
-            if body:
+            if body and name in hub.stall:
+                self.wfile.write(data[start_at:start_at + hub.stall[name]])
+                self.wfile.flush()
+                time.sleep(60)  # the client is killed meanwhile
+            elif body:
                 self.wfile.write(data[start_at:])
 
         def _json(self, payload) -> None:

@@ -121,3 +121,16 @@ def test_a_cpu_with_bfloat16_arithmetic_gets_a_tip_once_unless_a_precision_was_c
     assert len(tips) == (1 if cpu_computes_bf16() and not torch.cuda.is_available() else 0)
     assert all("--dtype bfloat16" in tip for tip in tips)
     assert "tip:" not in run(*common, "--dtype", "float32").stderr
+
+
+def test_generate_never_writes_through_a_planted_symlink(tmp_path, town_png):
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (out / "town-seed1.png").symlink_to(victim)
+    r = run("generate", town_png, "--prompt", "x", "--backend", "procedural", "--seed", "1", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert victim.read_text() == "keep me"
+    assert not (out / "town-seed1.png").is_symlink() and Image.open(out / "town-seed1.png").size == (128, 64)
+    assert [p.name for p in out.iterdir()] == ["town-seed1.png"]  # no temporary file left behind

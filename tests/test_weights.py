@@ -164,6 +164,34 @@ def test_download_then_offline_generate(hub, repos, tmp_path, mask):
     assert "SHA256 DIFFERS" not in doctor.stdout and "verdict: the real model will run here." in doctor.stdout
 
 
+def test_a_killed_download_keeps_what_it_finished_and_uses_nothing_half_written(hub, repos, tmp_path, mask):
+    """huggingface_hub 2.x writes each file under a process-unique temporary name and renames it when whole."""
+    import time
+
+    unet, text = "unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"
+    hub.stall[unet] = (repos["base"] / unet).stat().st_size // 2
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "SEG2SAT_"))}
+    environ.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), SEG2SAT_WEIGHT_SOURCES=str(repos["table"]))
+    run = subprocess.Popen([sys.executable, "-m", "seg2sat", "download"], env=environ, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    blobs = tmp_path / "hf/hub" / f"models--{GOOD.replace('/', '--')}" / "blobs"
+    finished = blobs / sha256(repos["base"] / text)
+    deadline = time.monotonic() + 120
+    while not (finished.is_file() and any(blobs.glob("*.incomplete"))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run.kill()
+    run.wait()
+    assert finished.is_file() and not (blobs / sha256(repos["base"] / unet)).exists()
+    used = generate(hub, repos, tmp_path, mask, "--no-fallback", HF_HUB_OFFLINE="1")
+    assert used.returncode == 2 and "HF_HUB_OFFLINE is set" in used.stderr  # the half UNet is never loaded
+    del hub.stall[unet]
+    hub.seen.clear()
+    again = seg2sat(hub, repos, tmp_path, "download")
+    assert again.returncode == 0, again.stderr
+    assert not [path for path in hub.downloads(GOOD) if path.endswith(text)], "a finished file was fetched again"
+    assert [path for path in hub.downloads(GOOD) if path.endswith(unet)]
+
+
 def test_download_into_a_folder_for_a_machine_without_network(hub, repos, tmp_path, mask):
     out = tmp_path / "weights"
     r = seg2sat(hub, repos, tmp_path, "download", "--dir", out, "--controlnet-subfolder", "v2/checkpoint-16000/controlnet")
