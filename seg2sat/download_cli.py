@@ -21,7 +21,8 @@ def register(sub) -> None:
     p = sub.add_parser("download", help="fetch and verify the weights a run needs (then works offline)",
                        description="Fetch the base model (a verified copy of SD 2.1 base by default), the ControlNet "
                        "and a LoRA into the Hugging Face cache, checking the SHA256 of the known weights; with --dir "
-                       "also into DIR/base, DIR/controlnet and DIR/lora. After a kill, run it again: it fetches only what is missing.")
+                       "also into DIR/base, DIR/controlnet and DIR/lora. After a kill, run it again: it fetches only "
+                       "what is missing.")
     add_weight_arguments(p)
     p.add_argument("--dir", type=Path, default=None,
                    help="also put the folders here (hard links where possible), to copy to a machine without network")

@@ -163,7 +163,8 @@ def cause(exc: BaseException, repo: str, flag: str) -> str:
                     f"with `hf auth login`); pass {flag} another hub id or a folder")
         if isinstance(err, OSError) and err.errno == errno.ENOSPC:
             return (f"the disk filled up while downloading {repo!r} into {cache_dir()}: free some space or set "
-                    "HF_HOME to a larger disk, then run the same command again (finished files are kept; nothing half-written is used)")
+                    "HF_HOME to a larger disk, then run the same command again (finished files are kept; nothing "
+                    "half-written is used)")
         if isinstance(err, EntryNotFoundError) and not isinstance(err, LocalEntryNotFoundError):
             return f"{repo!r} lacks a file it needs ({_short(err)})"
         lost = type(err).__name__ in ("ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError")
