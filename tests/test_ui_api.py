@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from seg2sat import masks
-from seg2sat.classes import CLASSES
+from seg2sat.classes import BY_NAME, CLASSES
 from seg2sat.generation import generate
 from seg2sat.render import render
 from seg2sat.webui import create_app
@@ -159,6 +159,20 @@ def test_import_snaps_to_class_colours_and_reports_off_palette(client):
     assert np.array_equal(ids, small_ids())
     assert got["off_palette"] == pytest.approx(4 / 64)
     assert got["shares"][0]["id"] == 11
+
+
+def test_an_import_outside_the_size_rule_comes_back_scaled_with_its_own_size(client):
+    """Larger than max_pixels: snapped, then scaled to fit by nearest neighbour (classes kept), with ``source``."""
+    ids = np.full((2100, 2100), BY_NAME["water"].id, dtype=np.uint8)  # 4.4 M px, over the 4,194,304 limit
+    ids[:, 1050:] = BY_NAME["building"].id
+    buffer = io.BytesIO()
+    masks.to_image(ids).save(buffer, format="PNG")
+    r = client.post("/api/masks/import", data={"file": (io.BytesIO(buffer.getvalue()), "big.png")},
+                    headers={"Origin": "http://localhost"})
+    got = r.get_json()
+    assert r.status_code == 200 and got["source"] == [2100, 2100] and (got["width"], got["height"]) == (2048, 2048)
+    out = np.frombuffer(base64.b64decode(got["ids"]), dtype=np.uint8).reshape(2048, 2048)
+    assert np.array_equal(out, np.asarray(Image.fromarray(ids).resize((2048, 2048), Image.NEAREST)))
 
 
 def test_samples_are_listed_and_loaded_by_name_only(client):

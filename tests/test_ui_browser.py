@@ -231,12 +231,12 @@ def test_import_snaps_and_samples_load(browser, server, tmp_path):
     page.click("#undo")
     assert np.array_equal(canvas_ids(page), town)
 
-    # Too small for the size rule: the page offers to resize (accepted here), as New would refuse it.
-    Image.fromarray(masks.to_rgb(ids[:40, :48])).save(tmp_path / "tiny.png")
+    # Too small for the size rule (32 px a side, /api/options): the page offers to resize (accepted here).
+    Image.fromarray(masks.to_rgb(ids[:20, :24])).save(tmp_path / "tiny.png")
     page.once("dialog", lambda dialog: dialog.accept())
     page.set_input_files("#import-file", str(tmp_path / "tiny.png"))
-    page.wait_for_function("document.getElementById('mask-canvas').height === 64")
-    assert page.evaluate("document.getElementById('mask-canvas').width") == 77  # 48 x 40 scaled by 64 / 40
+    page.wait_for_function("document.getElementById('mask-canvas').height === 32")
+    assert page.evaluate("document.getElementById('mask-canvas').width") == 38  # 24 x 20 scaled by 32 / 20
 
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")

@@ -110,7 +110,7 @@ BAD = [
     ({"place": ADDRESS, "background": "lava"}, "background: unknown land-cover class 'lava'"),
     ({"place": "95,4"}, "place: latitudes must be in -90..90"),
     ({"place": "45.8,4.9,45.7,4.8"}, "place: a box is south,west,north,east with south < north"),
-    ({"place": "45.70,4.80,45.75,4.85"}, "raise the resolution or take a smaller box"),
+    ({"place": "45.70,4.80,45.75,4.85"}, "type a larger number of m/px (coarser pixels) or take a smaller box"),
     ({"place": "45.700,4.800,45.705,4.805"}, "place: the box is 2010x2822 = 5,672,220 px at 0.2 m/px, more than"),
     ({"place": "nowhere"}, "place: Nominatim found no place called 'nowhere'"),
     ([1], "send a JSON object"),
@@ -144,10 +144,15 @@ def test_services_that_cannot_answer_are_one_line_502s(client, stubs, tmp_path):
     app = make_app(tmp_path / "down", "http://127.0.0.1:9", "http://127.0.0.1:9")  # an empty cache
     try:
         down = app.test_client()
+        # Plain words: what could not be reached and how to use another server; no errno, no variable name.
         _one_line_502(down.post("/api/place", json={"place": ADDRESS}),
-                      "the geocoder (Nominatim http://127.0.0.1:9) is unreachable")
+                      "The address search (Nominatim, at http://127.0.0.1:9) could not be reached", "another server")
         _one_line_502(down.post("/api/place", json={"place": "45.76,4.83"}),
-                      "Overpass API http://127.0.0.1:9/api/interpreter is unreachable", "SEG2SAT_UI_OVERPASS_URL")
+                      "The map service (Overpass, at http://127.0.0.1:9/api/interpreter) could not be reached",
+                      "another server")
+        for body in ({"place": ADDRESS}, {"place": "45.76,4.83"}):
+            message = down.post("/api/place", json=body).get_json()["error"]
+            assert "Errno" not in message and "SEG2SAT_" not in message and "(<" not in message, message
     finally:
         app.extensions["seg2sat_ui"].worker.close()
 

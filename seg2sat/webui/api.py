@@ -13,12 +13,12 @@ from ..classes import CLASSES
 from ..codec import decode_image
 from ..prompts import MIN_SHARE, STYLES
 from ..render import HALO
-from ..request import BACKENDS, FAST, SETTINGS
+from ..request import BACKENDS, FAST, SETTINGS, ImageLimits
 from ..serving.guard import read_json
 from ..settings import Settings
 from .backends import BackendError
 from .jobs import QueueFull, Worker
-from .payloads import body_object, mask_summary, parse_request
+from .payloads import IMPORT_MAX_PIXELS, body_object, import_summary, mask_summary, parse_request
 from .places import PLACE_DEFAULTS, PlaceMaker, ServiceUnavailable, parse_place, place_answer
 from .store import ImageStore
 
@@ -98,16 +98,17 @@ def sample(name: str):
 
 @bp.post("/masks/import")
 def import_mask():
-    """An uploaded PNG/JPEG (form field ``file`` or JSON ``image``) snapped to class colours."""
+    """An uploaded PNG/JPEG (form field ``file`` or JSON ``image``) snapped to class colours; one outside the
+    size rule comes back scaled to fit, with ``source`` (its own size), for the page to offer."""
     limits = _state().settings.limits
+    reading = ImageLimits(max(IMPORT_MAX_PIXELS, limits.max_pixels or 0), 1)  # big files are offered a resize
     if request.mimetype == "multipart/form-data":  # the guard has checked it comes from our page
         if "file" not in request.files:
             return error("file: send the image as the form field 'file'")
-        image = decode_image(request.files["file"].read(), "file", limits)
+        image = decode_image(request.files["file"].read(), "file", reading)
     else:
-        image = decode_image(body_object(read_json(request)).get("image"), "image", limits)
-    loaded = masks.snap(image)
-    return jsonify(mask_summary(loaded.ids, loaded.off_palette))
+        image = decode_image(body_object(read_json(request)).get("image"), "image", reading)
+    return jsonify(import_summary(image, limits))
 
 
 @bp.post("/place")

@@ -102,3 +102,38 @@ def mask_summary(ids: np.ndarray, off_palette: float) -> dict:
             "ids": base64.b64encode(np.ascontiguousarray(ids, dtype=np.uint8).tobytes()).decode("ascii"),
             "off_palette": off_palette,
             "shares": [{"id": k, "share": v} for k, v in masks.class_shares(ids).items()]}
+
+
+IMPORT_MAX_PIXELS = 8192 * 8192
+"""The largest file an import reads (~200 MB of pixels while it is snapped). Anything between the server's
+limit and this is offered to the user scaled down, rather than refused; larger ones are refused."""
+
+
+def fitted(size: tuple[int, int], limits: ImageLimits) -> tuple[int, int]:
+    """The nearest size inside ``limits`` with the same aspect ratio (the page's ``fitted``, same rounding)."""
+    width, height = size
+    up = max(1.0, limits.min_side / min(width, height))
+    most = limits.max_pixels or width * height * up * up
+    down = min(1.0, (most / (width * height * up * up)) ** 0.5)
+
+    def side(n: int) -> int:
+        return max(limits.min_side, int(n * up * down + 1e-6) if down < 1 else round(n * up))  # 2100 * 2048/2100
+
+    return side(width), side(height)
+
+
+def import_summary(image, limits: ImageLimits) -> dict:
+    """An imported picture snapped to class ids; one outside the size rule is scaled to fit by nearest
+    neighbour *after* snapping (every pixel keeps its class), and ``source`` says the file's own size so
+    the page can ask before loading it."""
+    from PIL import Image
+
+    loaded = masks.snap(image)
+    height, width = loaded.ids.shape
+    try:
+        limits.check((width, height), "file")
+    except RequestError:
+        size = fitted((width, height), limits)
+        ids = np.asarray(Image.fromarray(loaded.ids).resize(size, Image.NEAREST))
+        return dict(mask_summary(ids, loaded.off_palette), source=[width, height])
+    return mask_summary(loaded.ids, loaded.off_palette)

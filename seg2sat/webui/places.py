@@ -133,14 +133,18 @@ def _check_box(place: str, resolution: float, limits: ImageLimits) -> None:
     pixels = grid.width * grid.height
     if limits.max_pixels is not None and pixels > limits.max_pixels:
         raise RequestError("place", f"the box is {grid.width}x{grid.height} = {pixels:,} px at {resolution:g} m/px, "
-                                    f"more than this server's limit of {limits.max_pixels:,} px; raise the resolution "
-                                    "or take a smaller box")
+                                    f"more than this server's limit of {limits.max_pixels:,} px; {COARSER} or take a "
+                                    "smaller box")
+
+
+COARSER = "type a larger number of m/px (coarser pixels)"
+""""Raise the resolution" reads both ways in m/px: say which way the number goes."""
 
 
 def _page_words(message: str) -> str:
     """The core's sentence without the CLI's wording: no ``PLACE '…':`` head, no option names."""
     message = re.sub(r"^PLACE .*?: ", "", message)
-    message = message.replace("raise --resolution", "raise the resolution").replace("--resolution", "resolution")
+    message = message.replace("raise --resolution", COARSER).replace("--resolution", "resolution")
     return message
 
 
@@ -149,11 +153,21 @@ _NOMINATIM_WHY = {"GeocoderUnavailable": "is unreachable", "GeocoderTimedOut": "
 """geopy's failures in a few words: its own messages are whole urllib3 reprs."""
 
 
+ELSEWHERE = "to use another server, start the UI with its address (ui/README, Options)"
+"""How to point the UI at another service, in the page's words: no option or variable names."""
+
+
 def _overpass_words(message: str) -> str:
-    """Overpass' one line, its CLI advice (``--overpass-url``, ``--from``) swapped for the page's."""
+    """Overpass' one line in plain words: unreachable is said as such (no errno, no urllib reason); other
+    failures keep their line, their CLI advice (``--overpass-url``, ``--from``) swapped for the page's."""
+    host = re.search(r"Overpass API (\S+)", message)
+    where = f" (Overpass, at {host.group(1)})" if host else ""
+    if " is unreachable" in message:
+        return (f"The map service{where} could not be reached: check the internet connection and try again; "
+                f"{ELSEWHERE}.")
     if "; pass --" not in message:
         return message
-    return message.split("; pass --")[0] + "; try again later (the UI's SEG2SAT_UI_OVERPASS_URL names the server)"
+    return message.split("; pass --")[0] + f"; try again later, or {ELSEWHERE}"
 
 
 class _PageGeocoder:
@@ -173,6 +187,9 @@ class _PageGeocoder:
         except GeocodingError as exc:
             cause = exc.__cause__ or exc
             why = _NOMINATIM_WHY.get(type(cause).__name__) or f"failed ({str(cause).splitlines()[0][:160]})"
+            if why == "is unreachable":
+                raise ServiceUnavailable(f"The address search (Nominatim, at {self.url}) could not be reached: check "
+                                         f"the internet connection and try again, or type lat,lon; {ELSEWHERE}.") from None
             raise ServiceUnavailable(f"the geocoder (Nominatim {self.url}) {why}; try again in a minute, "
                                      "or type lat,lon") from None
 

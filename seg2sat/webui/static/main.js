@@ -31,8 +31,8 @@ function bindEvents() {
   on("version-back", "click", () => openVersion(V.at - 1));
   on("version-next", "click", () => openVersion(V.at + 1));
   on("show-preview", "click", showPreview);
-  on("inpaint", "click", () => enterMode("inpaint"));
-  on("outpaint", "click", () => enterMode("outpaint"));
+  on("inpaint", "click", () => askMode("inpaint"));
+  on("outpaint", "click", () => askMode("outpaint"));
   on("clear-region", "click", () => { pushUndo(); S.region.fill(0); invalidate(); });
   on("run-inpaint", "click", runInpaint);
   on("extend", "click", extendCanvas);
@@ -52,6 +52,7 @@ function bindEvents() {
   document.addEventListener("keydown", onKey);
   document.addEventListener("keyup", (e) => { if (e.key === " ") { S.spaceHeld = false; setPanning(false); } });
   bindDropAndLeave();
+  bindError();
 }
 
 function setPanning(on) {
@@ -83,6 +84,8 @@ function applySettings(options) {
     document.querySelector(`[data-label="${input.dataset.setting}"]`).textContent = s.label;
   }
   S.maxPixels = options.max_pixels || Infinity;
+  S.minSide = options.min_side || 1;
+  for (const id of ["canvas-width", "canvas-height", "osm-size"]) $(id).min = S.minSide;
   S.fast = options.fast;
   S.minShare = options.min_share;
   S.halo = options.halo;
@@ -93,6 +96,18 @@ function applySettings(options) {
     controlnet_conditioning_scale: label("controlnet_scale"), controlnet_scale: label("controlnet_scale"),
     cache_interval: "Fast", seed: "Seed", place: "Place", prompt: "Prompt", negative_prompt: "Negative prompt",
     style: "Style", mask: "Map", file: "Imported file", image: "Image", region: "Region", side: "Side", pixels: "Pixels" };
+}
+
+function welcomeBack() {
+  // Said once: gone at the first click or key, or after a while; the usual hint comes back.
+  const hint = $("hint"), usual = hint.textContent;
+  hint.textContent = "Welcome back: your map and results are as you left them.";
+  const back = () => {
+    hint.textContent = usual;
+    for (const type of ["pointerdown", "keydown"]) document.removeEventListener(type, back, true);
+  };
+  for (const type of ["pointerdown", "keydown"]) document.addEventListener(type, back, true);
+  setTimeout(back, S.hintMs || 15000);
 }
 
 async function init() {
@@ -125,7 +140,7 @@ async function init() {
   const samples = await loadSamples();
   if (saved) {
     restoreWork(saved);
-    $("hint").textContent = "Welcome back: your map and results are as you left them.";
+    welcomeBack();
   } else if (samples.length) {
     (document.querySelector("#samples button[data-sample=town]") || document.querySelector("#samples button")).click();  // a map, not a blank square
     S.undo = [];

@@ -16,17 +16,19 @@ function bytesToBase64(bytes) {
 }
 
 function sizeProblem(w, h) {
-  // The one size rule for New, imports, samples and places: sides of at least MIN_SIDE, at most the server's pixels.
-  if (w < MIN_SIDE || h < MIN_SIDE) return `sides must be at least ${MIN_SIDE} px`;
-  if (w * h > S.maxPixels) return `this server accepts at most ${S.maxPixels.toLocaleString("en")} pixels`;
+  // The one size rule for New, imports, samples and places, from /api/options: sides of at least
+  // min_side, at most max_pixels in all (the server refuses anything else).
+  if (w < S.minSide || h < S.minSide) return `sides must be at least ${S.minSide} px`;
+  if (w * h > S.maxPixels) return `this server takes at most ${S.maxPixels.toLocaleString("en")} pixels`;
   return null;
 }
 
 function fitted(w, h) {
-  // The nearest size that follows the rule, keeping the aspect ratio.
-  const up = Math.max(1, MIN_SIDE / Math.min(w, h));
+  // The nearest size that follows the rule, keeping the aspect ratio (the server's payloads.fitted).
+  const up = Math.max(1, S.minSide / Math.min(w, h));
   const down = Math.min(1, Math.sqrt(S.maxPixels / (w * h * up * up)));
-  return [Math.max(MIN_SIDE, Math.round(w * up * down)), Math.max(MIN_SIDE, Math.round(h * up * down))];
+  const side = (n) => Math.max(S.minSide, down < 1 ? Math.floor(n * up * down + 1e-6) : Math.round(n * up));
+  return [side(w), side(h)];
 }
 
 function resizeIds(w, h, ids, nw, nh) {
@@ -39,27 +41,37 @@ function resizeIds(w, h, ids, nw, nh) {
   return out;
 }
 
-function loadSummary(summary, note) {
-  // A whole new map (import, sample, place): one undoable step; strokes drawn meanwhile are one Undo away.
+function resizeOffer(summary, note) {
+  // A map outside the size rule is offered a nearest-neighbour resize (classes kept); null if declined.
+  // The server has already scaled a too-large import (its `source` is the size of the file).
   let { width: w, height: h } = summary;
   let ids = base64ToBytes(summary.ids);
-  const problem = sizeProblem(w, h);
-  if (problem) {
-    const [nw, nh] = fitted(w, h);
-    if (!window.confirm(`${note} is ${w} × ${h} px, but ${problem}. Resize it to ${nw} × ${nh} px?`)) {
-      $("import-note").textContent = `${note} was not loaded (${w} × ${h} px: ${problem}).`;
-      return false;
-    }
-    ids = resizeIds(w, h, ids, nw, nh);
-    [w, h] = [nw, nh];
+  const [sw, sh] = summary.source || [w, h];
+  const problem = summary.source ? sizeProblem(sw, sh) : sizeProblem(w, h);
+  if (!problem) return { w, h, ids };
+  const [nw, nh] = summary.source ? [w, h] : fitted(w, h);
+  const question = `${note} is ${sw} × ${sh} px, but ${problem}. Load it scaled to ${nw} × ${nh} px?`
+    + " (nearest neighbour: every pixel keeps its class)";
+  if (!window.confirm(question)) {
+    $("import-note").textContent = `${note} was not loaded (${sw} × ${sh} px: ${problem}).`;
+    return null;
   }
+  if (!summary.source) ids = resizeIds(w, h, ids, nw, nh);
+  return { w: nw, h: nh, ids, scaled: [sw, sh] };
+}
+
+function loadSummary(summary, note) {
+  // A whole new map (import, sample, place): one undoable step; strokes drawn meanwhile are one Undo away.
+  const map = resizeOffer(summary, note);
+  if (!map) return false;
   pushUndo();
   leaveMode();
-  setMap(w, h, ids);
+  setMap(map.w, map.h, map.ids);
   const off = summary.off_palette;
-  $("import-note").textContent = off > 0
+  const scaled = map.scaled ? ` Scaled from ${map.scaled[0]} × ${map.scaled[1]} px.` : "";
+  $("import-note").textContent = (off > 0
     ? `${note}: ${(100 * off).toFixed(1)} % of the pixels were off-palette and were snapped to the nearest class colour.`
-    : `${note}: every pixel was already a class colour.`;
+    : `${note}: every pixel was already a class colour.`) + scaled;
   strokeEnded();
   return true;
 }

@@ -31,7 +31,7 @@ function workNow() {
   // Everything a reload must bring back (the undo history is left out: it can be large).
   return {
     map: { w: S.w, h: S.h, ids: S.ids.slice() },
-    settings: settings(), background: S.background, zoom: S.zoom,
+    settings: settings(), background: S.background, zoom: S.zoom, current: S.current, tool: S.tool, size: S.size,
     versions: V.list.map(({ blob, seed, prompt, mode, width, height, mask, settings }) =>
       ({ blob, seed, prompt, mode, width, height, mask, settings })),
     at: V.at, showing: V.showing,
@@ -68,6 +68,7 @@ function restoreWork(work) {
   setBackground(work.background || S.background);
   applyFormSettings(work.settings);
   setMap(work.map.w, work.map.h, work.map.ids);
+  restoreTools(work);
   for (const v of V.list) URL.revokeObjectURL(v.src);
   V.list = work.versions.map((v) => Object.assign({}, v, { src: URL.createObjectURL(v.blob) }));
   $("results").replaceChildren(...V.list.map(versionCard).reverse());
@@ -75,6 +76,14 @@ function restoreWork(work) {
   if (work.showing === "result" && work.at >= 0 && work.at < V.list.length) showVersion(work.at); else showPreview();
   updateVersionButtons();
   S.savedEdits = S.edits;
+}
+
+function restoreTools(work) {
+  // Zoom, class, tool and brush as they were (older saves and project files may lack them).
+  if (work.zoom) setZoom(work.zoom);
+  if (S.classes.some((c) => c.id === work.current)) selectClass(work.current);
+  if (work.tool && work.tool !== "region" && $(`tool-${work.tool}`)) selectTool(work.tool);
+  if (work.size) setBrushSize(work.size);
 }
 
 function unsaved() {
@@ -105,11 +114,21 @@ async function embeddedImage(url) {
   return (await fetch(url)).blob();
 }
 
+function readProject(text) {
+  // The parser's own words ("Unexpected end of JSON input") mean nothing to a user: say what the file is.
+  let project;
+  try { project = JSON.parse(text); } catch (err) {
+    throw new Error("it is not a Drawing2Map project file (it is not JSON, or it was cut short)");
+  }
+  if (!project || project.drawing2map_project !== 1) throw new Error("it is not a Drawing2Map project file");
+  if (!project.map || !Array.isArray(project.versions)) throw new Error("its map or its versions are missing");
+  return project;
+}
+
 async function openProject(file) {
   clearError();
   try {
-    const project = JSON.parse(await file.text());
-    if (project.drawing2map_project !== 1) throw new Error("it is not a Drawing2Map project file");
+    const project = readProject(await file.text());
     const unpack = (m) => ({ w: m.w, h: m.h, ids: base64ToBytes(m.ids) });
     const versions = await Promise.all(project.versions.map(async (v) => Object.assign({}, v, {
       blob: await embeddedImage(v.image), image: undefined, mask: unpack(v.mask) })));
@@ -120,7 +139,7 @@ async function openProject(file) {
     $("import-note").textContent = `Opened the project ${file.name}.`;
     scheduleSave();
   } catch (err) {
-    showError(`The project ${file.name} cannot be opened: ${err.message}.`);
+    showError(`The project ${file.name} cannot be opened: ${err.message.replace(/\.$/, "")}.`);
   } finally {
     $("open-project").value = "";
   }

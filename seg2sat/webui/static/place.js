@@ -40,7 +40,7 @@
       return;
     }
     const size = Number($("osm-size").value), resolution = Number($("osm-resolution").value);
-    const problem = sizeProblem(size, size);
+    const problem = $("osm-size").disabled ? null : sizeProblem(size, size);
     if (problem) { showError(`A ${size} × ${size} px map cannot be made: ${problem}.`); return; }
     clearError();
     setPlaceBusy(true, `Fetching the map of ${place}…`);
@@ -70,6 +70,14 @@
     }
   }
 
+  function markBox() {
+    // A box (south,west,north,east) has its own size: its extent at the m/px. The Size field says so.
+    const box = /^\s*-?[\d.]+\s*,\s*-?[\d.]+\s*,\s*-?[\d.]+\s*,\s*-?[\d.]+\s*$/.test($("osm-place").value);
+    $("osm-size").disabled = box;
+    $("osm-size").title = box ? "A box sets its own size: its extent divided by the m/px" : "";
+  }
+
   form.addEventListener("submit", startFromPlace);
+  $("osm-place").addEventListener("input", markBox);
   applyDefaults();
 })();

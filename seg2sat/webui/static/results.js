@@ -48,8 +48,22 @@ function newSeed() {
   scheduleSave();
 }
 
+function numberProblem() {
+  // An empty or unreadable number field (the browser reads "abc" as "") is named as the page labels it,
+  // instead of being sent as 0.
+  for (const input of document.querySelectorAll("input[data-setting]")) {
+    if (input.value.trim() === "" || !Number.isFinite(Number(input.value))) {
+      const label = input.closest("label").textContent.trim();
+      return [input, `${label}: type a number from ${input.min} to ${input.max}.`];
+    }
+  }
+  return null;
+}
+
 async function submit(mode, extra = {}) {
   if (S.job) { showError("A job is already running; wait for it or cancel it."); return; }
+  const bad = numberProblem();
+  if (bad) { showError(bad[1], bad[0]); return; }
   clearError();
   const mask = { w: S.w, h: S.h, ids: S.ids.slice() };
   const body = Object.assign(settings(), { mask: maskDataURL() }, extra);
@@ -64,7 +78,9 @@ async function submit(mode, extra = {}) {
   }
   S.job = { id: answer.job.id, mode, mask, settings: body, prompt: answer.prompt, from: V.at };
   $("cancel").disabled = false;
+  const focusWasOnRun = !document.activeElement || ["BODY", "BUTTON"].includes(document.activeElement.tagName);
   setBusy(true);
+  if (focusWasOnRun) $("cancel").focus();  // Generate is disabled while the job runs: focus stays meaningful
   $("progress-text").textContent = "Starting…";
   poll();
 }
@@ -115,9 +131,11 @@ async function poll() {
 }
 
 function finishJob() {
+  const hadFocus = document.activeElement === $("cancel") || document.activeElement === document.body;
   S.job = null;
   $("cancel").disabled = true;
   setBusy(false);
+  if (hadFocus) $("generate").focus();
 }
 
 function setBusy(busy) {
@@ -161,7 +179,22 @@ function versionCard(v) {
 
 function versionMeta(v) {
   const s = v.settings;
-  return `${v.mode} · seed ${v.seed} · ${s.steps} steps · ${v.width}×${v.height}${s.style ? " · " + s.style : ""}`;
+  return `seed ${v.seed} · ${s.steps} steps · ${v.width}×${v.height}${s.style ? " · " + s.style : ""}`;
+}
+
+function sameMap(a, b) {
+  if (a.w !== b.w || a.h !== b.h) return false;
+  for (let i = 0; i < a.ids.length; i++) if (a.ids[i] !== b.ids[i]) return false;
+  return true;
+}
+
+function followMap() {
+  // The map changed (a stroke, a sample, New, an import…): a result only ever sits beside the map it came
+  // from, so the pane goes back to the live preview until the next result. Inpaint and outpaint keep
+  // their version: they edit it.
+  if (V.showing !== "result" || S.mode) return;
+  const v = V.list[V.at];
+  if (!v || !sameMap({ w: S.w, h: S.h, ids: S.ids }, v.mask)) showPreview();
 }
 
 function showVersion(index) {
@@ -176,7 +209,8 @@ function showVersion(index) {
   $("result-mask").style.opacity = $("blend").value / 100;
   $("preview-canvas").hidden = true;
   $("result-title").textContent = `Result ${index + 1} of ${V.list.length}`;
-  $("result-meta").textContent = versionMeta(v);
+  $("result-meta").textContent = `${v.mode} of the map on the left · ${versionMeta(v)}`;
+  placeResult();
   $("result-meta").title = v.prompt;
   for (const id of ["download", "full-size"]) {
     $(id).href = v.src;
@@ -193,7 +227,8 @@ function showPreview() {
   $("preview-canvas").hidden = false;
   $("result-image").hidden = $("result-mask").hidden = true;
   $("result-title").textContent = "Preview";
-  $("result-meta").textContent = "the offline renderer, live as you draw";
+  $("result-meta").textContent = V.list.length ? "of the map on the left, live · ◀ ▶ for results"
+    : "of the map on the left, live as you draw";
   updateVersionButtons();
 }
 
@@ -218,6 +253,19 @@ function updateVersionButtons() {
 
 // ---------------------------------------------------------------- inpaint and outpaint (on the version shown)
 
+function askMode(kind) {
+  // Inpaint and outpaint work on the version's own map: say so before it replaces a different map.
+  const v = V.list[V.at];
+  if (!v) return;
+  if (!sameMap({ w: S.w, h: S.h, ids: S.ids }, v.mask)) {
+    const ok = window.confirm(`${kind === "inpaint" ? "Inpaint" : "Outpaint"} result ${V.at + 1} on its own map? `
+      + "It replaces the map on the canvas now (that map stays one Undo away after Done).");
+    if (!ok) return;
+  }
+  enterMode(kind);
+  showVersion(V.at);
+}
+
 function enterMode(kind) {
   clearError();
   const version = V.list[V.at];
@@ -239,14 +287,14 @@ function enterMode(kind) {
   if (kind === "inpaint") {
     S.region = new Uint8Array(S.w * S.h);
     $("mode-title").textContent = `Inpaint result ${V.at + 1}`;
-    $("mode-help").textContent = "Paint the region to redo with the Region tool, then change the classes inside it if you like; "
-      + "the map outside the region is locked, and those pixels of the image stay exactly as they are.";
+    $("mode-help").textContent = "Paint the region to redo (Region tool), change its classes if you like, then Inpaint region. "
+      + "Outside the region the map is locked and the image stays exactly as it is.";
     selectTool("region");
   } else {
     S.region = null;
     $("mode-title").textContent = `Outpaint result ${V.at + 1}`;
-    $("mode-help").textContent = "Pick a side (or all sides) and a width, extend the canvas, draw the new strip's classes, "
-      + "then outpaint. The image shown stays exactly as it is.";
+    $("mode-help").textContent = "Pick a side and a width, Extend canvas, draw the new strip's classes, then Outpaint. "
+      + "The image stays exactly as it is.";
     if (S.tool === "region") selectTool("brush");
   }
   placeTarget();
@@ -264,18 +312,29 @@ function leaveMode() {
   $("result-actions").hidden = false;
   $("tool-region").hidden = true;
   if (S.tool === "region") selectTool("brush");
+  placeResult();
   invalidate();
 }
 
 function placeTarget() {
   // The version being edited sits under the mask, at its place in the (possibly grown) canvas.
-  const target = $("target-image");
   if (!S.mode) return;
+  placeAt($("target-image"));
+  placeResult();
+}
+
+function placeAt(img) {
   const { w, h } = S.mode.base;
-  target.style.left = `${(100 * S.mode.at[0]) / S.w}%`;
-  target.style.top = `${(100 * S.mode.at[1]) / S.h}%`;
-  target.style.width = `${(100 * w) / S.w}%`;
-  target.style.height = `${(100 * h) / S.h}%`;
+  Object.assign(img.style, { left: `${(100 * S.mode.at[0]) / S.w}%`, top: `${(100 * S.mode.at[1]) / S.h}%`,
+                             width: `${(100 * w) / S.w}%`, height: `${(100 * h) / S.h}%` });
+}
+
+function placeResult() {
+  // While outpainting, the version shown sits where it is in the grown canvas, at the map pane's scale.
+  const editing = S.mode && V.list[V.at] === S.mode.version;
+  for (const img of [$("result-image"), $("result-mask")]) {
+    if (editing) placeAt(img); else Object.assign(img.style, { left: "", top: "", width: "", height: "" });
+  }
 }
 
 function extendCanvas() {

@@ -10,7 +10,9 @@ function applyZoom() {
     stage.style.width = `${Math.round(S.w * scale)}px`;
     stage.style.height = `${Math.round(S.h * scale)}px`;
   }
-  $("zoom-value").textContent = `${Math.round(100 * S.zoom)} %`;
+  // The scale the map is shown at (one map pixel = N % of a screen pixel), not the zoom over Fit.
+  $("zoom-value").textContent = `${Math.round(100 * scale)} %`;
+  $("zoom-value").title = S.zoom === 1 ? "Fit: the whole map in its pane" : `${S.zoom.toFixed(2)} × Fit`;
 }
 
 function setZoom(zoom) {
