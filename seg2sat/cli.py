@@ -15,8 +15,7 @@ import warnings
 from dataclasses import replace
 from importlib import import_module
 from pathlib import Path
-
-import numpy as np
+from types import SimpleNamespace
 
 COMMANDS = [
     "seg2sat.cli:register_core",
@@ -200,10 +199,11 @@ def _cmd_run(args) -> None:
 
     if args.mode == "generate":
         place_to_mask(args)  # --place: its OSM mask, written to --out, becomes MASK; its caption the default prompt
-    if args.mode == "generate" and _tiff_mask(args) and _streams(args):
-        return _cmd_stream(args)
-    mask, grid = _read_mask(args)
-    req = request_from_args(args, mask)
+    if _tiff_mask(args):
+        return _cmd_geotiff(args)
+    if args.resolution is not None:
+        raise CommandError("--resolution: only GeoTIFF masks have a resolution to resample")
+    req = request_from_args(args)
     pipe = _pipeline(args, req)
     result = run(req, pipe)
     if result.off_palette:
@@ -214,10 +214,27 @@ def _cmd_run(args) -> None:
         with atomic_path(path) as tmp:  # whole or not at all, and never through a planted symlink
             image.save(tmp, format="PNG")
         print(path)
-        if grid is not None and grid.georeferenced and image.size == (grid.width, grid.height):
-            from .gis.raster import write_rgb
 
-            print(write_rgb(path.with_suffix(".tif"), np.asarray(image), grid))
+
+def _cmd_geotiff(args) -> None:
+    """A GeoTIFF mask: :func:`seg2sat.gis.generate_geotiff` (streamed, windowed or in memory), its files printed."""
+    from .gis import MaskRaster, generate_geotiff
+
+    with MaskRaster(args.mask, classes=args.classes, resolution=args.resolution, window=args.window,
+                    mode=args.mode, backend=args.backend) as mask:  # opened once: its grid, then its pixels
+        req = request_from_args(args, mask.ids)  # the whole map, or a corner of one made window by window
+        state = _accelerate_state(args) if req.backend == "diffusion" and mask.streamed else None
+        engine = SimpleNamespace(pipeline=_pipeline(args, replace(req)))  # the copy may become procedural
+
+        def printed(output) -> None:
+            if output.resumed:
+                print(f"note: resumed: {output.resumed} of {output.windows} windows were already done",
+                      file=sys.stderr)
+            for path in output.paths:
+                print(path)
+
+        generate_geotiff(mask, req, engine, args.out, progress=True, state=state, name=_stem(args),
+                         on_output=printed)
 
 
 def _pipeline(args, req):
@@ -257,72 +274,6 @@ def _tiff_mask(args) -> bool:
     if not args.mask.is_file():
         raise CommandError(f"file not found: {args.mask}")
     return True
-
-
-def _mask_grid(args):
-    """Grid of a GeoTIFF mask (resampled to --resolution), read without its pixels."""
-    from .gis.raster import env, grid_of, open_mask
-
-    with env(), open_mask(args.mask, args.resolution) as src:
-        return grid_of(src)
-
-
-def _streams(args) -> bool:
-    """GeoTIFF maps are streamed window by window with the renderer, and past --window with diffusion."""
-    if args.backend == "procedural":
-        return True
-    grid = _mask_grid(args)
-    return max(grid.width, grid.height) > args.window
-
-
-def _read_mask(args):
-    """(class ids, Grid) of a GeoTIFF mask (results are then written georeferenced on its grid), else (None, None)."""
-    if not _tiff_mask(args):
-        if args.resolution is not None:
-            raise CommandError("--resolution: only GeoTIFF masks have a resolution to resample")
-        return None, None
-    from .gis.raster import load_ids
-
-    return load_ids(args.mask, args.classes, args.resolution)
-
-
-PNG_MAX_PIXELS = 4096 * 4096
-"""Streamed maps larger than this are written as GeoTIFF only (a PNG would have to be held whole)."""
-
-
-def _cmd_stream(args) -> None:
-    """A GeoTIFF map, window by window, into georeferenced GeoTIFFs: the renderer, or diffusion (under accelerate too)."""
-    from .gis.raster import box_window, env, grid_of, open_mask, png_of, read_ids
-
-    with env(), open_mask(args.mask, args.resolution) as src:  # the options are checked on a sample of the map
-        grid = grid_of(src)
-        sample = read_ids(src, box_window((0, 0, min(grid.width, 512), min(grid.height, 512))), args.classes)
-    req = request_from_args(args, sample)
-    state = _accelerate_state(args) if req.backend == "diffusion" else None
-    pipe = _pipeline(args, req)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for seed in req.seeds:
-        out = args.out / f"{_stem(args)}-seed{seed}.tif"
-        if pipe is None:
-            from .gis.stream import stream_render
-
-            done = stream_render(args.mask, out, seed=seed, classes=args.classes, resolution=args.resolution,
-                                 progress=True)
-        else:
-            from .gis.windowed import diffuse_geotiff
-
-            pipe.set_progress_bar_config(disable=True)  # one bar, counting windows
-            done = diffuse_geotiff(args.mask, out, replace(req, seeds=[seed]), pipe, classes=args.classes,
-                                   resolution=args.resolution, window=args.window, progress=True, state=state,
-                                   job={"model": str(args.model), "controlnet": str(args.controlnet)})
-        if done.rendered < done.windows and (state is None or state.num_processes == 1):
-            print(f"note: resumed: {done.windows - done.rendered} of {done.windows} windows were already done",
-                  file=sys.stderr)
-        if state is not None and not state.is_main_process:
-            continue
-        print(done.path)
-        if grid.width * grid.height <= PNG_MAX_PIXELS:  # small enough to hold: the PNG the rest of Seg2Sat reads
-            print(png_of(done.path, done.path.with_suffix(".png")))
 
 
 def _accelerate_state(args):

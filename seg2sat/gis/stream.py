@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,18 +85,19 @@ class _Journal:
 
 def stream_render(mask: str | os.PathLike, out: str | os.PathLike, *, seed: int = 0, classes: str = "flair",
                   resolution: float | None = None, window: int = WINDOW, progress: bool = False,
-                  on_window: Callable[[int, int], None] | None = None) -> Streamed:
+                  on_window: Callable[[int, int], None] | None = None, src=None) -> Streamed:
     """Render the mask raster ``mask`` into the Cloud-Optimized GeoTIFF ``out`` (same grid), window by window.
 
     ``resolution`` (CRS units per pixel) resamples the mask nearest-neighbour onto a
     finer or coarser grid first. ``on_window(done, total)`` is called after each window.
+    ``src``: ``mask`` already open (at ``resolution``), read instead of opening it again.
     """
     import rasterio
     from tqdm.auto import tqdm
 
     out = Path(out)
     partial = out.with_name(out.name + ".partial.tif")
-    with env(), open_mask(mask, resolution) as src:
+    with env(), (open_mask(mask, resolution) if src is None else nullcontext(src)) as src:
         grid = grid_of(src)
         boxes = list(windows(grid, window))
         job = {"mask": str(Path(mask).resolve()), "input": fingerprint(mask), "seed": int(seed), "classes": classes,

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
@@ -77,13 +78,14 @@ class _Parts:
 def diffuse_geotiff(mask: str | os.PathLike, out: str | os.PathLike, req: Request, pipe, *, classes: str = "flair",
                     resolution: float | None = None, window: int = WINDOW, overlap: int | None = None,
                     job: dict | None = None, progress: bool = False,
-                    on_window: Callable[[int, int], None] | None = None, state=None) -> Streamed:
+                    on_window: Callable[[int, int], None] | None = None, state=None, src=None) -> Streamed:
     """Generate the map of the mask raster ``mask`` for ``req.seeds[0]`` into the COG ``out``, window by window.
 
     ``req`` gives every setting but the mask (read here, one window at a time).
     ``state`` is accelerate's ``PartialState`` (default: the current one), which says
     which windows are this process's. ``job`` adds what else must match for finished
-    parts to be reused (the model, for instance).
+    parts to be reused (the model, for instance). ``src``: ``mask`` already open (at
+    ``resolution``), read instead of opening it again.
     """
     from accelerate import PartialState
     from tqdm.auto import tqdm
@@ -91,7 +93,9 @@ def diffuse_geotiff(mask: str | os.PathLike, out: str | os.PathLike, req: Reques
     state = state or PartialState()
     overlap = window // 8 if overlap is None else overlap
     out, seed = Path(out), req.seeds[0]
-    with env(), open_mask(mask, resolution) as src:
+    given = src
+    source = (lambda: open_mask(mask, resolution)) if given is None else (lambda: nullcontext(given))
+    with env(), source() as src:
         grid = grid_of(src)
         boxes = _boxes(grid, window, overlap)
         parts = _Parts(out, {"mask": str(Path(mask).resolve()), "input": fingerprint(mask), "classes": classes,
@@ -116,7 +120,7 @@ def diffuse_geotiff(mask: str | os.PathLike, out: str | os.PathLike, req: Reques
                     on_window(n, len(todo))
     state.wait_for_everyone()
     if state.is_main_process:
-        _assemble(parts, boxes, grid, out, overlap, lambda: open_mask(mask, resolution), classes)
+        _assemble(parts, boxes, grid, out, overlap, source, classes)
         shutil.rmtree(parts.dir)
     state.wait_for_everyone()
     return Streamed(out, grid, len(boxes), len(todo))
