@@ -123,7 +123,7 @@ def test_a_failed_preview_says_so_in_the_pages_words(browser, server):
 def test_the_right_pane_follows_the_map_until_the_next_result(browser, server, tmp_path):
     page = open_at(browser, server.url)
     generate_and_wait(page)
-    assert "of the map on the left" in page.inner_text("#result-meta")  # a result says what it was made from
+    assert "from the map on the left" in page.inner_text("#result-meta")  # a result says what it was made from
     page.click("#samples button[data-sample=river]")
     assert_preview_is_the_map(page)
 

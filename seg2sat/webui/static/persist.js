@@ -49,7 +49,8 @@ async function saveNow() {
   try {
     await dbCall("readwrite", (store) => store.put(workNow(), KEY));
     S.savedEdits = S.edits;
-    $("saved-note").textContent = `Kept in this browser at ${new Date().toLocaleTimeString()}.`;
+    const at = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    $("saved-note").textContent = `Kept in this browser at ${at}.`;
   } catch (err) {
     $("saved-note").textContent = `Not kept in this browser (${err.message}): save a project file.`;
   }

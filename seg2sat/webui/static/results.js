@@ -208,8 +208,8 @@ function showVersion(index) {
   $("result-mask").hidden = false;
   $("result-mask").style.opacity = $("blend").value / 100;
   $("preview-canvas").hidden = true;
-  $("result-title").textContent = `Result ${index + 1} of ${V.list.length}`;
-  $("result-meta").textContent = `${v.mode} of the map on the left · ${versionMeta(v)}`;
+  $("result-title").textContent = `Result ${index + 1} of ${V.list.length}${v.mode === "generate" ? "" : ` · ${v.mode}`}`;
+  $("result-meta").textContent = `from the map on the left · ${versionMeta(v)}`;
   placeResult();
   $("result-meta").title = v.prompt;
   for (const id of ["download", "full-size"]) {
