@@ -146,7 +146,7 @@ def run(req: Request, pipeline=None, on_step: StepCallback | None = None) -> Res
         pipe = pipeline if pipeline is not None else load_pipeline()
         check_steps(use_scheduler(pipe, req.scheduler), req.steps)  # per request: requests share the pipeline
         images = _generate(pipe, req, on_step) if req.mode == "generate" else _inpaint(pipe, req, on_step)
-    return Result(_composite(req, images), req.seeds, req.full_prompt, req.off_palette)
+    return Result(_composite(req, images), req.seeds, req.full_prompt, req.off_palette, backend=req.backend)
 
 
 def pipeline_or_fallback(model=None, controlnet=None, device: str | None = None, *, fallback: bool = True,

@@ -68,7 +68,7 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: str) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPES:
-        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise ValueError(f"`dtype` must be one of {', '.join(DTYPES)}, got {dtype!r}")
     return getattr(torch, dtype)
 
 
@@ -105,13 +105,13 @@ def _from_folder(cls, folder: str | os.PathLike, what: str, flag: str, **kwargs)
     folder = os.path.expanduser(str(folder))
     if not os.path.isdir(folder):
         raise WeightsNotFoundError(f"Cannot load the {what}: the folder {folder!r} does not exist; "
-                                   f"pass {flag} an existing folder or a hub id.")
+                                   f"set {flag} to an existing folder or a hub id.")
     try:
         return cls.from_pretrained(folder, local_files_only=True, **kwargs)
     except (OSError, ValueError) as exc:
         raise WeightsNotFoundError(
             f"Cannot load the {what}: the folder {folder!r} holds no diffusers weights ({cause(exc, folder, flag)}); "
-            f"pass {flag} a folder written by save_pretrained or `seg2sat download --dir`.") from exc
+            f"set {flag} to a folder written by save_pretrained or `seg2sat download --dir`.") from exc
 
 
 def resolve_base(model: str | os.PathLike | None) -> tuple[str, list[str]]:
@@ -131,7 +131,7 @@ def resolve_base(model: str | os.PathLike | None) -> tuple[str, list[str]]:
     if looks_like_path(name):
         if not os.path.isdir(os.path.expanduser(name)):
             raise WeightsNotFoundError(f"Cannot load the base model: the folder {name!r} does not exist; "
-                                       "pass --model an existing folder or a hub id.")
+                                       "set `model` to an existing folder or a hub id.")
         return os.path.expanduser(name), []
     return str(fetch_named(name)), []
 
@@ -223,9 +223,9 @@ def _load(model: str | None, controlnet: str | None, subfolder: str | None, devi
     lora_folder = _lora_folder(lora) if lora else None
     controlnet_folder = resolve_controlnet(controlnet, subfolder, base)
     if controlnet_folder is not None:
-        kwargs["controlnet"] = _from_folder(ControlNetModel, controlnet_folder, "ControlNet", "--controlnet",
+        kwargs["controlnet"] = _from_folder(ControlNetModel, controlnet_folder, "ControlNet", "`controlnet`",
                                             **dtype_kwargs(dtype), **pickle_only_kwargs(controlnet_folder))
-    pipe = _from_folder(StableDiffusionControlNetPipeline, base, "base model", "--model", **kwargs)
+    pipe = _from_folder(StableDiffusionControlNetPipeline, base, "base model", "`model`", **kwargs)
     pipe.set_progress_bar_config(disable=True)
     pipe._seg2sat_options = {"lora": lora, "lora_scale": lora_scale, "compile": compile, "low_memory": low_memory}
     pipe._seg2sat_notes = notes
@@ -234,7 +234,7 @@ def _load(model: str | None, controlnet: str | None, subfolder: str | None, devi
     if lora_folder:
         speed.fuse_lora(pipe, lora_folder, lora_scale, attempts=[True],
                         error=lambda exc: WeightsNotFoundError(
-                            f"Cannot load the LoRA: the folder {lora_folder!r} holds no LoRA weights; pass --lora a "
+                            f"Cannot load the LoRA: the folder {lora_folder!r} holds no LoRA weights; set `lora` to a "
                             "folder holding pytorch_lora_weights.safetensors (as written by save_lora_weights) or a hub id."))
     if compile:
         speed.compile_pipeline(pipe, device)
@@ -248,7 +248,7 @@ def _lora_folder(lora: str) -> str:
     if looks_like_path(lora):
         if not os.path.isdir(os.path.expanduser(lora)):
             raise WeightsNotFoundError(f"Cannot load the LoRA: the folder {lora!r} does not exist; "
-                                       "pass --lora an existing folder or a hub id.")
+                                       "set `lora` to an existing folder or a hub id.")
         return os.path.expanduser(lora)
     return str(fetch_named(lora, kind="lora"))
 

@@ -128,6 +128,12 @@ class Result:
     prompt: str
     off_palette: float = 0.0
     """Share of mask pixels that were snapped to a class colour."""
+    backend: str = "diffusion"
+    """The backend that made the images (``procedural`` when the renderer stood in for the model)."""
+    warnings: list[str] = field(default_factory=list)
+    """What the user should read with the images (why the renderer stood in)."""
+    timing: dict[str, float] = field(default_factory=dict)
+    """Seconds spent waiting for the device (``queue_s``) and generating (``generate_s``)."""
 
 
 @dataclass

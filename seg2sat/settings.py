@@ -9,7 +9,6 @@ reads it; command-line options come last and win. Settings of the web UI alone l
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -20,17 +19,6 @@ from .request import BACKEND_ALIASES, BACKENDS, ImageLimits
 
 PREFIX = "SEG2SAT_"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-class QueueFull(Exception):
-    """More requests wait than ``queue_size`` allows: refused at once rather than held open for minutes.
-
-    ``retry_after`` (seconds) is a fair guess where the server can make one.
-    """
-
-    def __init__(self, message: str, retry_after: int | None = None):
-        self.retry_after = retry_after
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -107,27 +95,6 @@ class Settings:
         """The keyword arguments of :func:`seg2sat.pipelines.load_pipeline` that make it faster or smaller."""
         return {"lora": self.lora, "lora_scale": self.lora_scale, "compile": self.compile, "low_memory": self.low_memory,
                 "dtype": self.dtype, "controlnet_subfolder": self.controlnet_subfolder}
-
-    def pipeline(self, model: str | None = None, controlnet: str | None = None):
-        """What a server loads: ``(pipeline, "")``, or ``(None, note)`` when the renderer stands in.
-
-        ``model``/``controlnet`` override the settings' (an endpoint repository's own weights).
-        A compiled pipeline is warmed up here, once per process, so no user waits for compilation.
-        """
-        from .generation import pipeline_or_fallback
-
-        pipe, note = pipeline_or_fallback(model or self.model, controlnet or self.controlnet, self.device,
-                                          fallback=self.fallback, **self.load_options())
-        if pipe is not None:
-            from .speed import cpu_tip, notes, warm_up
-
-            for line in notes(pipe):  # e.g. --low-memory on a machine without a GPU
-                logging.getLogger("seg2sat").warning(line)
-            if self.dtype == "auto" and (tip := cpu_tip(pipe)):
-                logging.getLogger("seg2sat").info(tip)
-            if self.compile:
-                warm_up(pipe)
-        return pipe, note
 
     @property
     def limits(self) -> ImageLimits:

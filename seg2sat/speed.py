@@ -146,9 +146,9 @@ def use_precision(pipe, device: str, dtype: torch.dtype) -> None:
     if not str(device).startswith("cpu"):
         return
     if dtype == torch.float16:
-        _note(pipe, "--dtype float16: CPUs compute half precision slowly; bfloat16 (or float32) is faster here")
+        _note(pipe, "`dtype` float16: CPUs compute half precision slowly; bfloat16 (or float32) is faster here")
     elif dtype == torch.bfloat16 and not cpu_computes_bf16():
-        _note(pipe, "--dtype bfloat16: this CPU has no bfloat16 arithmetic (AMX or AVX-512 BF16), "
+        _note(pipe, "`dtype` bfloat16: this CPU has no bfloat16 arithmetic (AMX or AVX-512 BF16), "
                     "so it is emulated and slower than float32")
     elif channels_last_pays(device, dtype):
         for name in ("unet", "controlnet", "vae"):
@@ -160,7 +160,7 @@ def cpu_tip(pipe) -> str | None:
     from .pipelines import cpu_computes_bf16
 
     if pipe.device.type == "cpu" and pipe.unet.dtype == torch.float32 and cpu_computes_bf16():
-        return ("this CPU computes bfloat16 natively: --dtype bfloat16 (SEG2SAT_DTYPE=bfloat16) makes images about "
+        return ("this CPU computes bfloat16 natively: `dtype` bfloat16 makes images about "
                 "3x faster; see the README, Fast generation")
     return None
 
@@ -220,13 +220,13 @@ def low_memory(pipe, device: str) -> bool:
     pipe.vae.enable_tiling()
     if str(device).startswith("cuda") and torch.cuda.is_available():
         pipe.enable_model_cpu_offload(device=device)
-        _note(pipe, "--low-memory: model CPU offload on (each model moves to the GPU only while it runs); "
+        _note(pipe, "`low_memory`: model CPU offload on (each model moves to the GPU only while it runs); "
                     "VAE slicing/tiling on")
         return True
     if torch.cuda.is_available():
-        _note(pipe, f"--low-memory: the pipeline runs on {device}, so model offload does nothing; VAE slicing/tiling on")
+        _note(pipe, f"`low_memory`: the pipeline runs on {device}, so model offload does nothing; VAE slicing/tiling on")
     else:
-        _note(pipe, "--low-memory: no GPU here, model offload does nothing; VAE slicing/tiling on")
+        _note(pipe, "`low_memory`: no GPU here, model offload does nothing; VAE slicing/tiling on")
     return False
 
 

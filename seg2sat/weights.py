@@ -160,7 +160,7 @@ def cause(exc: BaseException, repo: str, flag: str) -> str:
             return f"{repo!r} has no such revision on the Hub"
         if isinstance(err, RepositoryNotFoundError):
             return (f"the repository {repo!r} does not exist on the Hub (deleted or renamed, or private: then log in "
-                    f"with `hf auth login`); pass {flag} another hub id or a folder")
+                    f"with `hf auth login`); set {flag} to another hub id or a folder")
         if isinstance(err, OSError) and err.errno == errno.ENOSPC:
             return (f"the disk filled up while downloading {repo!r} into {cache_dir()}: free some space or set "
                     "HF_HOME to a larger disk, then run the same command again (finished files are kept; nothing "
@@ -230,13 +230,13 @@ def locate_verified(name: str) -> Fetched | tuple[str, list[str]]:
         raise WeightsNotFoundError(f"Cannot load {source.what}: no verified copy is on this machine and none can be "
                                    f"downloaded ({no_network_reason()}); run `seg2sat download` where there is "
                                    f"network and copy the Hugging Face cache ({cache_dir()}) here, or use "
-                                   "`seg2sat download --dir DIR` and pass --model DIR/base --controlnet DIR/controlnet.")
+                                   "`seg2sat download --dir DIR` and set `model` to DIR/base and `controlnet` to DIR/controlnet.")
     failures: list[str] = []
     for repo in source.repos:
         try:
             files, _revision = _listing(repo)
         except Exception as exc:  # every Hub failure becomes one sentence
-            failures.append(cause(exc, repo, "--model"))
+            failures.append(cause(exc, repo, "`model`"))
             continue
         if mismatch := _mismatch(repo, source, files):
             notes.append(mismatch)
@@ -244,7 +244,7 @@ def locate_verified(name: str) -> Fetched | tuple[str, list[str]]:
             continue
         return repo, notes
     raise WeightsNotFoundError(f"Cannot find a copy of {source.what} whose files match its published SHA256: "
-                               + "; ".join(failures) + ". Pass --model a folder or hub id of it (used unverified).")
+                               + "; ".join(failures) + ". Set `model` to a folder or hub id of it (used unverified).")
 
 
 def _cached(repo: str, source: Source, notes: list[str]) -> Fetched | None:
@@ -295,7 +295,7 @@ def _download(repo: str, patterns: list[str] | None, progress: bool) -> Path:
     try:
         return Path(snapshot_download(repo, allow_patterns=patterns))
     except Exception as exc:  # one sentence for every failure
-        raise WeightsNotFoundError(f"Cannot download {repo}: {cause(exc, repo, '--model')}.") from exc
+        raise WeightsNotFoundError(f"Cannot download {repo}: {cause(exc, repo, '`model`')}.") from exc
 
 
 def sha256_of(path: Path, chunk: int = 16 << 20) -> str:
@@ -336,17 +336,17 @@ def locate_controlnet(repo: str | None, subfolder: str | None = None) -> Fetched
     if folder is not None and (not verify or not hub_reachable()):
         return Fetched(folder, repo)  # offline, a pickled .bin of an older download is better than nothing
     if not hub_reachable():
-        raise WeightsNotFoundError(f"Cannot load the ControlNet: {cause(OSError('offline'), repo, '--controlnet')}.")
+        raise WeightsNotFoundError(f"Cannot load the ControlNet: {cause(OSError('offline'), repo, '`controlnet`')}.")
     try:
         files, _revision = _listing(repo, prefix)
     except Exception as exc:
-        raise WeightsNotFoundError(f"Cannot load the ControlNet: {cause(exc, repo, '--controlnet')}.") from exc
+        raise WeightsNotFoundError(f"Cannot load the ControlNet: {cause(exc, repo, '`controlnet`')}.") from exc
     weights = next((f"{prefix}{WEIGHTS}.{ext}" for ext in ("safetensors", "bin") if f"{prefix}{WEIGHTS}.{ext}" in files),
                    None)
     if f"{prefix}config.json" not in files or weights is None:
         known = f" (its checkpoints: {', '.join(CONTROLNET_CHECKPOINTS)})" if repo == DEFAULT_CONTROLNET else ""
         raise WeightsNotFoundError(f"Cannot load the ControlNet: {repo!r} holds no ControlNet in "
-                                   f"{sub or 'its top folder'}{known}; check --controlnet-subfolder.")
+                                   f"{sub or 'its top folder'}{known}; check `controlnet_subfolder`.")
     verify = verify and weights.endswith(".safetensors")
     if verify and (mismatch := _mismatch(repo, table, files)):
         raise WeightsNotFoundError(f"Cannot load the ControlNet: {mismatch.removesuffix('; skipped')}.")
@@ -372,7 +372,7 @@ def fetch_named(repo: str, *, kind: str = "base", progress: bool = False, cached
     A base model is fetched as diffusers would (only the files its ``model_index.json`` needs),
     a LoRA as its safetensors.
     """
-    flag = "--lora" if kind == "lora" else "--model"
+    flag = "`lora`" if kind == "lora" else "`model`"
     last: Exception = OSError("offline")
     for local_only in ([True] if cached_only or not hub_reachable() else [True, False]):
         try:

@@ -22,23 +22,26 @@ from seg2sat.settings import Settings
 
 
 class CountingService(Service):
-    """The real service, noting how many generations run at the same time."""
+    """The real service, noting how many generations run on the device at the same time (inside the engine's queue)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.active = self.most = self.runs = 0
         self._count = threading.Lock()
+        generate = self.engine._run
 
-    def run(self, req):
-        with self._count:
-            self.active += 1
-            self.most = max(self.most, self.active)
-        try:
-            return super().run(req)
-        finally:
+        def counted(*args, **kwargs):
             with self._count:
-                self.active -= 1
-                self.runs += 1
+                self.active += 1
+                self.most = max(self.most, self.active)
+            try:
+                return generate(*args, **kwargs)
+            finally:
+                with self._count:
+                    self.active -= 1
+                    self.runs += 1
+
+        self.engine._run = counted
 
 
 def make_app(tiny_dir, **limits):
@@ -208,7 +211,7 @@ def test_serve_refuses_other_backends_in_one_line(argv, message):
     import argparse
 
     from seg2sat.cli import CommandError
-    from seg2sat.serve_cli import register
+    from seg2sat.serving.cli import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

@@ -140,7 +140,7 @@ def test_lora_scale_0_gives_the_plain_output(tiny_dir, pipe, lora_dir, town_ids)
 
 
 def test_lora_errors_say_what_to_do(tiny_dir, tmp_path, monkeypatch):
-    with pytest.raises(WeightsNotFoundError, match=r"the folder '/no/such/lora' does not exist; pass --lora"):
+    with pytest.raises(WeightsNotFoundError, match=r"the folder '/no/such/lora' does not exist; set `lora` to"):
         load_pipeline(tiny_dir, lora="/no/such/lora")
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsNotFoundError, match="holds no LoRA weights"):
@@ -203,7 +203,7 @@ def test_low_memory_on_cpu_runs_and_says_offload_does_nothing(tiny_dir, pipe, to
     if torch.cuda.is_available():  # a GPU machine: the tiny pipeline is offloaded for real
         assert speed.notes(small) and "offload on" in speed.notes(small)[0]
     else:
-        assert speed.notes(small) == ["--low-memory: no GPU here, model offload does nothing; VAE slicing/tiling on"]
+        assert speed.notes(small) == ["`low_memory`: no GPU here, model offload does nothing; VAE slicing/tiling on"]
     assert speed.notes(pipe) == []
     assert small.vae.use_slicing and small.vae.use_tiling
     # VAE tiling starts above the VAE's sample_size (64 px for the tiny VAE, 768 px for SD 2.1 base's, which
@@ -247,7 +247,7 @@ def test_precisions_a_cpu_computes_slowly_are_noted(tiny_dir, monkeypatch):
     monkeypatch.setattr(pipelines, "cpu_computes_bf16", lambda: False)
     monkeypatch.setattr(pipelines, "_CACHE", {})  # notes are left at load; the other tests' pipelines stay cached
     emulated = load_pipeline(tiny_dir, dtype="bfloat16")
-    assert speed.notes(emulated) == ["--dtype bfloat16: this CPU has no bfloat16 arithmetic (AMX or AVX-512 BF16), "
+    assert speed.notes(emulated) == ["`dtype` bfloat16: this CPU has no bfloat16 arithmetic (AMX or AVX-512 BF16), "
                                      "so it is emulated and slower than float32"]
     assert "float16" in speed.notes(load_pipeline(tiny_dir, dtype="float16"))[0]
     pipelines.clear_cache()
@@ -262,5 +262,5 @@ def test_a_precision_name_is_checked_where_it_is_given(monkeypatch):
     assert Settings.from_env({"SEG2SAT_DTYPE": "bfloat16"}).load_options()["dtype"] == "bfloat16"
     with pytest.raises(ValueError, match="SEG2SAT_DTYPE, --dtype.*bfloat16"):
         Settings.from_env({"SEG2SAT_DTYPE": "bf16"})
-    with pytest.raises(ValueError, match="--dtype must be one of"):
+    with pytest.raises(ValueError, match="`dtype` must be one of"):
         load_pipeline("unused", dtype="double")

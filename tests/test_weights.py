@@ -257,12 +257,13 @@ def test_no_text_recommends_a_command_that_no_longer_exists():
 
 
 def test_servers_and_training_carry_the_same_cause(hub, repos, tmp_path, monkeypatch):
-    """serve, the endpoint and the UI load through Settings.pipeline: the fallback note is the CLI's sentence."""
+    """serve, the endpoint and the UI load through the engine: the fallback note is the CLI's sentence."""
+    from seg2sat.engine import Engine
     from seg2sat.settings import Settings
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    pipe, note = Settings(fallback=True).pipeline()
-    assert pipe is None and "HF_HUB_OFFLINE is set" in note and "`seg2sat download`" in note
+    engine = Engine(Settings(fallback=True)).load()
+    assert engine.pipeline is None and "HF_HUB_OFFLINE is set" in engine.note and "`seg2sat download`" in engine.note
     from test_training import _write_dataset
 
     data = _write_dataset(tmp_path / "pairs", 2)

@@ -24,7 +24,7 @@ from importlib import import_module
 _HOME = {"RequestError": "..request", "Settings": "..settings", "ALIASES": ".protocol", "FIELDS": ".protocol",
          "PARAMETERS": ".protocol", "Payload": ".protocol", "parse_request": ".protocol", "split_payload": ".protocol",
          "wire_name": ".protocol", "create_app": ".server", "make_server": ".server", "stop_server": ".server",
-         "NOT_REMOTE": ".service", "DeviceGate": ".service", "QueueFull": ".service", "Service": ".service",
+         "NOT_REMOTE": ".service", "DeviceGate": "..engine", "QueueFull": "..engine", "Service": ".service",
          "repository_models": ".service"}
 """Where each name lives: imported on first use, so ``seg2sat --help`` and the UI's guard never load torch."""
 

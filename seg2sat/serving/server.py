@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass, field
 
 from ..codec import MAGIC, png_bytes
+from ..engine import QueueFull
+from ..options import spell
 from ..pipelines import WeightsNotFoundError
 from ..request import SETTINGS, RequestError
 from ..settings import Settings
 from .protocol import FIELDS, SHAPE, wire_name
-from .service import DeviceGate, QueueFull, Service
+from .service import Service
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,6 @@ class ServerState:
     """What the routes share: the service (model), the device gate and counters for /health."""
 
     service: Service
-    gate: DeviceGate
     handled: dict = field(default_factory=lambda: {"ok": 0, "bad_request": 0, "busy": 0, "failed": 0})
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -38,12 +39,18 @@ class ServerState:
         with self.lock:
             self.handled[outcome] += 1
 
+    @property
+    def gate(self):
+        """The engine's device queue, which every request goes through."""
+        return self.service.engine.gate
+
     def health(self) -> dict:
         """Queue, limits (the settings' and every parameter's range and default), model and counters."""
         settings = self.service.settings
         return {"status": "ok", "busy": self.gate.busy, "waiting": self.gate.waiting,
                 "queue_size": self.gate.max_waiting, "handled": dict(self.handled),
-                "backend": settings.backend, "model_loaded": self.service.loaded, "fallback": self.service.note or None,
+                "backend": settings.backend, "model_loaded": self.service.loaded,
+                "fallback": spell(self.service.note, "server") or None,
                 "limits": {"max_pixels": settings.max_pixels, "min_side": settings.min_side,
                            "max_body_bytes": settings.max_body_bytes,
                            **{wire: [SETTINGS[core].low, SETTINGS[core].high] for wire, core in WIRE_SETTINGS.items()}},
@@ -64,7 +71,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         settings = service.settings if service is not None else Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.extensions["seg2sat"] = ServerState(service or Service(settings), DeviceGate(settings.queue_size))
+    app.extensions["seg2sat"] = ServerState(service or Service(settings))
     app.register_blueprint(_blueprint())
     install(app, Policy(hosts=split_list(settings.allowed_hosts), origins=split_list(settings.allowed_origins)))
     _register_errors(app)
@@ -129,26 +136,24 @@ def _blueprint():
             if want_png and req.num_images != 1:
                 raise RequestError(wire_name(req, "num_images"), "Accept: image/png returns one image; ask for JSON "
                                    "to get several")
-            with state.gate.slot() as waited:
-                began = time.perf_counter()
-                result = state.service.run(req)
+            result = state.service.run(req)
         except QueueFull as exc:
             state.count("busy")
             return _error(str(exc), 503, Retry_After=exc.retry_after)
         except WeightsNotFoundError as exc:
             state.count("failed")
-            return _error(f"the model is not available: {exc}", 503)
+            return _error(f"the model is not available: {spell(str(exc), 'server')}", 503)
         except ValueError as exc:
             state.count("bad_request")
             return _error(str(exc), 400)
-        timing = {"parse_s": req.extra["parse_s"], "queue_s": waited, "generate_s": time.perf_counter() - began}
+        timing = {"parse_s": req.extra["parse_s"], **result.timing}
         state.count("ok")
         server_timing = ", ".join(f"{k[:-2]};dur={v * 1000:.1f}" for k, v in timing.items())
         if want_png:
             response = Response(png_bytes(result.images[0]), mimetype="image/png")
             response.headers["X-Seed"] = str(result.seeds[0])
             response.headers["X-Off-Palette"] = f"{req.off_palette:.6f}"
-            response.headers["X-Backend"] = req.backend
+            response.headers["X-Backend"] = result.backend
         else:
             timing["total_s"] = time.perf_counter() - start
             response = jsonify(state.service.answer(req, result, timing))

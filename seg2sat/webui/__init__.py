@@ -14,7 +14,6 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..serving.guard import Policy, Refused, install, split_list
-from ..settings import Settings
 from .config import default_samples_dir, resolve
 
 
@@ -30,7 +29,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(values, MAX_CONTENT_LENGTH=settings.max_body_bytes)
 
     store = ImageStore(int(app.config["STORE_SIZE"]), int(float(app.config["STORE_MB"]) * 2**20))
-    worker = Worker(make_backend(settings), store, _device_key(settings), settings.queue_size)
+    worker = Worker(make_backend(settings), store, settings.queue_size)
     samples = app.config["SAMPLES_DIR"]
     places = PlaceMaker(OSMSettings.from_config(app.config))
     app.extensions["seg2sat_ui"] = api.UIState(worker, store, settings, Path(samples) if samples else default_samples_dir(),
@@ -42,15 +41,6 @@ def create_app(config: dict | None = None) -> Flask:
     app.after_request(_page_headers)
     worker.start(warmup=bool(app.config["WARMUP"]))
     return app
-
-
-def _device_key(settings: Settings) -> str:
-    """Jobs that share a device share a lock: the diffusion backend's device, or the renderer, or the remote URL."""
-    if settings.backend == "diffusion":
-        from ..pipelines import pick_device
-
-        return settings.device or pick_device()
-    return f"{settings.backend}:{settings.endpoint_url}"
 
 
 PAGE_POLICY = "frame-ancestors 'none'; connect-src 'self' data: blob:; object-src 'none'; base-uri 'none'"

@@ -44,28 +44,23 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """This process: :func:`seg2sat.generation.run` with the pipeline (cached), or with the offline renderer.
-
-    ``diffusion`` falls back to the renderer when the weights are missing, as every front
-    end does (:func:`~seg2sat.generation.pipeline_or_fallback`, unless FALLBACK is off).
-    """
+    """This process: the :class:`~seg2sat.engine.Engine` (the model, or the renderer standing in, and its device queue)."""
 
     def __init__(self, settings: Settings):
-        self.name, self.settings = settings.backend, settings
-        self.pipe, self.loaded, self.note = None, False, ""
+        from ..engine import Engine
+
+        self.name, self.engine = settings.backend, Engine(settings)
+
+    @property
+    def note(self) -> str:
+        return self.engine.note
 
     def load(self) -> None:
-        if self.name == "diffusion" and not self.loaded:
-            self.pipe, self.note = self.settings.pipeline()
-        self.loaded = True
+        if self.name == "diffusion":  # a renderer-only UI loads no model (a request may still ask for it)
+            self.engine.load()
 
     def run(self, req: Request, on_step: StepCallback) -> Result:
-        from ..generation import run
-
-        self.load()
-        if self.pipe is None:
-            req.backend = "procedural"
-        return run(req, self.pipe, on_step)
+        return self.engine.run(req, on_step)
 
 
 class RemoteBackend:
@@ -136,7 +131,8 @@ class RemoteBackend:
             raise BackendError(f"The endpoint answered without readable images ({exc}).") from exc
         on_step(total, total)
         seeds = answer.get("seeds") or req.seeds
-        return Result(images, [int(s) for s in seeds], answer.get("prompt") or req.full_prompt, req.off_palette)
+        return Result(images, [int(s) for s in seeds], answer.get("prompt") or req.full_prompt, req.off_palette,
+                      backend="remote")
 
     def _post(self, payload: dict) -> dict:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}

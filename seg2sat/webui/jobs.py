@@ -12,19 +12,16 @@ import queue
 import secrets
 import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from ..engine import QueueFull
+from ..options import spell
 from ..request import Request
-from ..settings import QueueFull
 from .backends import Backend, BackendError
 from .store import ImageStore
 
 log = logging.getLogger(__name__)
-
-_DEVICE_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-"""One lock per device across every app in the process: two UIs on one GPU still take turns."""
-
 
 class Cancelled(Exception):
     """Raised from the step callback to stop the pipeline mid-run."""
@@ -40,6 +37,8 @@ class Job:
     error: str | None = None
     results: list[dict] = field(default_factory=list)
     prompt: str = ""
+    backend: str = ""
+    """The backend that made the images (the renderer when it stood in for the model); the request's until then."""
     created: float = field(default_factory=time.time)
     cancel_requested: threading.Event = field(default_factory=threading.Event)
 
@@ -51,14 +50,14 @@ class Job:
         return {"id": self.id, "mode": self.request.mode, "status": self.status, "step": self.step,
                 "total": self.total, "error": self.error, "prompt": self.prompt, "results": self.results,
                 "queue_position": position, "steps": self.request.steps, "images": self.request.num_images,
-                "backend": self.request.backend}
+                "backend": self.backend or self.request.backend}
 
 
 class Worker:
     """Runs jobs one by one on a backend; loads the backend first so the page can say if it cannot."""
 
-    def __init__(self, backend: Backend, store: ImageStore, device_key: str, queue_size: int = 8, keep: int = 100):
-        self.backend, self.store, self.device_key, self.keep = backend, store, device_key, keep
+    def __init__(self, backend: Backend, store: ImageStore, queue_size: int = 8, keep: int = 100):
+        self.backend, self.store, self.keep = backend, store, keep
         self.queue_size = queue_size
         """Jobs that may wait while one runs; more are refused."""
         self.queue: queue.Queue[Job | None] = queue.Queue()
@@ -131,16 +130,15 @@ class Worker:
                     job.status = "cancelled"
                     continue
                 job.status = "running"
-            with _DEVICE_LOCKS[self.device_key]:
-                self._run(job)
+            self._run(job)  # the engine takes the device's turn
 
     def _load(self) -> None:
         try:
             self.backend.load()
-            self.state, self.message = "ready", self.backend.note or "ready"
+            self.state, self.message = "ready", spell(self.backend.note, "server") or "ready"
         except Exception as exc:  # any failure is shown on the page, word for word
             log.warning("backend %s cannot start: %s", self.backend.name, exc)
-            self.state, self.message = "error", str(exc)
+            self.state, self.message = "error", spell(str(exc), "server")
 
     def _run(self, job: Job) -> None:
         def on_step(k: int, n: int) -> None:
@@ -163,7 +161,7 @@ class Worker:
         if job.cancel_requested.is_set():
             job.status = "cancelled"
             return
-        job.prompt = result.prompt
+        job.prompt, job.backend = result.prompt, result.backend
         job.results = [{"id": (key := self.store.put(image)), "url": f"/api/images/{key}.png", "seed": seed,
                         "width": image.width, "height": image.height}
                        for image, seed in zip(result.images, result.seeds, strict=False)]
@@ -172,5 +170,5 @@ class Worker:
 
 
 def _sentence(exc: Exception) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    text = spell(str(exc).strip(), "server") or type(exc).__name__
     return text[0].upper() + text[1:]

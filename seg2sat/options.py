@@ -1,0 +1,98 @@
+"""Options shared by the commands, declared once (rasterio's ``rio/options.py`` is the model), and their spellings.
+
+The core names a setting by its field, in backticks (`` `model` ``, `` `dtype` ``), never by
+a flag: the same sentence reaches a terminal, an HTTP client and the web page. Each front
+end spells the fields its own way with :func:`spell`, as :meth:`RequestError.renamed`
+does for request fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from .pipelines import DTYPES
+
+FIELDS = ("model", "controlnet", "controlnet_subfolder", "device", "lora", "lora_scale", "compile", "low_memory",
+          "dtype", "fallback")
+"""The load settings a message may name (fields of :class:`seg2sat.settings.Settings`)."""
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+SPELLINGS: dict[str, dict[str, str]] = {
+    "cli": {"`fallback` off": "--no-fallback", **{f"`{name}`": _flag(name) for name in FIELDS}},
+    "server": {"`fallback` off": "SEG2SAT_FALLBACK=false (--no-fallback)",
+               **{f"`{name}`": f"SEG2SAT_{name.upper()} ({_flag(name)})" for name in FIELDS}},
+}
+"""Front end -> how it names each field: flags on the command line; variables (and flags) for the servers."""
+
+
+def spell(text: str, front_end: str) -> str:
+    """``text`` with each `` `field` `` written as ``front_end`` names it (``cli`` or ``server``)."""
+    for token, name in SPELLINGS[front_end].items():
+        text = text.replace(token, name)
+    return text
+
+
+def add_model_options(p: argparse.ArgumentParser, env: bool = False) -> None:
+    """--model, --controlnet, --controlnet-subfolder, --device: which weights, on which device."""
+    var = _env_hint(env)
+    p.add_argument("--model", default=None, metavar="ID_OR_DIR",
+                   help="base model hub id or folder, or a full ControlNet pipeline (default: a verified copy of "
+                        f"SD 2.1 base, see README, Real weights){var('MODEL')}")
+    p.add_argument("--controlnet", default=None, metavar="ID_OR_DIR",
+                   help=f"ControlNet hub id or folder (default rgres/Seg2Sat-sd-controlnet, or the one inside "
+                        f"--model){var('CONTROLNET')}")
+    p.add_argument("--controlnet-subfolder", default=None, metavar="PATH",
+                   help="a checkpoint inside the ControlNet repository, e.g. v2/checkpoint-14000/controlnet "
+                        f"(README, Real weights){var('CONTROLNET_SUBFOLDER')}")
+    p.add_argument("--device", default=None, help=f"cuda, mps or cpu (default: the best available){var('DEVICE')}")
+
+
+def add_fallback_option(p: argparse.ArgumentParser, env: bool = False) -> None:
+    """--no-fallback: missing weights are an error instead of the renderer standing in."""
+    p.add_argument("--no-fallback", dest="fallback", action="store_false", default=None,
+                   help="fail when the diffusion weights cannot be loaded, instead of using the procedural renderer"
+                        f"{_env_hint(env)('FALLBACK=false')}")
+
+
+def add_load_options(p: argparse.ArgumentParser, env: bool = False) -> None:
+    """--lora, --lora-scale, --compile, --low-memory, --dtype: how the pipeline is loaded (generate…, serve, ui)."""
+    var = _env_hint(env)
+    p.add_argument("--lora", default=None, metavar="ID_OR_DIR",
+                   help="a LoRA fused into the UNet at load, e.g. the few-step h1t/TCD-SD21-base-LoRA with "
+                        f"--scheduler tcd --steps 4 --guidance 1{var('LORA')}")
+    p.add_argument("--lora-scale", type=float, default=None,
+                   help=f"how strongly the LoRA is fused (default 1.0){var('LORA_SCALE')}")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help=f"torch.compile the UNet and ControlNet: faster on GPUs, the first image is slow{var('COMPILE')}")
+    p.add_argument("--low-memory", action="store_true", default=None,
+                   help=f"model CPU offload and VAE slicing/tiling, for 4-6 GB GPUs{var('LOW_MEMORY')}")
+    p.add_argument("--dtype", choices=DTYPES, default=None,
+                   help="precision (default auto: bf16/fp16 on GPUs, float32 on CPUs); bfloat16 is ~2-4x faster "
+                        f"on CPUs with AMX or AVX-512 BF16{var('DTYPE')}")
+
+
+def add_engine_options(p: argparse.ArgumentParser, env: bool = False) -> None:
+    """Everything that decides what the engine loads: the weights, the fallback and the load options."""
+    add_model_options(p, env)
+    add_fallback_option(p, env)
+    add_load_options(p, env)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine settings given on the command line, for ``Settings.from_env`` (None: not given)."""
+    return {name: getattr(args, name, None) for name in FIELDS}
+
+
+def _env_hint(env: bool):
+    return (lambda name: f" (env SEG2SAT_{name})") if env else (lambda name: "")
+
+
+def env_flag_default(name: str) -> str | None:
+    """A variable's value as an option's default where a command reads no Settings (download, doctor)."""
+    return os.environ.get(f"SEG2SAT_{name}") or None
