@@ -29,7 +29,7 @@ from seg2sat import masks
 from seg2sat.pipelines import load_pipeline
 from seg2sat.serving import Service, create_app, make_server, stop_server
 from seg2sat.settings import Settings
-from seg2sat.tiny import make_tiny
+from seg2sat.testing.tiny import make_tiny
 
 
 def b64png(array: np.ndarray) -> str:

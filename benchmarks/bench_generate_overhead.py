@@ -18,7 +18,7 @@ import torch
 
 from seg2sat import generate, masks
 from seg2sat.pipelines import load_pipeline
-from seg2sat.tiny import make_tiny
+from seg2sat.testing.tiny import make_tiny
 
 
 def town(side: int) -> np.ndarray:

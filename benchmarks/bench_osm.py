@@ -1,6 +1,6 @@
 """OpenStreetMap -> land-cover mask: time for a 512 px area from a local file, and the rasterizer's accuracy.
 
-Prints, for the synthetic village of ``seg2sat.gis.village`` (14 features) and a denser
+Prints, for the synthetic village of ``seg2sat.testing.village`` (14 features) and a denser
 synthetic town (a street grid with a few hundred houses and a 2,000-vertex landuse
 polygon, about what Overpass answers for a town centre), the seconds ``place_mask``
 takes from a GeoJSON and from an ``.osm`` file (target <= 1 s; median of warm runs,
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from seg2sat.gis import village
+from seg2sat.testing import village
 
 
 def town() -> list[village.VillageFeature]:

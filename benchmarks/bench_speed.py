@@ -3,7 +3,7 @@
     python benchmarks/bench_speed.py                  # CPU: 256 and 512 px, 6 steps
     python benchmarks/bench_speed.py --sizes 512 --steps 20 --runs 3   # what it does on a CUDA machine
 
-Builds the SD 2.1 base-shaped pipeline of :mod:`seg2sat.realsize` once (random weights cost
+Builds the SD 2.1 base-shaped pipeline of :mod:`seg2sat.testing.realsize` once (random weights cost
 exactly what trained ones do; ``--folder`` reuses a build) and times one image of the town
 sample per row, after a warm-up, all in one process so the ratios are measured side by side:
 
@@ -161,7 +161,7 @@ def main() -> None:
                         help="steps of every row (default 6 on CPU, 20 on CUDA: with --cache-interval 3, 6 steps have "
                              "4 cached ones, near the 13 of 20 a default image has)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per row (median; default 1 on CPU, 3 on CUDA)")
-    parser.add_argument("--folder", type=Path, default=None, help="an existing seg2sat.realsize build (base/, controlnet/)")
+    parser.add_argument("--folder", type=Path, default=None, help="an existing `python -m seg2sat.realsize` build")
     parser.add_argument("--compile-on-cpu", action="store_true", help="also time --compile on a CPU (slow to compile)")
     parser.add_argument("--no-compile", action="store_true", help="leave --compile out (its warm-up takes minutes)")
     parser.add_argument("--rows", nargs="+", default=None, metavar="NAME",
@@ -175,7 +175,7 @@ def main() -> None:
 
     from seg2sat import masks
     from seg2sat.pipelines import cpu_computes_bf16
-    from seg2sat.realsize import build_sd21_shaped
+    from seg2sat.testing.realsize import build_sd21_shaped
 
     diffusers_logging.disable_progress_bar()
     cuda = torch.cuda.is_available()
@@ -185,7 +185,7 @@ def main() -> None:
     town = masks.load_mask(ROOT / "examples" / "masks" / "town.png").ids
     with tempfile.TemporaryDirectory() as tmp:
         if args.smoke:
-            from seg2sat.tiny import make_tiny
+            from seg2sat.testing.tiny import make_tiny
 
             base = make_tiny(Path(tmp) / "tiny")
             controlnet = base / "controlnet"

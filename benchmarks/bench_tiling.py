@@ -87,7 +87,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
-            from seg2sat.tiny import make_tiny
+            from seg2sat.testing.tiny import make_tiny
 
             model = str(make_tiny(os.path.join(tmp, "tiny")))
         results = {}

@@ -75,7 +75,7 @@ def reference_dataset(path: Path) -> Path | None:
 
 
 def bench_tiny(opts) -> None:
-    from seg2sat.tiny import make_tiny
+    from seg2sat.testing.tiny import make_tiny
     from seg2sat.training import build_parser, train
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,7 +105,7 @@ def sd21_models(device, weight_dtype):
     from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from seg2sat.tiny import build_tokenizer
+    from seg2sat.testing.tiny import build_tokenizer
     from seg2sat.training.models import Models
 
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20),

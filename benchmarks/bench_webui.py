@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from seg2sat import generate, masks
-from seg2sat.tiny import make_tiny
+from seg2sat.testing.tiny import make_tiny
 from seg2sat.webui import create_app
 
 SIDE, STEPS, ROUNDS = 256, 2, 7

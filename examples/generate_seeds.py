@@ -17,9 +17,9 @@ from pathlib import Path
 from diffusers.utils import logging as diffusers_logging
 
 from seg2sat import caption, generate, load_mask
-from seg2sat.figures import grid
 from seg2sat.masks import resize_ids, to_image
 from seg2sat.pipelines import WeightsNotFoundError, load_pipeline
+from seg2sat.testing.figures import grid
 
 
 def generate_seeds(

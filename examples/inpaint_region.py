@@ -18,9 +18,9 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 
 from seg2sat import caption, generate, get_class, inpaint, load_mask
-from seg2sat.figures import grid
 from seg2sat.masks import resize_ids, to_image
 from seg2sat.pipelines import WeightsNotFoundError, load_pipeline
+from seg2sat.testing.figures import grid
 
 
 def box_region(shape: tuple[int, int], box: tuple[float, float, float, float]) -> np.ndarray:

@@ -16,10 +16,10 @@ from pathlib import Path
 from diffusers.utils import logging as diffusers_logging
 
 from seg2sat import caption, generate, load_mask, outpaint
-from seg2sat.figures import grid
 from seg2sat.generation import grow
 from seg2sat.masks import resize_ids, to_image
 from seg2sat.pipelines import WeightsNotFoundError, load_pipeline
+from seg2sat.testing.figures import grid
 
 SIDES = ("left", "right", "top", "bottom")
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from diffusers.utils import logging as diffusers_logging
 
 from seg2sat import STYLES, caption, generate, load_mask
-from seg2sat.figures import grid
 from seg2sat.masks import resize_ids, to_image
 from seg2sat.pipelines import WeightsNotFoundError, load_pipeline
+from seg2sat.testing.figures import grid
 
 GRID_STYLES = ("lego", "pencil", "oil", "stained-glass")
 

@@ -23,9 +23,9 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 
 from seg2sat import caption, generate, load_mask
-from seg2sat.figures import grid
 from seg2sat.masks import resize_ids, to_image
 from seg2sat.pipelines import WeightsNotFoundError, load_pipeline
+from seg2sat.testing.figures import grid
 
 ROOT = Path(__file__).resolve().parents[1]
 MASKS = ROOT / "examples" / "masks"

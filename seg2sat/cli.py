@@ -159,7 +159,7 @@ def register_core(sub) -> None:
 
 
 def _cmd_make_tiny(args) -> None:
-    from .tiny import make_tiny
+    from .testing.tiny import make_tiny
 
     print(make_tiny(args.dir, seed=args.seed))
 

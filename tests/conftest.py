@@ -21,7 +21,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.g
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
-    from seg2sat.tiny import make_tiny
+    from seg2sat.testing.tiny import make_tiny
 
     return make_tiny(tmp_path_factory.mktemp("tiny") / "pipeline")
 
@@ -54,7 +54,7 @@ def town_png(tmp_path, town_ids):
 def nominatim():
     """A local HTTP server speaking Nominatim's /reverse and /search protocols; records what it was asked.
 
-    /search finds every address at the synthetic village's centre (seg2sat.gis.village), except
+    /search finds every address at the synthetic village's centre (seg2sat.testing.village), except
     "nowhere" (no result) and addresses containing "fail" (HTTP 500).
     """
     import json
@@ -62,7 +62,7 @@ def nominatim():
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from urllib.parse import parse_qs, urlparse
 
-    from seg2sat.gis.village import centre_latlon
+    from seg2sat.testing.village import centre_latlon
 
     seen: list[dict] = []
 
@@ -108,13 +108,13 @@ def nominatim():
 def overpass(tmp_path):
     """A local HTTP server speaking Overpass (POST /api/interpreter, OSM XML answers); ``state`` drives it.
 
-    It answers the synthetic village (seg2sat.gis.village) as OSM XML, whatever the box asked.
+    It answers the synthetic village (seg2sat.testing.village) as OSM XML, whatever the box asked.
     """
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from urllib.parse import parse_qs
 
-    from seg2sat.gis import village
+    from seg2sat.testing import village
 
     answer = village.write_osm(tmp_path / "answer.osm").read_bytes()
     state = {"status": 200, "body": answer, "seen": []}

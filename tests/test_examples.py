@@ -16,7 +16,7 @@ from PIL import Image
 
 from seg2sat import load_mask, pipelines
 from seg2sat.classes import BY_ID
-from seg2sat.figures import GAP
+from seg2sat.testing.figures import GAP
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -12,11 +12,11 @@ from PIL import Image
 
 from seg2sat import masks
 from seg2sat.classes import CLASSES
-from seg2sat.gis import village
 from seg2sat.gis.osm import grid_over, parse_coordinates, parse_size, place_mask, rasterize
 from seg2sat.gis.osm_features import parse_hstore, read_features
 from seg2sat.gis.osm_tags import classify, line_width, rules_markdown
 from seg2sat.gis.raster import Grid
+from seg2sat.testing import village
 
 ROOT = Path(__file__).resolve().parents[1]
 RES = 0.2

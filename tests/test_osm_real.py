@@ -15,10 +15,10 @@ import pytest
 import rasterio
 import shapely
 
-from seg2sat.gis import village
 from seg2sat.gis.osm import place_mask
 from seg2sat.gis.osm_features import extent, read_features
 from seg2sat.gis.osm_repair import decode, salvage
+from seg2sat.testing import village
 
 DATA = Path(__file__).resolve().parent / "data"
 PBF = DATA / "pyrosm-test.osm.pbf"

@@ -4,7 +4,7 @@ The slow, real-size test (marked ``realsize``; ``-m "not realsize"`` leaves it o
 the tiny pipeline cannot show what breaks only at the real size or with the hub
 repos' file layout (fp16 variant files beside the weights, a ``.bin``-only ControlNet,
 the published configs and tokenizer files), nor what a step really costs. Here
-:func:`seg2sat.realsize.build_sd21_shaped` writes such folders once per session, and
+:func:`seg2sat.testing.realsize.build_sd21_shaped` writes such folders once per session, and
 one denoising step each goes through the CLI (in a subprocess) and through
 generate / inpaint / outpaint / a tiled map in this process, the pipeline loaded once.
 
@@ -139,7 +139,7 @@ def test_cli_generate_512(tmp_path, realsize_dirs):
 
 def test_loaded_pipeline_has_the_real_shape(realsize_pipe):
     from seg2sat import tiling
-    from seg2sat.realsize import VOCAB_SIZE
+    from seg2sat.testing.realsize import VOCAB_SIZE
 
     pipe = realsize_pipe
     millions = {name: sum(p.numel() for p in getattr(pipe, name).parameters()) / 1e6

@@ -295,7 +295,8 @@ def _inside(expected: np.ndarray, class_id: int) -> tuple[int, int]:
 
 def test_start_from_a_place(browser, overpass, nominatim, tmp_path):
     """Type an address, press Enter: the OSM mask of the (stub) village fills the canvas, undoably; Generate uses it."""
-    from seg2sat.gis import osm, village
+    from seg2sat.gis import osm
+    from seg2sat.testing import village
 
     address = "1 Rue du Village, Lyon"
     ui = UIServer({"BACKEND": "procedural", "WARMUP": False, "OVERPASS_URL": overpass[0],

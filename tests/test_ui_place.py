@@ -13,8 +13,8 @@ from rasterio.transform import from_origin
 
 from seg2sat import masks
 from seg2sat.classes import BY_NAME
-from seg2sat.gis import village
 from seg2sat.gis.raster import Grid
+from seg2sat.testing import village
 from seg2sat.webui import create_app
 
 UA = "seg2sat-ui-tests (test@example.org)"

@@ -1,6 +1,6 @@
 """A small synthetic village, for the OSM rasterizer's tests and benchmark: its features and what they should be.
 
-Each feature carries its OSM tags *and*, independently of :mod:`.osm_tags`, the class
+Each feature carries its OSM tags *and*, independently of :mod:`seg2sat.gis.osm_tags`, the class
 and the footprint it should cover (a road is a plain rectangle of its documented
 width), with an explicit painting layer. :func:`expected_ids` paints those footprints
 by pixel-centre tests (``shapely.contains_xy``), so the rasterizer is checked against
@@ -24,7 +24,7 @@ CRS = "EPSG:32631"
 CENTRE = (642000.0, 5069900.0)
 """Easting, northing of the village centre (UTM 31N, central Lyon)."""
 ROAD_WIDTH = 6.0
-"""``highway=residential``: the width :mod:`.osm_tags` documents for it."""
+"""``highway=residential``: the width :mod:`seg2sat.gis.osm_tags` documents for it."""
 
 
 @dataclass(frozen=True)
