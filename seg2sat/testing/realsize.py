@@ -239,7 +239,8 @@ def build_sd21_shaped(out_dir: str | Path, seed: int = 0, log=print) -> tuple[Pa
 
     Returns ``(base_dir, controlnet_dir)``: ``out_dir/base`` (a StableDiffusionPipeline
     folder: safetensors and fp16 variants) and ``out_dir/controlnet`` (config.json and
-    diffusion_pytorch_model.bin only). About 8.7 GB on disk, 50-75 s and ~8.2 GB of RAM on a CPU.
+    diffusion_pytorch_model.bin only). About 8.7 GB on disk and ~8.2 GB of RAM while
+    it is built (its time is in the README, under Run the tests).
     """
     import gc
 
