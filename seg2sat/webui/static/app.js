@@ -1,5 +1,5 @@
 // Drawing2Map: the map editor. Plain JavaScript, no build step; the other scripts
-// (view.js, maps.js, preview.js, results.js, persist.js, place.js, main.js) share the state `S` and the helpers here.
+// (errors.js, view.js, maps.js, preview.js, results.js, persist.js, place.js, main.js) share the state `S` and the helpers here.
 //
 // The map is an array of class ids (one byte per pixel); the canvas only ever shows
 // it through the palette served by /api/classes, so every pixel drawn, filled,
@@ -9,7 +9,6 @@
 const $ = (id) => document.getElementById(id);
 const MAX_UNDO = 60;
 const MAX_UNDO_BYTES = 64 * 1024 * 1024;  // big canvases keep fewer steps
-const ERROR_MS = 10000;  // an error leaves on its own after this (plus a moment per character to read it)
 
 const S = {
   classes: [], rgb: [],
@@ -28,81 +27,6 @@ const S = {
 };
 
 // ---------------------------------------------------------------- errors and status
-
-function inWords(message) {
-  // The API names fields as it spells them ("controlnet_conditioning_scale: …"); the page says its labels.
-  const m = /^([a-z_.]+): ([\s\S]*)$/.exec(message || "");
-  if (!m || !S.labels[m[1]]) return message;
-  return `${S.labels[m[1]]}: ${m[2]}`;
-}
-
-// The page's input for each API field an error may name: fixing that field closes the error.
-const FIELD_INPUTS = { steps: "steps", guidance_scale: "guidance", num_images: "num-images",
-  controlnet_conditioning_scale: "controlnet-scale", controlnet_scale: "controlnet-scale", seed: "seed",
-  negative_prompt: "negative", prompt: "prompt", style: "style", cache_interval: "fast" };
-const E = { timer: null, field: null };
-
-function showError(message, field = null) {
-  // A banner that never covers the prompt bar; it goes on Esc, after a while, or when its field is fixed.
-  const text = inWords(message);
-  clearError();
-  $("error-text").textContent = text;
-  $("error").hidden = false;
-  document.body.classList.add("has-error");
-  const m = /^([a-z_.]+): /.exec(message || "");
-  E.field = field || (m && FIELD_INPUTS[m[1]] ? $(FIELD_INPUTS[m[1]]) : null);
-  if (E.field) E.field.setAttribute("aria-invalid", "true");
-  placeErrorAndField();
-  dismissLater();
-}
-
-function dismissLater() {
-  clearTimeout(E.timer);
-  E.timer = setTimeout(clearError, (S.errorMs || ERROR_MS) + 40 * $("error-text").textContent.length);
-}
-
-function clearError() {
-  clearTimeout(E.timer);
-  $("error").hidden = true;
-  document.body.classList.remove("has-error");
-  if (E.field) E.field.removeAttribute("aria-invalid");
-  E.field = null;
-}
-
-function overlaps(a, b) {
-  return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
-}
-
-function placeError() {
-  // At the bottom of the window, unless that covers the prompt bar (Generate) or the field to fix: then at
-  // the top. False when both would cover one of them.
-  const banner = $("error");
-  if (banner.hidden) return true;
-  const avoid = [document.querySelector(".prompt-bar"), E.field].filter(Boolean).map((el) => el.getBoundingClientRect());
-  const clear = () => !avoid.some((r) => overlaps(r, banner.getBoundingClientRect()));
-  banner.classList.remove("at-top");
-  if (clear()) return true;
-  banner.classList.add("at-top");
-  return clear();
-}
-
-function placeErrorAndField() {
-  // The field an error names is brought into view clear of the banner, so it can be fixed at once.
-  if (placeError() || !E.field) return;
-  E.field.scrollIntoView({ block: "center" });
-  placeError();
-}
-
-function bindError() {
-  const banner = $("error");
-  banner.addEventListener("mouseenter", () => clearTimeout(E.timer));  // not while it is being read
-  banner.addEventListener("mouseleave", dismissLater);
-  window.addEventListener("scroll", placeError, { passive: true });
-  window.addEventListener("resize", placeError);
-  document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !banner.hidden) clearError(); });
-  document.addEventListener("input", (e) => { if (E.field && e.target === E.field) clearError(); });
-  document.addEventListener("change", (e) => { if (E.field && e.target === E.field) clearError(); });
-}
 
 async function api(path, options = {}) {
   // Every non-2xx answer carries {"error": sentence}; show it, never fail silently.
