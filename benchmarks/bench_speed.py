@@ -174,7 +174,7 @@ def main() -> None:
     from diffusers.utils import logging as diffusers_logging
 
     from seg2sat import masks
-    from seg2sat.pipelines import cpu_computes_bf16
+    from seg2sat.speed import cpu_computes_bf16
     from seg2sat.testing.realsize import build_sd21_shaped
 
     diffusers_logging.disable_progress_bar()

@@ -75,7 +75,7 @@ def _version(name: str) -> str:
 
 
 def _device_line(device: str | None, dtype: str) -> str:
-    from .pipelines import cpu_computes_bf16
+    from .speed import cpu_computes_bf16
 
     device = device or pick_device()
     line = f"device: {device}, precision {str(resolve_dtype(dtype, device)).removeprefix('torch.')}"

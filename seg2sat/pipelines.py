@@ -72,13 +72,6 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: str) -> torch.dtype:
     return getattr(torch, dtype)
 
 
-def cpu_computes_bf16() -> bool:
-    """Whether this CPU has bfloat16 arithmetic (AMX or AVX-512 BF16); elsewhere PyTorch emulates it, slowly."""
-    import torch
-
-    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-
-
 def is_full_pipeline(path: str | os.PathLike) -> bool:
     """A saved pipeline folder that already holds its ControlNet (such as ``seg2sat make-tiny``'s)."""
     index = Path(path) / "model_index.json"

@@ -130,6 +130,11 @@ def _note(pipe, text: str) -> None:
     pipe._seg2sat_notes.append(text)
 
 
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic (AMX or AVX-512 BF16); elsewhere PyTorch emulates it, slowly."""
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
 def channels_last_pays(device: str, dtype: torch.dtype) -> bool:
     """Whether convolutions run faster in channels-last layout: on GPUs, and for bfloat16 on a CPU (not float32 there).
 
@@ -140,8 +145,6 @@ def channels_last_pays(device: str, dtype: torch.dtype) -> bool:
 
 def use_precision(pipe, device: str, dtype: torch.dtype) -> None:
     """Fit the loaded models to their precision: a note where this CPU computes it slowly, else channels-last on a CPU."""
-    from .pipelines import cpu_computes_bf16
-
     if not str(device).startswith("cpu"):
         return
     if dtype == torch.float16:
@@ -156,8 +159,6 @@ def use_precision(pipe, device: str, dtype: torch.dtype) -> None:
 
 def cpu_tip(pipe) -> str | None:
     """A tip for a float32 pipeline on a CPU that computes bfloat16 (front ends show it when no precision was chosen)."""
-    from .pipelines import cpu_computes_bf16
-
     if pipe.device.type == "cpu" and pipe.unet.dtype == torch.float32 and cpu_computes_bf16():
         return ("this CPU computes bfloat16 natively: `dtype` bfloat16 makes images about "
                 "3x faster; see the README, Fast generation")

@@ -114,7 +114,7 @@ def test_inpaint_and_outpaint_fall_back_to_the_renderer_like_generate(tmp_path, 
 def test_a_cpu_with_bfloat16_arithmetic_gets_a_tip_once_unless_a_precision_was_chosen(tmp_path, tiny_dir, town_png):
     import torch
 
-    from seg2sat.pipelines import cpu_computes_bf16
+    from seg2sat.speed import cpu_computes_bf16
 
     common = ("generate", town_png, "--prompt", "x", "--model", tiny_dir, "--steps", "1", "--out", tmp_path)
     tips = [line for line in run(*common).stderr.splitlines() if line.startswith("tip:")]

@@ -166,14 +166,14 @@ def test_coastline_makes_the_sea_on_its_right(tmp_path):
 
 
 def test_windowed_osm_mask_is_the_whole_rasterization_pixel_for_pixel(tmp_path):
-    from seg2sat.gis.osm import grid_over, rasterize
+    from seg2sat.gis.osm import drawing_list, grid_over, rasterize
     from seg2sat.gis.osm_windowed import rasterize_to_file
 
     grid = grid_over(60.527, 26.944, 60.533, 26.952, resolution=1.0)  # 440 x 669 px, 138 features
     found = read_features(PBF, bounds=(26.943, 60.526, 26.953, 60.534))
     whole, drawn = rasterize(found, grid, background=11)
     path = tmp_path / "windowed.tif"
-    assert rasterize_to_file(found, grid, 11, path, window=100)[0] == drawn > 10
+    assert rasterize_to_file(drawing_list(found, grid), grid, 11, path, window=100)[0] == drawn > 10
     with rasterio.open(path) as src:
         assert np.array_equal(src.read(1), whole) and src.transform == grid.transform and src.colormap(1)
 

@@ -223,14 +223,13 @@ def test_the_cache_tells_the_options_apart(tiny_dir):
 
 
 def test_bfloat16_gives_the_same_picture_in_bfloat16_weights(tiny_dir, pipe, town_ids):
-    from seg2sat import pipelines
 
     fast, plain_pipe = load_pipeline(tiny_dir, dtype="bfloat16"), load_pipeline(tiny_dir)  # (another test may have
     assert fast is not plain_pipe and fast is load_pipeline(tiny_dir, dtype=torch.bfloat16)  # cleared the cache since)
     assert load_pipeline(tiny_dir, dtype="auto") is plain_pipe and plain_pipe.unet.dtype == torch.float32  # auto on a CPU
     assert {fast.unet.dtype, fast.controlnet.dtype, fast.vae.dtype, fast.text_encoder.dtype} == {torch.bfloat16}
     layout = fast.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
-    assert layout == (torch.cuda.is_available() is False and pipelines.cpu_computes_bf16())  # oneDNN's fast bf16 path
+    assert layout == (torch.cuda.is_available() is False and speed.cpu_computes_bf16())  # oneDNN's fast bf16 path
     assert not pipe.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)  # float32: slower so
     plain, other_seed, half = _image(pipe, town_ids), _image(pipe, town_ids, seed=4), _image(fast, town_ids)
     assert np.array_equal(half, _image(fast, town_ids))  # still deterministic
@@ -244,14 +243,14 @@ def test_precisions_a_cpu_computes_slowly_are_noted(tiny_dir, monkeypatch):
 
     if torch.cuda.is_available():
         pytest.skip("the notes are about CPUs")
-    monkeypatch.setattr(pipelines, "cpu_computes_bf16", lambda: False)
+    monkeypatch.setattr(speed, "cpu_computes_bf16", lambda: False)
     monkeypatch.setattr(pipelines, "_CACHE", {})  # notes are left at load; the other tests' pipelines stay cached
     emulated = load_pipeline(tiny_dir, dtype="bfloat16")
     assert speed.notes(emulated) == ["`dtype` bfloat16: this CPU has no bfloat16 arithmetic (AMX or AVX-512 BF16), "
                                      "so it is emulated and slower than float32"]
     assert "float16" in speed.notes(load_pipeline(tiny_dir, dtype="float16"))[0]
     pipelines.clear_cache()
-    monkeypatch.setattr(pipelines, "cpu_computes_bf16", lambda: True)
+    monkeypatch.setattr(speed, "cpu_computes_bf16", lambda: True)
     assert speed.notes(load_pipeline(tiny_dir, dtype="bfloat16")) == []
     pipelines.clear_cache()
 

@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from ..classes import get_class
+from .crs import metric_crs
 from .osm_features import Features, read_features, to_crs
 from .osm_tags import DEFAULT_BACKGROUND, WATER, Stage, classify, line_width
+from .osm_windowed import save_windowed
 from .overpass import DEFAULT_OVERPASS_URL, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, OverpassClient, build_query
 from .raster import Grid
 
@@ -93,25 +95,6 @@ def parse_coordinates(text: str) -> tuple[float, ...] | None:
     if len(values) == 4 and not (values[0] < values[2] and values[1] < values[3]):
         raise ValueError(f"PLACE {text!r}: a box is south,west,north,east with south < north and west < east")
     return values
-
-
-def metric_crs(lat: float, lon: float, crs: str | None = None):
-    """``crs`` (e.g. EPSG:2154) or the UTM zone of the point, as a rasterio CRS; a geographic CRS is refused."""
-    from pyproj import CRS
-    from pyproj.aoi import AreaOfInterest
-    from pyproj.database import query_utm_crs_info
-    from rasterio.crs import CRS as RioCRS
-
-    if crs is None:
-        found = query_utm_crs_info(datum_name="WGS 84", area_of_interest=AreaOfInterest(lon, lat, lon, lat))
-        crs = f"{found[0].auth_name}:{found[0].code}"
-    try:
-        parsed = CRS.from_user_input(crs)
-    except Exception as exc:  # pyproj's CRSError
-        raise ValueError(f"--crs: unknown CRS {crs!r} ({exc})") from None
-    if not parsed.is_projected:
-        raise ValueError(f"--crs: {crs} is not a metric (projected) CRS; use e.g. EPSG:2154 or a UTM zone")
-    return RioCRS.from_user_input(parsed.to_wkt())
 
 
 def _project(crs, lon: float, lat: float) -> tuple[float, float]:
@@ -362,9 +345,7 @@ def place_mask(place: str, *, size: int | str | tuple[int, int] = DEFAULT_SIZE, 
         if own_geocoder:
             geocoder.cache.close()
     if windowed:
-        from .osm_windowed import save_windowed
-
-        paths, drawn, text = save_windowed(features, grid, background_id, out, slug(name or place), name)
+        paths, drawn, text = save_windowed(drawing_list(features, grid), grid, background_id, out, slug(name or place), name)
         _report(drawn, features, grid, source, say)
         return PlaceMask(None, grid, text, name, lat, lon, drawn, paths)
     ids, drawn = rasterize(features, grid, background_id)

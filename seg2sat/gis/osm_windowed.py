@@ -22,9 +22,10 @@ from .raster import Grid
 WINDOW = 1024
 
 
-def rasterize_to_file(features, grid: Grid, background: int, path: str | os.PathLike,
+def rasterize_to_file(drawing: tuple[np.ndarray, np.ndarray], grid: Grid, background: int, path: str | os.PathLike,
                       window: int = WINDOW) -> tuple[int, dict[int, float]]:
-    """Burn ``features`` on ``grid`` into the class GeoTIFF ``path``; (features drawn, {class id: share})."""
+    """Burn ``drawing`` (:func:`seg2sat.gis.osm.drawing_list`'s geometries and classes, in drawing order) on ``grid``
+    into the class GeoTIFF ``path``; (features drawn, {class id: share})."""
     import rasterio
     import shapely
     from rasterio.features import rasterize as burn
@@ -32,11 +33,10 @@ def rasterize_to_file(features, grid: Grid, background: int, path: str | os.Path
 
     from .categories import write_categories
     from .files import atomic_path
-    from .osm import drawing_list
     from .raster import box_window, class_profile, env, label_classes
     from .stream import windows
 
-    geoms, classes = drawing_list(features, grid)
+    geoms, classes = drawing
     tree = shapely.STRtree(geoms)
     counts = np.zeros(256, dtype=np.int64)
     with env(), atomic_path(path) as tmp, rasterio.open(tmp, "w", **class_profile(grid)) as dst:
@@ -55,7 +55,7 @@ def rasterize_to_file(features, grid: Grid, background: int, path: str | os.Path
     return len(geoms), {int(c): float(counts[c] / total) for c in np.flatnonzero(counts)}
 
 
-def save_windowed(features, grid: Grid, background: int, out: str | os.PathLike, stem: str,
+def save_windowed(drawing: tuple[np.ndarray, np.ndarray], grid: Grid, background: int, out: str | os.PathLike, stem: str,
                   name: str | None) -> tuple[dict[str, Path], int, str]:
     """``STEM.tif`` and ``STEM.txt`` in ``out`` (no PNG: it would be held whole); (paths, drawn, caption)."""
     from ..prompts import caption_from_shares
@@ -64,7 +64,7 @@ def save_windowed(features, grid: Grid, background: int, out: str | os.PathLike,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"tif": out / f"{stem}.tif", "txt": out / f"{stem}.txt"}
-    drawn, shares = rasterize_to_file(features, grid, background, paths["tif"])
+    drawn, shares = rasterize_to_file(drawing, grid, background, paths["tif"])
     text = caption_from_shares(name, shares)
     write_text(paths["txt"], text + "\n")
     return paths, drawn, text

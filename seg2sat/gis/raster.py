@@ -103,7 +103,7 @@ def utm_of(src):
     """The UTM zone (WGS 84) of the raster's centre, as a rasterio CRS."""
     from rasterio.warp import transform_bounds
 
-    from .osm import metric_crs
+    from .crs import metric_crs
 
     west, south, east, north = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
     return metric_crs((south + north) / 2, (west + east) / 2)
