@@ -53,7 +53,7 @@
       loadPlace(answer);
       message = describe(answer);
     } catch (err) {
-      showError(err.message);
+      showError(err.message, $("osm-place"));  // goes when the place is edited
       message = `No map of ${place}.`;
     }
     setPlaceBusy(false, message);

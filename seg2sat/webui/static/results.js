@@ -80,7 +80,8 @@ async function submit(mode, extra = {}) {
   $("cancel").disabled = false;
   const focusWasOnRun = !document.activeElement || ["BODY", "BUTTON"].includes(document.activeElement.tagName);
   setBusy(true);
-  if (focusWasOnRun) $("cancel").focus();  // Generate is disabled while the job runs: focus stays meaningful
+  // Generate is disabled while the job runs: the focus goes to Cancel, not to the page's body.
+  if (focusWasOnRun) $("cancel").focus({ preventScroll: true });
   $("progress-text").textContent = "Starting…";
   poll();
 }
@@ -135,7 +136,7 @@ function finishJob() {
   S.job = null;
   $("cancel").disabled = true;
   setBusy(false);
-  if (hadFocus) $("generate").focus();
+  if (hadFocus) $("generate").focus({ preventScroll: true });
 }
 
 function setBusy(busy) {
