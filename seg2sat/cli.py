@@ -19,11 +19,11 @@ from types import SimpleNamespace
 
 COMMANDS = [
     "seg2sat.cli:register_core",
-    "seg2sat.training:register",
-    "seg2sat.data.dataset:register",
-    "seg2sat.serve_cli:register",
+    "seg2sat.training.cli:register",
+    "seg2sat.data.cli:register",
+    "seg2sat.serving.cli:register",
     "seg2sat.webui.cli:register",
-    "seg2sat.gis.osm_cli:register",
+    "seg2sat.gis.cli:register",
     "seg2sat.download_cli:register",
     "seg2sat.doctor:register",
 ]
@@ -117,7 +117,7 @@ def _add_generation_args(p: argparse.ArgumentParser, prompt_required: bool = Tru
 
 
 def register_core(sub) -> None:
-    from .gis.osm_cli import add_place_arguments
+    from .gis.cli import add_place_arguments
 
     p = sub.add_parser("make-tiny", help="build the tiny random-weights test pipeline into a folder",
                        description="Build a complete, tiny, random-weights SD 2.1 + ControlNet pipeline (a few MB) "
@@ -194,8 +194,8 @@ def request_from_args(args, mask=None):
 def _cmd_run(args) -> None:
     """generate / inpaint / outpaint: flags -> Request -> pipeline (or the renderer) -> files."""
     from .generation import run
+    from .gis.cli import place_to_mask
     from .gis.files import atomic_path
-    from .gis.osm_cli import place_to_mask
 
     if args.mode == "generate":
         place_to_mask(args)  # --place: its OSM mask, written to --out, becomes MASK; its caption the default prompt

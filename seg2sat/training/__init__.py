@@ -11,7 +11,7 @@ import sys
 
 from .arguments import add_train_arguments, build_parser, check_args
 
-__all__ = ["add_train_arguments", "build_parser", "check_args", "main", "register", "train", "TrainingSummary"]
+__all__ = ["add_train_arguments", "build_parser", "check_args", "main", "train", "TrainingSummary"]
 
 
 def __getattr__(name: str):
@@ -34,22 +34,4 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, WeightsNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
-
-
-def register(sub) -> None:
-    """``seg2sat train``: the same program as ``controlnet_training/train.py``."""
-    parser = sub.add_parser(
-        "train", help="train the ControlNet (accelerate; one GPU, several, or CPU for tests)",
-        description="Train the Seg2Sat ControlNet on a dataset from dataset preparation. Runs on one device as is; "
-        "for several GPUs or nodes: accelerate launch --config_file CONFIG -m seg2sat train …",
-    )
-    add_train_arguments(parser)
-    parser.set_defaults(func=_cmd_train)
-
-
-def _cmd_train(args) -> int:
-    from .loop import train
-
-    train(args)
     return 0

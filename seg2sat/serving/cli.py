@@ -1,6 +1,6 @@
 """``seg2sat serve``: its options only, so ``seg2sat --help`` imports no model code.
 
-The server itself is :mod:`seg2sat.serving`, imported when the command runs. Every option
+The server itself (:mod:`.server`, :mod:`.service`) is imported when the command runs. Every option
 is a field of :class:`seg2sat.settings.Settings` and reads its SEG2SAT_* variable too.
 """
 
@@ -14,7 +14,7 @@ SERVE_BACKENDS = ("diffusion", "procedural", "local")
 
 def register(sub) -> None:
     """The ``seg2sat serve`` sub-command (listed in seg2sat.cli.COMMANDS)."""
-    from .settings import Settings, add_load_arguments
+    from ..settings import Settings, add_load_arguments
 
     d = Settings()
     p = sub.add_parser("serve", help="local HTTP server speaking the Inference Endpoints protocol",
@@ -58,9 +58,9 @@ def _joined(values: list[str] | None) -> str | None:
 
 
 def _cmd_serve(args) -> None:
-    from .cli import CommandError
-    from .serving import NOT_REMOTE, Service, create_app, make_server
-    from .settings import Settings, load_overrides
+    from ..cli import CommandError
+    from ..settings import Settings, load_overrides
+    from . import NOT_REMOTE, Service, create_app, make_server
 
     if args.backend == "remote":
         raise CommandError(f"--backend remote: {NOT_REMOTE}; use diffusion or procedural")

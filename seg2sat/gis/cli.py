@@ -1,4 +1,5 @@
-"""``seg2sat osm-mask``: options only, so ``seg2sat --help`` stays light; the work is :func:`.osm.place_mask`.
+"""``seg2sat osm-mask`` (and ``generate --place``): options only, so ``--help`` stays light; the work is
+:func:`.osm.place_mask`.
 
 :func:`add_place_options` is shared with ``seg2sat generate --place``, so both commands
 take the same options with the same meaning.
