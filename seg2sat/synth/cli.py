@@ -1,0 +1,140 @@
+"""``seg2sat synthesize SOURCE --out DIR -n N``: the command, its flags, and what it prints."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from ..options import add_fallback_option, add_load_options, add_model_options, overrides, spell
+
+FLAGS = {"steps": "--steps", "guidance_scale": "--guidance", "controlnet_scale": "--controlnet-scale",
+         "negative_prompt": "--negative", "style": "--style", "scheduler": "--scheduler",
+         "cache_interval": "--cache-interval", "num_images": "-n", "seed": "--seed"}
+
+
+def register(sub) -> None:
+    from ..prompts import STYLES
+    from ..request import SCHEDULERS, SETTINGS
+    from .layouts import LAYOUTS
+    from .writers import FORMATS
+
+    p = sub.add_parser(
+        "synthesize", help="a synthetic segmentation dataset: N aerial images per mask, with the masks",
+        description="Make N aerial images for every mask of SOURCE and write them with their masks as a dataset a "
+        "segmentation model trains on at once. SOURCE: a folder of masks (colour PNGs, class-id PNGs, GeoTIFFs), a "
+        "dataset written by `seg2sat prepare`, or a Hugging Face dataset (local folder or hub id). Runs on one "
+        "process or under `accelerate launch` (the masks are shared out); a killed run resumes when rerun.")
+    p.add_argument("source", metavar="SOURCE", help="folder of masks, prepared dataset, or Hugging Face dataset")
+    p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
+    p.add_argument("-n", "--num-images", dest="num_images", type=int, default=1,
+                   help="images per mask (and per --augment layout) (default 1)")
+    p.add_argument("--format", choices=FORMATS, default="parquet",
+                   help="parquet: a Hugging Face dataset of Parquet shards with a dataset card (default); folder: "
+                   "img/IMG_*.png + msk/MSK_*.png pairs; geotiff: the pairs as GeoTIFFs on each source mask's grid")
+    p.add_argument("--mask-column", default=None,
+                   help="dataset sources: the mask column (default: mask, conditioning_image, label, segmentation or "
+                   "annotation, the first present)")
+    p.add_argument("--caption-column", default=None,
+                   help="dataset sources: the caption column, used as the prompt (default: text, caption or prompt "
+                   "when present; else the class caption of the mask)")
+    p.add_argument("--split", default="train", help="dataset sources: the split to read (default train)")
+    p.add_argument("--style", default=None, metavar="NAME[=W],…",
+                   help=f"style preset, or a weighted mix, e.g. photorealistic=3,pencil=1 ({', '.join(STYLES)}, "
+                   "none); each image draws one from its seed (default none)")
+    p.add_argument("--augment", default=None, metavar="LAYOUT,…",
+                   help=f"label-preserving layouts made besides each mask as it is: {', '.join(LAYOUTS)}; the model "
+                   "draws N images for each transformed mask, which they follow exactly")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the run's seed: each image's seed is derived from (mask, layout, index, this) (default 0)")
+    p.add_argument("--negative", dest="negative_prompt", default=None, help="negative prompt")
+
+    def setting(flags: list[str], name: str) -> None:
+        s = SETTINGS[name]
+        p.add_argument(*flags, dest=name, type=s.cast, default=None, help=f"{s.help} (default {s.default})")
+
+    setting(["--steps"], "steps")
+    setting(["--guidance"], "guidance_scale")
+    setting(["--controlnet-scale"], "controlnet_scale")
+    setting(["--cache-interval"], "cache_interval")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=None, help=f"sampler (default {SCHEDULERS[0]})")
+    p.add_argument("--backend", choices=("diffusion", "procedural"), default="diffusion",
+                   help="diffusion: the ControlNet model (default); procedural: the offline renderer (no weights)")
+    p.add_argument("--shard-rows", type=int, default=500, metavar="ROWS",
+                   help="parquet: rows per shard; a killed run loses at most the shard being filled (default 500)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="the output holds a run with other options: keep its rows, make the missing ones with "
+                       "these (the same command resumes without it)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="the output holds another run: remove what it wrote and start again")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_model_options(p)
+    add_fallback_option(p)
+    add_load_options(p)
+    p.set_defaults(func=_cmd_synthesize)
+
+
+def _cmd_synthesize(args) -> None:
+    from ..engine import Engine
+    from ..request import RequestError
+    from ..settings import Settings
+    from ..weights import WeightsNotFoundError
+    from .layouts import parse_augment
+    from .run import Options, request, synthesize
+    from .seeds import parse_styles
+
+    if args.num_images < 1:
+        raise ValueError(f"-n: must be at least 1, got {args.num_images}")
+    if args.shard_rows < 1:
+        raise ValueError(f"--shard-rows: must be at least 1, got {args.shard_rows}")
+    opts = Options(source=args.source, out=args.out, num_images=args.num_images, format=args.format,
+                   mask_column=args.mask_column, caption_column=args.caption_column, split=args.split,
+                   styles=parse_styles(args.style), layouts=parse_augment(args.augment), seed=args.seed,
+                   negative_prompt=args.negative_prompt, steps=args.steps, guidance_scale=args.guidance_scale,
+                   controlnet_scale=args.controlnet_scale, scheduler=args.scheduler, cache_interval=args.cache_interval,
+                   backend=args.backend, shard_rows=args.shard_rows, resume=args.resume, overwrite=args.overwrite,
+                   progress=not args.quiet)
+    if args.seed < 0:
+        raise ValueError(f"--seed: must be a non-negative integer, got {args.seed}")
+    import numpy as np
+
+    try:  # every option checked before any model loads
+        request(opts, np.full((64, 64), 11, np.uint8), "Aerial view", 0, opts.styles[0][0])
+    except RequestError as exc:
+        raise exc.renamed(FLAGS) from None
+    state = _state(args) if args.backend == "diffusion" else _state(args, cpu=True)
+    engine = Engine(Settings.from_env(**overrides(args)))
+    logging.getLogger("seg2sat.engine").setLevel(logging.ERROR)  # its note is printed below, once, in flags
+    if args.backend == "diffusion":
+        try:
+            engine.load()
+        except WeightsNotFoundError as exc:
+            raise ValueError(spell(str(exc), "cli")) from None
+    if state.is_main_process:
+        if engine.note:
+            print(f"note: {spell(engine.note, 'cli')}", file=sys.stderr)
+        for line in engine.notes:
+            print(f"note: {spell(line, 'cli')}", file=sys.stderr)
+    report = synthesize(opts, engine, state)
+    if not state.is_main_process:
+        return
+    if report.already_done:
+        print(f"note: resumed: {report.already_done} of {report.items} masks were already done", file=sys.stderr)
+    if report.skipped:
+        print(f"warning: skipped {len(report.skipped)} unreadable mask(s) (listed in {args.out / 'index.json'}); "
+              "rerun to retry them", file=sys.stderr)
+    print(f"made {report.made_images} images from {report.made_items} masks in {report.seconds:.1f} s: "
+          f"{report.images_per_s:.2f} images/s over {report.processes} process(es)")
+    print(f"{args.out}: {report.rows} rows")
+
+
+def _state(args, cpu: bool = False):
+    """accelerate's view of the processes (one unless under ``accelerate launch``); each uses its own device."""
+    import torch
+    from accelerate import PartialState
+
+    state = PartialState(cpu=cpu or args.device == "cpu" or not torch.cuda.is_available())
+    if state.num_processes > 1 and args.device is None and not cpu:
+        args.device = str(state.device)
+    return state
