@@ -17,6 +17,10 @@ from importlib import import_module
 from pathlib import Path
 from types import SimpleNamespace
 
+from .cli_errors import CommandError
+
+__all__ = ["COMMANDS", "CommandError", "build_parser", "main", "register_core", "request_from_args"]
+
 COMMANDS = [
     "seg2sat.cli:register_core",
     "seg2sat.training.cli:register",
@@ -28,10 +32,6 @@ COMMANDS = [
     "seg2sat.doctor:register",
 ]
 """``module:function`` entries; each function adds its sub-commands to the parser."""
-
-
-class CommandError(Exception):
-    """An expected failure: printed as ``error: <message>``, exit code 2."""
 
 
 def _quiet_libraries() -> None:

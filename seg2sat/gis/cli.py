@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli_errors import CommandError
+
 
 def add_place_options(p: argparse.ArgumentParser, *, resolution: bool = True) -> None:
     """The options that say how a place becomes a mask (``resolution=False`` where the command has its own)."""
@@ -74,7 +76,6 @@ def place_to_mask(args) -> None:
     """``generate``: exactly one of MASK and --place; a place's mask is written to --out and becomes MASK
     (a GeoTIFF, so the images are georeferenced too), and its caption the prompt unless --prompt is given.
     A GeoTIFF MASK's job is sized first (:func:`check_geotiff_job`)."""
-    from ..cli import CommandError
     from .osm import DEFAULT_RESOLUTION
 
     if (args.mask is None) == (args.place is None):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from ..cli_errors import CommandError
+
 SERVE_BACKENDS = ("diffusion", "procedural", "local")
 """What ``--backend`` takes (local = diffusion); remote is the web UI's, refused with the reason."""
 
@@ -58,7 +60,6 @@ def _joined(values: list[str] | None) -> str | None:
 
 
 def _cmd_serve(args) -> None:
-    from ..cli import CommandError
     from ..settings import Settings, load_overrides
     from . import NOT_REMOTE, Service, create_app, make_server
 
