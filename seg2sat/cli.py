@@ -219,9 +219,12 @@ def _cmd_run(args) -> None:
 def _cmd_geotiff(args) -> None:
     """A GeoTIFF mask: :func:`seg2sat.gis.generate_geotiff` (streamed, windowed or in memory), its files printed."""
     from .gis import MaskRaster, generate_geotiff
+    from .gis.cli import check_geotiff_job
 
     with MaskRaster(args.mask, classes=args.classes, resolution=args.resolution, window=args.window,
-                    mode=args.mode, backend=args.backend) as mask:  # opened once: its grid, then its pixels
+                    mode=args.mode, backend=args.backend) as mask:  # opened once: its size, then its pixels
+        if args.mode == "generate" and args.place is None:
+            check_geotiff_job(args, mask.src)  # notes, or a map past --max-pixels refused, before any pixel is read
         req = request_from_args(args, mask.ids)  # the whole map, or a corner of one made window by window
         state = _accelerate_state(args) if req.backend == "diffusion" and mask.streamed else None
         engine = SimpleNamespace(pipeline=_pipeline(args, replace(req)))  # the copy may become procedural

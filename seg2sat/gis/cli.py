@@ -74,8 +74,7 @@ def add_place_arguments(p: argparse.ArgumentParser) -> None:
 
 def place_to_mask(args) -> None:
     """``generate``: exactly one of MASK and --place; a place's mask is written to --out and becomes MASK
-    (a GeoTIFF, so the images are georeferenced too), and its caption the prompt unless --prompt is given.
-    A GeoTIFF MASK's job is sized first (:func:`check_geotiff_job`)."""
+    (a GeoTIFF, so the images are georeferenced too), and its caption the prompt unless --prompt is given."""
     from .osm import DEFAULT_RESOLUTION
 
     if (args.mask is None) == (args.place is None):
@@ -83,7 +82,6 @@ def place_to_mask(args) -> None:
     if args.place is None:
         if args.prompt is None:
             raise CommandError("--prompt: required with MASK (with --place, the place's caption is the prompt)")
-        check_geotiff_job(args)
         return
     args.resolution = args.resolution or DEFAULT_RESOLUTION
     mask = mask_from_args(args, args.out)
@@ -95,17 +93,16 @@ def place_to_mask(args) -> None:
         print(f"note: prompt: {mask.caption}", file=sys.stderr)
 
 
-def check_geotiff_job(args) -> None:
-    """Print the reprojection note and the size/windows/disk of a big map; refuse one past --max-pixels."""
-    from .plan import check, plan
-    from .raster import is_tiff
+def check_geotiff_job(args, src) -> None:
+    """Print the reprojection note and the size/windows/disk of a big map; refuse one past --max-pixels.
+
+    ``src``: MASK, open at --resolution (:class:`.generate.MaskRaster`), before any pixel is read.
+    """
+    from .plan import check, plan_of
     from .stream import WINDOW as STREAM_WINDOW
 
-    if not (is_tiff(args.mask) and Path(args.mask).is_file()):
-        return
     window, overlap = (STREAM_WINDOW, 0) if args.backend == "procedural" else (args.window, args.window // 8)
-    job = plan(args.mask, args.resolution, window, overlap)
-    for line in check(job, yes=args.yes, max_pixels=args.max_pixels):
+    for line in check(plan_of(src, args.resolution, window, overlap), yes=args.yes, max_pixels=args.max_pixels):
         print(f"note: {line}", file=sys.stderr, flush=True)
 
 

@@ -48,11 +48,12 @@ def streams(mode: str, backend: str, grid: Grid, window: int = WINDOW) -> bool:
 
 
 class MaskRaster:
-    """A GeoTIFF mask, opened once: its grid and the class ids a request is checked on.
+    """A GeoTIFF mask, opened once: its grid, the class ids a request is checked on, then its windows.
 
     ``ids`` are the whole map's when it will be made in memory, else its top-left
-    :data:`SAMPLE` px corner (what :func:`streams` says for ``mode`` and ``backend``).
-    Use it as a context manager, or :meth:`close` it.
+    :data:`SAMPLE` px corner (what :func:`streams` says for ``mode`` and ``backend``);
+    ``src`` is the open raster (at ``resolution``). Use it as a context manager, or
+    :meth:`close` it.
     """
 
     def __init__(self, path: str | os.PathLike, *, classes: str = "flair", resolution: float | None = None,
@@ -60,17 +61,21 @@ class MaskRaster:
         self.path, self.classes, self.resolution, self.window = Path(path), classes, resolution, window
         with env():
             self.src = open_mask(path, resolution)
-            try:
-                self.grid = grid_of(self.src)
-                self.streamed = streams(mode, backend, self.grid, window)
-                if self.streamed:
-                    box = (0, 0, min(self.grid.width, SAMPLE), min(self.grid.height, SAMPLE))
-                    self.ids = read_ids(self.src, box_window(box), classes)
-                else:
-                    self.ids, self.grid = self.whole()
-            except BaseException:
-                self.close()
-                raise
+        self.grid = grid_of(self.src)
+        self.streamed = streams(mode, backend, self.grid, window)
+        self._ids: np.ndarray | None = None
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Class ids, read on first use (so a map's size can be checked before any pixel is read)."""
+        if self._ids is None:
+            if self.streamed:
+                box = (0, 0, min(self.grid.width, SAMPLE), min(self.grid.height, SAMPLE))
+                with env():
+                    self._ids = read_ids(self.src, box_window(box), self.classes)
+            else:
+                self._ids, self.grid = self.whole()
+        return self._ids
 
     def whole(self) -> tuple[np.ndarray, Grid]:
         """The whole map's class ids and its grid, which says where the raster has data."""
@@ -199,7 +204,11 @@ def _in_memory(mask: MaskRaster, req: Request, pipe, out: Path, name: str, repor
     """One ordinary generation of the whole map: PNGs, and GeoTIFFs on the mask's grid when it has a CRS."""
     from ..generation import run
 
-    ids, grid = mask.whole() if mask.streamed else (mask.ids, mask.grid)  # opened for a streamed map: read it all
+    if mask.streamed:  # opened for a map made window by window: read it all
+        ids, grid = mask.whole()
+    else:
+        ids = mask.ids
+        grid = mask.grid  # after reading ids: it now says where the map has data
     result = run(dataclasses.replace(req, ids=ids), pipe)
     outputs = []
     for image, seed in zip(result.images, result.seeds):

@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from .raster import Grid, env, grid_of, open_mask, utm_note
+from .raster import Grid, env, grid_of, open_mask, utm_note_of
 
 MAX_PIXELS = 16384 * 16384
 """Above this (268 Mpx, 3.3 km at 0.2 m) a map is made only with ``--yes`` or a higher ``--max-pixels``."""
@@ -55,11 +55,16 @@ def _count(value: float) -> str:
 def plan(mask: str | os.PathLike, resolution: float | None = None, window: int = 1024, overlap: int = 0) -> Plan:
     """The output grid of a GeoTIFF mask job and how many ``window`` px windows (``overlap`` px apart) it takes."""
     with env(), open_mask(mask, resolution) as src:
-        grid = grid_of(src)
+        return plan_of(src, resolution, window, overlap)
+
+
+def plan_of(src, resolution: float | None = None, window: int = 1024, overlap: int = 0) -> Plan:
+    """:func:`plan` of a mask already open at ``resolution`` (:func:`.raster.open_mask`)."""
+    grid = grid_of(src)
     step = window - overlap
     across = 1 if grid.width <= window else math.ceil((grid.width - overlap) / step)
     down = 1 if grid.height <= window else math.ceil((grid.height - overlap) / step)
-    return Plan(grid, across * down, window, utm_note(mask, resolution))
+    return Plan(grid, across * down, window, utm_note_of(src, resolution))
 
 
 def check(job: Plan, *, yes: bool = False, max_pixels: int = MAX_PIXELS) -> list[str]:

@@ -134,11 +134,16 @@ def utm_note(path: str | os.PathLike, resolution: float | None) -> str | None:
     if resolution is None:
         return None
     with env(), open_raster(path) as src:
-        if not is_geographic(src):
-            return None
-        crs = utm_of(src)
-        return (f"{Path(path).name} is in {src.crs.to_string()} (degrees): reprojected to its UTM zone "
-                f"{crs.to_string()} for --resolution {resolution:g} m")
+        return utm_note_of(src, resolution)
+
+
+def utm_note_of(src, resolution: float | None) -> str | None:
+    """:func:`utm_note` of a raster already open (or of the warped view :func:`open_mask` gave)."""
+    src = getattr(src, "src_dataset", src)  # the file under a WarpedVRT
+    if resolution is None or not is_geographic(src):
+        return None
+    return (f"{Path(src.name).name} is in {src.crs.to_string()} (degrees): reprojected to its UTM zone "
+            f"{utm_of(src).to_string()} for --resolution {resolution:g} m")
 
 
 def grid_of(src) -> Grid:
