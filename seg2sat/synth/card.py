@@ -18,13 +18,7 @@ tags:
 - aerial-imagery
 - land-cover
 - seg2sat
-{configs}---
-"""
-PARQUET_CONFIGS = """configs:
-- config_name: default
-  data_files:
-  - split: train
-    path: data/*.parquet
+---
 """
 LOADING = {
     "parquet": "```python\nfrom datasets import load_dataset\n\nds = load_dataset({out!r}, split=\"train\")\n"
@@ -39,10 +33,15 @@ LOADING = {
 
 
 def write_card(out: Path, manifest: dict[str, Any], index: dict[str, Any]) -> Path:
-    """``OUT/README.md``: what the rows are, how to load them, every option and the weights that made them."""
+    """``OUT/README.md``: what the rows are, how to load them, every option and the weights that made them.
+
+    The card names no ``configs``/``data_files``: ``datasets`` then finds ``data/train-*.parquet`` itself and
+    keys its cache on those files, so a resumed run's new rows are seen (a config's pattern would key the
+    cache on the pattern and the folder's name alone, and serve the rows of an older run).
+    """
     fmt = manifest["format"]
     prov = manifest["provenance"]
-    lines = [HEADER.format(name="Seg2Sat synthetic aerial images", configs=PARQUET_CONFIGS if fmt == "parquet" else ""),
+    lines = [HEADER.format(name="Seg2Sat synthetic aerial images"),
              "# Synthetic aerial images with their land-cover masks", "",
              f"{index['rows']} aerial images made by [Seg2Sat](https://github.com/RubenGres/Seg2Sat) "
              f"`seg2sat synthesize` from the land-cover masks of `{manifest['source']}` "

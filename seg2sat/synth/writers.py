@@ -56,7 +56,9 @@ def mask_image(ids: np.ndarray) -> Image.Image:
 
 def file_stem(row: dict) -> str:
     """``<source id, made safe>_<layout>_<index>``: the name after ``IMG_`` / ``MSK_`` of a row's pair."""
-    safe = "".join(c if c.isalnum() or c in "-." else "_" for c in Path(row["source"]).with_suffix("").as_posix())
+    path = Path(row["source"]).with_suffix("")
+    name = path.name[4:] if path.name.upper().startswith("MSK_") and len(path.name) > 4 else path.name  # FLAIR's
+    safe = "".join(c if c.isalnum() or c in "-." else "_" for c in (path.parent / name).as_posix().lstrip("./"))
     return "_".join(filter(None, (safe, row["layout"], f"{row['index']:03d}")))
 
 
@@ -179,7 +181,8 @@ def finish(fmt: str, out: Path, keep: set[tuple[str, str]]) -> dict[str, Any]:
     for r in records:
         if (r["source"], r["source_key"]) not in keep and r["file_name"] not in names:  # its files were not remade
             (out / "img" / r["file_name"]).unlink(missing_ok=True)
-            (out / "msk" / Path(r["mask"]).name).unlink(missing_ok=True)
+            for stale in (out / "msk").glob(Path(r["mask"]).name + "*"):  # and GDAL's .aux.xml beside it
+                stale.unlink()
     rows = sorted(kept.values(), key=lambda r: (r["source"], r["layout"], r["index"]))
     (out / "img").mkdir(parents=True, exist_ok=True)
     write_text(out / "img" / "metadata.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -201,10 +204,13 @@ def _finish_parquet(out: Path, keep: set[tuple[str, str]]) -> dict[str, Any]:
         if not any(wanted):
             path.unlink()
             continue
-        if not all(wanted):  # rewritten without the stale rows, whole or not at all
+        if not all(wanted):  # rewritten without the stale rows, under a new name (datasets' cache sees it)
             full = pq.read_table(path).filter(pa.array(wanted))
-            with atomic_path(path) as tmp:
+            fresh = path.with_name(f"{path.name.rsplit('-', 1)[0]}-{time.time_ns():x}.parquet")
+            with atomic_path(fresh) as tmp:
                 pq.write_table(full, tmp, row_group_size=100)
+            path.unlink()
+            path = fresh
         rows += sum(wanted)
         files.append(f"{DATA}/{path.name}")
     return {"rows": rows, "files": files}
