@@ -91,3 +91,21 @@ def test_an_unreadable_mask_is_one_clear_error(tmp_path):
     bad.write_bytes(b"not a tiff")
     with pytest.raises(ValueError, match="bad.tif"):
         generate_geotiff(bad, _request("procedural"), NoModel(), tmp_path / "out")
+
+
+@pytest.mark.parametrize("backend", ["procedural", "diffusion"])
+def test_the_cli_opens_a_geotiff_mask_once(tmp_path, monkeypatch, backend):
+    """Size check, request sample (or whole map) and every window: one open raster (streamed and in memory)."""
+    from seg2sat.cli import main
+
+    mask, _ = _map(tmp_path / "map.tif")
+    real, opened = rasterio.open, []
+
+    def counting(path, *args, **kwargs):
+        opened.extend([path] if str(path) == str(mask) else [])
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio, "open", counting)
+    assert main(["generate", str(mask), "--prompt", "x", "--backend", backend, "--model", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "out")]) == 0
+    assert len(opened) == 1 and len(list((tmp_path / "out").glob("map-seed*.tif"))) == 1
