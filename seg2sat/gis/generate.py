@@ -167,11 +167,11 @@ def _generate(mask: MaskRaster, req: Request, engine, out: Path, progress: bool,
               on_output) -> GeoTiffResult:
     pipe = engine.pipeline if req.backend == "diffusion" else None
     backend = "diffusion" if pipe is not None else "procedural"
-    out.mkdir(parents=True, exist_ok=True)
     report = on_output or (lambda output: None)
     if not streams(req.mode, req.backend, mask.grid, mask.window):
         return GeoTiffResult(_in_memory(mask, dataclasses.replace(req, backend=backend), pipe, out, name, report),
                              "in memory", backend, mask.grid)
+    out.mkdir(parents=True, exist_ok=True)
     if pipe is not None:
         from accelerate import PartialState
 
@@ -210,6 +210,7 @@ def _in_memory(mask: MaskRaster, req: Request, pipe, out: Path, name: str, repor
         ids = mask.ids
         grid = mask.grid  # after reading ids: it now says where the map has data
     result = run(dataclasses.replace(req, ids=ids), pipe)
+    out.mkdir(parents=True, exist_ok=True)
     outputs = []
     for image, seed in zip(result.images, result.seeds):
         png = out / f"{name}-seed{seed}.png"
