@@ -17,6 +17,7 @@ import re
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,30 +220,35 @@ def synthesize(opts: Options, engine, state=None) -> Report:
     mine_report = {"seen": [], "made_items": 0, "made_images": 0, "already_done": 0, "skipped": []}
     began = time.perf_counter()
     label = f"synthesize {state.process_index + 1}/{state.num_processes}" if state.num_processes > 1 else "synthesize"
-    with tqdm(total=len(mine), desc=label, unit="mask", position=state.process_index, dynamic_ncols=True,
-              disable=not opts.progress, file=sys.stderr) as bar:
+    pending = None  # the previous item's rows, being encoded and written while the model makes the next
+    with ThreadPoolExecutor(1, thread_name_prefix="synth-writer") as pool, \
+            tqdm(total=len(mine), desc=label, unit="mask", position=state.process_index, dynamic_ncols=True,
+                 disable=not opts.progress, file=sys.stderr) as bar:
         for i in mine:
             item_id = source.item_id(i)
             try:
                 key = source.key(i)
-                mine_report["seen"].append([item_id, key])
-                if (item_id, key) in done:
-                    mine_report["already_done"] += 1
-                    bar.update()
-                    continue
-                mask = source.read(i)
+                mask = None if (item_id, key) in done else source.read(i)
             except Unreadable as exc:
-                mine_report["seen"] = [s for s in mine_report["seen"] if s[0] != item_id]
                 mine_report["skipped"].append([item_id, str(exc)])
                 bar.write(f"skipped: {exc}", file=sys.stderr)
                 bar.update()
                 continue
+            mine_report["seen"].append([item_id, key])
+            if mask is None:
+                mine_report["already_done"] += 1
+                bar.update()
+                continue
             rows = _rows(opts, engine, item_id, key, mask, prov)
-            writer.add(rows)
+            if pending is not None:
+                pending.result()  # at most one item waits: memory stays bounded, a write error stops the run
+            pending = pool.submit(writer.add, rows)
             mine_report["made_items"] += 1
             mine_report["made_images"] += len(rows)
             bar.update()
             bar.set_postfix(images_per_s=f"{mine_report['made_images'] / (time.perf_counter() - began):.2f}")
+        if pending is not None:
+            pending.result()
     writer.close()
     mine_report["seconds"] = time.perf_counter() - began
     write_text(out / writers.STATE / f"report-{state.process_index:03d}.json", json.dumps(mine_report))
