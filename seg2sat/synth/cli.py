@@ -116,6 +116,8 @@ def _cmd_synthesize(args) -> None:
             print(f"note: {spell(engine.note, 'cli')}", file=sys.stderr)
         for line in engine.notes:
             print(f"note: {spell(line, 'cli')}", file=sys.stderr)
+        if args.dtype is None and getattr(engine, "tip", None):
+            print(f"tip: {spell(engine.tip, 'cli')}", file=sys.stderr)
     report = synthesize(opts, engine, state)
     if not state.is_main_process:
         return

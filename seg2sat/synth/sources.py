@@ -76,7 +76,7 @@ def _key(*parts: bytes) -> str:
 class FolderSource:
     """Mask files under a folder (recursively): colour PNGs, class-id PNGs, GeoTIFFs.
 
-    In a FLAIR tree (``IMG_*`` beside ``MSK_*``) only the ``MSK_*`` files are masks.
+    In a FLAIR tree only the ``MSK_*`` files are masks; ``IMG_*`` files (aerial photographs) never are.
     """
 
     kind = "folder"
@@ -85,6 +85,7 @@ class FolderSource:
         self.root = root
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in MASK_SUFFIXES and p.is_file()
                        and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        files = [p for p in files if not p.name.upper().startswith("IMG_")]
         flair = [p for p in files if p.name.upper().startswith("MSK_")]
         self.files = flair or files
         if not self.files:
