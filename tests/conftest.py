@@ -152,3 +152,13 @@ def browser():
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+BROWSER_FIXTURES = {"browser", "browser_rebinding"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that starts chromium is marked ``browser``, so ``-m "not browser"`` needs no browser installed."""
+    for item in items:
+        if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)

@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from seg2sat import masks
@@ -11,6 +12,7 @@ def run(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "seg2sat", *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_cli_generate_inpaint_outpaint_end_to_end(tmp_path, tiny_dir, town_png, town_ids):
     out = tmp_path / "out"
     r = run("generate", town_png, "--prompt", "Aerial view of Paris", "--model", tiny_dir, "--seed", "5", "-n", "2",
@@ -38,6 +40,7 @@ def test_cli_generate_inpaint_outpaint_end_to_end(tmp_path, tiny_dir, town_png, 
     assert Image.open(out / "town-seed5-outpaint-seed2.png").size == (192, 64)
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path, tiny_dir, town_png):
     r = run("generate", tmp_path / "nope.png", "--prompt", "x", "--model", tiny_dir, "--out", tmp_path)
     assert r.returncode == 2 and r.stderr.strip() == f"error: file not found: {tmp_path / 'nope.png'}"
@@ -47,6 +50,7 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path, tiny_dir, town_png)
     assert r.returncode == 2 and "--at: must be X,Y" in r.stderr
 
 
+@pytest.mark.slow
 def test_make_tiny_and_help(tmp_path):
     r = run("make-tiny", tmp_path / "t")
     assert r.returncode == 0 and (tmp_path / "t" / "model_index.json").is_file()
@@ -57,6 +61,7 @@ def test_make_tiny_and_help(tmp_path):
 HEAVY = ("torch", "diffusers", "transformers")
 
 
+@pytest.mark.slow
 def test_help_and_model_free_commands_import_no_model_code(tmp_path):
     """`seg2sat --help`, every command's --help and `prepare` answer without loading torch or diffusers."""
     probe = (
@@ -80,6 +85,7 @@ def test_help_and_model_free_commands_import_no_model_code(tmp_path):
     assert loaded == "[]", f"imported {loaded} for --help / prepare"
 
 
+@pytest.mark.slow
 def test_inpaint_and_outpaint_fall_back_to_the_renderer_like_generate(tmp_path, town_png, town_ids):
     """No weights: every generating command says so in one line and renders instead, unless --no-fallback."""
     from seg2sat.render import render
@@ -111,6 +117,7 @@ def test_inpaint_and_outpaint_fall_back_to_the_renderer_like_generate(tmp_path, 
     assert r.returncode == 2 and r.stderr.startswith("error: Cannot load the base model"), r.stderr
 
 
+@pytest.mark.slow
 def test_a_cpu_with_bfloat16_arithmetic_gets_a_tip_once_unless_a_precision_was_chosen(tmp_path, tiny_dir, town_png):
     import torch
 
@@ -123,6 +130,7 @@ def test_a_cpu_with_bfloat16_arithmetic_gets_a_tip_once_unless_a_precision_was_c
     assert "tip:" not in run(*common, "--dtype", "float32").stderr
 
 
+@pytest.mark.slow
 def test_generate_never_writes_through_a_planted_symlink(tmp_path, town_png):
     out = tmp_path / "out"
     out.mkdir()

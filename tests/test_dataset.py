@@ -193,6 +193,7 @@ def test_no_geocode_then_geocode_later_without_converting_again(flair, tmp_path)
     assert all(t.startswith("Aerial view of Place ") for t in _load(tmp_path / "out")["text"])
 
 
+@pytest.mark.slow
 def test_bad_tiles_are_reported_skipped_and_the_exit_code_says_so(tmp_path):
     root = tmp_path / "flair"
     truth = write_tree(root)

@@ -306,6 +306,7 @@ def test_controlnet_folder_repository_goes_on_the_configured_base(tiny_dir, tmp_
     assert repository_models(tmp_path, settings) == ("base/model", "other/controlnet")
 
 
+@pytest.mark.slow
 def test_built_repository_serves_with_its_own_copy_of_seg2sat(tiny_dir, tmp_path, mask_b64):
     """What Inference Endpoints does: import handler.py from the repository folder, build it on that folder, call it."""
     import json

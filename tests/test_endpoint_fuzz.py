@@ -101,6 +101,7 @@ def _known_field(field: str) -> bool:
 
 @settings(max_examples=200, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@pytest.mark.slow
 @given(data=payloads())
 def test_any_payload_gives_images_or_a_value_error_naming_a_field(service, data):
     try:

@@ -267,6 +267,7 @@ def test_concurrent_requests_on_loopback_are_all_answered_one_generation_at_a_ti
     assert handled["ok"] == 12 and handled["bad_request"] == 4
 
 
+@pytest.mark.slow
 def test_seg2sat_serve_command_answers_on_the_port_it_prints(tiny_dir, body):
     import subprocess
     import sys

@@ -176,6 +176,7 @@ def smoke_runs(tiny_dir, tmp_path_factory) -> dict[str, tuple[int, str, str, Pat
     return finished
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", list(RUNS))
 def test_script_runs_against_the_tiny_pipeline(script, smoke_runs, tiny_dir):
     code, stdout, stderr, out = smoke_runs[script]

@@ -139,6 +139,7 @@ def test_png_masks_still_give_only_pngs(tmp_path, town_png):
                  "--resolution", "0.2"]) == 2
 
 
+@pytest.mark.slow
 def test_large_outputs_are_cloud_optimized_with_overviews(tmp_path):
     ids = _blocks((1500, 2300), seed=4, block=40)
     mask = raster.write_classes(tmp_path / "big.tif", ids, raster.Grid(2300, 1500, LAMBERT, ORIGIN))
@@ -183,6 +184,7 @@ def _stream_growth(tmp_path, size: int) -> int:
     return peak - before
 
 
+@pytest.mark.slow
 def test_streamed_memory_does_not_grow_with_the_map(tmp_path):
     """9x the pixels, about the same peak: a 6144 x 6144 map (108 MB of colour) is never held whole."""
     small, large = _stream_growth(tmp_path, 2048), _stream_growth(tmp_path, 6144)
@@ -192,6 +194,7 @@ def test_streamed_memory_does_not_grow_with_the_map(tmp_path):
     assert large - small < 48, f"peak RSS grew by {small} MB at 2048 px, {large} MB at 6144 px"
 
 
+@pytest.mark.slow
 def test_killed_render_resumes_and_keeps_finished_windows(tmp_path):
     size, window = 3072, 512
     ids = _blocks((size, size), seed=6, block=48)

@@ -35,6 +35,7 @@ def _request(seed: int = 1) -> Request:
     return Request.build(mask=np.ones((64, 64), np.uint8) * 11, prompt="Aerial view", seed=seed, steps=1)
 
 
+@pytest.mark.slow
 def test_two_accelerate_processes_share_the_windows_of_one_map(tmp_path, tiny_dir, tiny_pipe, big_mask):
     out = tmp_path / "two"
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -10,10 +10,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs_as_written(tmp_path, tiny_dir):
     code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
     shutil.copytree(tiny_dir, tmp_path / "tiny")
@@ -24,6 +27,7 @@ def test_readme_python_example_runs_as_written(tmp_path, tiny_dir):
     assert (tmp_path / "town-inpainted.png").is_file()
 
 
+@pytest.mark.slow
 def test_readme_quickstart_command_runs(tmp_path):
     """The first command, after its install part (CI has just run it): images, then the UI answering."""
     line = next(row for row in README.splitlines() if row.startswith("pip install torch"))

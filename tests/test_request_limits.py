@@ -47,6 +47,7 @@ def noisy_2048(tmp_path_factory) -> str:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["ui-import", "serve-predict"])
 def test_a_noisy_2048_mask_costs_at_most_300_mb(noisy_2048, case):
     """Before: +1.7 GB in each parser (the neighbour rules' full-image scratch arrays); after: ~170 MB."""

@@ -159,6 +159,7 @@ def test_lora_errors_say_what_to_do(tiny_dir, tmp_path, monkeypatch):
         not os.environ.get("SEG2SAT_TEST_INDUCTOR"), reason="inductor compiles for minutes on a 2-core CPU; "
                                                             "SEG2SAT_TEST_INDUCTOR=1 runs it")),
 ])
+@pytest.mark.slow
 def test_compiled_equals_eager(tiny_dir, pipe, town_ids, backend, monkeypatch):
     monkeypatch.setattr(speed, "COMPILE_BACKEND", backend)
     from seg2sat import pipelines

@@ -96,6 +96,7 @@ def test_the_step_cache_names_what_it_skips_and_counts_steps(tiny_pipe, town_ids
     assert _untouched(tiny_pipe)
 
 
+@pytest.mark.slow
 def test_tiled_generation_caches_each_tile_separately(tiny_pipe, town_ids):
     control = masks.to_image(np.tile(town_ids, (2, 1)))
     tiles = len(windows(16, 16, 8, 2))

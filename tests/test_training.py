@@ -207,6 +207,7 @@ def trained(tiny_dir, train_data, validation_mask, tmp_path_factory):
     return train(args)
 
 
+@pytest.mark.slow
 def test_training_writes_controlnet_checkpoint_grid_and_logs(trained, tiny_dir):
     out = trained.output_dir
     assert trained.global_step == 3 and math.isfinite(trained.loss)
@@ -321,6 +322,7 @@ def process_runs(tiny_dir, train_data, tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow
 def test_same_seed_in_new_processes_gives_identical_weights(process_runs):
     _assert_same_weights(process_runs["straight"], process_runs["again"])
     assert list((process_runs["straight"] / "logs").rglob("events.out.tfevents*"))
@@ -335,6 +337,7 @@ def test_stop_and_resume_in_a_new_process_gives_the_weights_of_a_straight_run(pr
     assert any(not torch.equal(halfway[k], v) for k, v in load_file(resumed / WEIGHTS).items())
 
 
+@pytest.mark.slow
 def test_accelerate_launch_runs_the_entry_point(tiny_dir, train_data, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

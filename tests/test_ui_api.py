@@ -384,6 +384,7 @@ def test_remote_backend_without_url_says_what_to_set():
     app.extensions["seg2sat_ui"].worker.close()
 
 
+@pytest.mark.slow
 def test_start_script_serves_the_page_and_prints_its_url(tiny_dir):
     """`python ui/start_webui.py` (= `seg2sat ui`) starts the server and says where it is."""
     import subprocess

@@ -79,6 +79,7 @@ def test_an_address_gives_its_osm_mask_name_and_grid(client, stubs):
     assert r.get_json()["prompt"] == body["caption"]
 
 
+@pytest.mark.slow
 def test_size_resolution_and_coordinates(client, stubs):
     overpass_state, nominatim_seen, _ = stubs
     body = {"place": village.place(), "size": "256x128", "resolution": 0.5, "background": "bare soil"}

@@ -102,6 +102,7 @@ def generate(hub, repos, tmp_path, mask, *extra, **env):
                    "--device", "cpu", "--out", tmp_path / "out", *extra, **env)
 
 
+@pytest.mark.slow
 def test_the_deleted_default_resolves_to_the_first_verified_copy(hub, repos, tmp_path, mask):
     r = generate(hub, repos, tmp_path, mask, "--no-fallback")
     assert r.returncode == 0, r.stderr
@@ -113,12 +114,14 @@ def test_the_deleted_default_resolves_to_the_first_verified_copy(hub, repos, tmp
     assert "huggingface-cli" not in r.stderr + r.stdout
 
 
+@pytest.mark.slow
 def test_the_old_id_named_explicitly_says_where_it_went(hub, repos, tmp_path, mask):
     r = generate(hub, repos, tmp_path, mask, "--no-fallback", "--model", OFFICIAL)
     assert r.returncode == 0, r.stderr
     assert f"{OFFICIAL} was deleted from the Hugging Face Hub (November 2025); using its verified copy {GOOD}" in r.stderr
 
 
+@pytest.mark.slow
 def test_no_good_copy_names_every_cause_and_falls_back_saying_so(hub, repos, tmp_path, mask):
     hub.repos[GOOD].status = hub.repos[SPARE].status = "gone"
     r = generate(hub, repos, tmp_path, mask, "--no-fallback")
@@ -130,6 +133,7 @@ def test_no_good_copy_names_every_cause_and_falls_back_saying_so(hub, repos, tmp
     assert f"{WRONG} is not SD 2.1 base" in fallback.stderr and "procedural renderer" in fallback.stderr
 
 
+@pytest.mark.slow
 def test_a_named_repository_is_loaded_as_named_with_the_real_cause_when_it_fails(hub, repos, tmp_path, mask):
     gone = generate(hub, repos, tmp_path, mask, "--no-fallback", "--model", "someone/deleted-model")
     assert gone.returncode == 2 and "'someone/deleted-model' does not exist on the Hub" in gone.stderr
@@ -138,18 +142,21 @@ def test_a_named_repository_is_loaded_as_named_with_the_real_cause_when_it_fails
     assert "HF_TOKEN" in gated.stderr
 
 
+@pytest.mark.slow
 def test_a_full_pipeline_on_the_hub_uses_its_own_controlnet(hub, repos, tmp_path, mask):
     r = generate(hub, repos, tmp_path, mask, "--no-fallback", "--model", "someone/full-pipeline")
     assert r.returncode == 0, r.stderr
     assert not hub.asked(CONTROLNET)
 
 
+@pytest.mark.slow
 def test_offline_without_the_weights_says_so_and_how_to_fix_it(hub, repos, tmp_path, mask):
     r = generate(hub, repos, tmp_path, mask, "--no-fallback", HF_HUB_OFFLINE="1")
     assert r.returncode == 2 and "HF_HUB_OFFLINE is set" in r.stderr and "`seg2sat download`" in r.stderr
     assert not hub.seen
 
 
+@pytest.mark.slow
 def test_download_then_offline_generate(hub, repos, tmp_path, mask):
     r = seg2sat(hub, repos, tmp_path, "download")
     assert r.returncode == 0, r.stderr
@@ -164,6 +171,7 @@ def test_download_then_offline_generate(hub, repos, tmp_path, mask):
     assert "SHA256 DIFFERS" not in doctor.stdout and "verdict: the real model will run here." in doctor.stdout
 
 
+@pytest.mark.slow
 def test_a_killed_download_keeps_what_it_finished_and_uses_nothing_half_written(hub, repos, tmp_path, mask):
     """huggingface_hub 2.x writes each file under a process-unique temporary name and renames it when whole."""
     import time
@@ -192,6 +200,7 @@ def test_a_killed_download_keeps_what_it_finished_and_uses_nothing_half_written(
     assert [path for path in hub.downloads(GOOD) if path.endswith(unet)]
 
 
+@pytest.mark.slow
 def test_download_into_a_folder_for_a_machine_without_network(hub, repos, tmp_path, mask):
     out = tmp_path / "weights"
     r = seg2sat(hub, repos, tmp_path, "download", "--dir", out, "--controlnet-subfolder", "v2/checkpoint-16000/controlnet")
@@ -207,6 +216,7 @@ def test_download_into_a_folder_for_a_machine_without_network(hub, repos, tmp_pa
     assert not hub.seen
 
 
+@pytest.mark.slow
 def test_controlnet_checkpoints_by_subfolder(hub, repos, tmp_path, mask):
     import numpy as np
     from PIL import Image
@@ -222,6 +232,7 @@ def test_controlnet_checkpoints_by_subfolder(hub, repos, tmp_path, mask):
     assert "v2/checkpoint-14000/controlnet" in missing.stderr  # the checkpoints it does hold
 
 
+@pytest.mark.slow
 def test_doctor_explains_a_machine_without_the_model(hub, repos, tmp_path):
     hub.repos[GOOD].status = hub.repos[SPARE].status = "gone"
     r = seg2sat(hub, repos, tmp_path, "doctor")
@@ -256,6 +267,7 @@ def test_no_text_recommends_a_command_that_no_longer_exists():
     assert not [str(p) for p in texts if f"default {OFFICIAL}" in p.read_text(encoding="utf-8", errors="ignore")]
 
 
+@pytest.mark.slow
 def test_servers_and_training_carry_the_same_cause(hub, repos, tmp_path, monkeypatch):
     """serve, the endpoint and the UI load through the engine: the fallback note is the CLI's sentence."""
     from seg2sat.engine import Engine
