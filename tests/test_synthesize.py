@@ -285,3 +285,10 @@ def test_two_accelerate_processes_give_the_rows_of_one(tmp_path, mask_dir, tiny_
     assert "over 2 process(es)" in two.stdout
     assert len(list((tmp_path / "two" / "data").glob("train-00[01]-*.parquet"))) == 2  # each process its shards
     assert _rows(tmp_path / "two") == _rows(tmp_path / "one") and len(_rows(tmp_path / "one")) == 12
+
+
+def test_an_output_folder_inside_the_source_is_not_read_as_masks(tmp_path, mask_dir, capsys):
+    out = mask_dir / "synth"
+    for _ in range(2):  # the second run must find the same 3 masks, not the first run's pairs
+        assert main(["synthesize", str(mask_dir), "--out", str(out), "--backend", "procedural", "--quiet"]) == 0
+    assert "made 0 images" in capsys.readouterr().out and _load(out).num_rows == 3

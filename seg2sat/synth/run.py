@@ -190,7 +190,7 @@ def synthesize(opts: Options, engine, state=None) -> Report:
     from tqdm import tqdm
 
     state = state or _single()
-    source = open_source(opts.source, opts.mask_column, opts.caption_column, opts.split)
+    source = open_source(opts.source, opts.mask_column, opts.caption_column, opts.split, exclude=opts.out)
     if opts.format == "geotiff" and not source.geotiff:
         raise ValueError("--format geotiff: every mask must be a GeoTIFF (the pairs are written on its grid); "
                          f"{opts.source} holds other masks")

@@ -81,10 +81,12 @@ class FolderSource:
 
     kind = "folder"
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, exclude: Path | None = None):
         self.root = root
+        skip = exclude.resolve() if exclude is not None else None  # an output folder inside the source
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in MASK_SUFFIXES and p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(root).parts))
+                       and not any(part.startswith(".") for part in p.relative_to(root).parts)
+                       and not (skip is not None and p.resolve().is_relative_to(skip)))
         files = [p for p in files if not p.name.upper().startswith("IMG_")]
         flair = [p for p in files if p.name.upper().startswith("MSK_")]
         self.files = flair or files
@@ -144,6 +146,7 @@ class DatasetSource:
             raise ValueError(f"--caption-column: {name} has no column {caption_column!r}; it has: {', '.join(columns)}")
         if len(dataset) == 0:
             raise ValueError(f"{name}: the dataset has no rows")
+        dataset = dataset.select_columns([c for c in (mask_column, caption_column, "id") if c in columns])
         if isinstance(dataset.features[mask_column], ImageFeature):
             dataset = dataset.cast_column(mask_column, ImageFeature(decode=False))  # bytes: hashed, then decoded
         self.dataset, self.name, self.mask_column, self.caption_column = dataset, name, mask_column, caption_column
@@ -199,18 +202,23 @@ class DatasetSource:
 
 
 def open_source(source: str, mask_column: str | None = None, caption_column: str | None = None,
-                split: str = "train"):
-    """The source named on the command line; a one-line ValueError when it holds no masks."""
+                split: str = "train", exclude: Path | None = None):
+    """The source named on the command line; a one-line ValueError when it holds no masks.
+
+    ``exclude``: a folder inside a mask folder that is not part of it (the output).
+    """
     path = Path(source)
     if path.is_file():
         raise ValueError(f"{source}: SOURCE must be a folder of masks or a dataset, not a file")
     if path.is_dir():
         if any((path / m).exists() for m in DATASET_MARKERS):
             return DatasetSource(_from_disk(path, split), source, mask_column, caption_column)
-        data_files = any(p.suffix in (".parquet", ".arrow") for p in path.rglob("*") if ".synth" not in p.parts)
+        skip = exclude.resolve() if exclude is not None else None
+        data_files = any(p.suffix in (".parquet", ".arrow") for p in path.rglob("*")
+                         if not (skip is not None and p.resolve().is_relative_to(skip)))
         if mask_column or caption_column or data_files:
             return DatasetSource(_load(str(path), split), source, mask_column, caption_column)
-        return FolderSource(path)
+        return FolderSource(path, exclude)
     if "/" in source and not source.startswith((".", "/")) and source.count("/") == 1:
         return DatasetSource(_load(source, split), source, mask_column, caption_column)
     raise ValueError(f"{source}: no such folder (or Hugging Face dataset id owner/name)")
