@@ -209,7 +209,7 @@ def synthesize(opts: Options, engine, state=None) -> Report:
                 shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         (out / writers.STATE).mkdir(exist_ok=True)
-        for old in (out / writers.STATE).glob("report-*.json"):
+        for old in [*(out / writers.STATE).glob("report-*.json"), *(out / writers.STATE).glob("progress-*")]:
             old.unlink()
         write_text(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     state.wait_for_everyone()
@@ -221,6 +221,12 @@ def synthesize(opts: Options, engine, state=None) -> Report:
     began = time.perf_counter()
     label = f"synthesize {state.process_index + 1}/{state.num_processes}" if state.num_processes > 1 else "synthesize"
     pending = None  # the previous item's rows, being encoded and written while the model makes the next
+    overall = _Overall(out, state, len(source), opts.progress)
+
+    def step() -> None:
+        bar.update()
+        overall.step(bar.n)
+
     with ThreadPoolExecutor(1, thread_name_prefix="synth-writer") as pool, \
             tqdm(total=len(mine), desc=label, unit="mask", position=state.process_index, dynamic_ncols=True,
                  disable=not opts.progress, file=sys.stderr) as bar:
@@ -232,12 +238,12 @@ def synthesize(opts: Options, engine, state=None) -> Report:
             except Unreadable as exc:
                 mine_report["skipped"].append([item_id, str(exc)])
                 bar.write(f"skipped: {exc}", file=sys.stderr)
-                bar.update()
+                step()
                 continue
             mine_report["seen"].append([item_id, key])
             if mask is None:
                 mine_report["already_done"] += 1
-                bar.update()
+                step()
                 continue
             rows = _rows(opts, engine, item_id, key, mask, prov)
             if pending is not None:
@@ -245,13 +251,14 @@ def synthesize(opts: Options, engine, state=None) -> Report:
             pending = pool.submit(writer.add, rows)
             mine_report["made_items"] += 1
             mine_report["made_images"] += len(rows)
-            bar.update()
+            step()
             bar.set_postfix(images_per_s=f"{mine_report['made_images'] / (time.perf_counter() - began):.2f}")
         if pending is not None:
             pending.result()
     writer.close()
     mine_report["seconds"] = time.perf_counter() - began
     write_text(out / writers.STATE / f"report-{state.process_index:03d}.json", json.dumps(mine_report))
+    overall.finish()
     state.wait_for_everyone()
     report = _gather(out, state.num_processes)
     report.resumed = action in ("resume", "continue")
@@ -285,6 +292,50 @@ def _rows(opts: Options, engine, item_id: str, key: str, mask, prov: dict[str, s
                          "steps": req.steps, "guidance_scale": req.guidance_scale,
                          "controlnet_scale": req.controlnet_scale, **prov, "backend": result.backend})
     return rows
+
+
+class _Overall:
+    """With several processes: each writes how many of its masks are through; the main process shows the sum
+    as an overall bar below theirs, and keeps it moving until every process has finished."""
+
+    def __init__(self, out: Path, state, total: int, enabled: bool):
+        from tqdm import tqdm
+
+        self.out, self.state = out, state
+        self.enabled = enabled and state.num_processes > 1
+        self.path = out / writers.STATE / f"progress-{state.process_index:03d}"
+        self.bar = tqdm(total=total, desc="overall", unit="mask", position=state.num_processes, dynamic_ncols=True,
+                        file=sys.stderr) if self.enabled and state.is_main_process else None
+        self.last = 0.0
+
+    def step(self, done: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:  # other processes: at most a few writes a second
+            if time.monotonic() - self.last > 0.5:
+                write_text(self.path, str(done))
+                self.last = time.monotonic()
+            return
+        write_text(self.path, str(done))
+        self._refresh()
+
+    def _refresh(self) -> None:
+        through = 0
+        for path in (self.out / writers.STATE).glob("progress-*"):
+            try:
+                through += int(path.read_text() or 0)
+            except (OSError, ValueError):  # being replaced this very moment
+                continue
+        self.bar.update(max(through - self.bar.n, 0))
+
+    def finish(self) -> None:
+        if self.bar is None:
+            return
+        while len(list((self.out / writers.STATE).glob("report-*.json"))) < self.state.num_processes:
+            self._refresh()
+            time.sleep(0.5)
+        self.bar.update(self.bar.total - self.bar.n)
+        self.bar.close()
 
 
 def _reports(out: Path, name: str) -> list:
