@@ -238,6 +238,8 @@ def test_bad_input_is_one_line_and_a_different_run_is_refused(tmp_path, mask_dir
     assert "--augment: unknown layout" in _error(capsys, str(mask_dir), "--out", str(tmp_path / "x"), "--augment", "zoom")
     assert "--format geotiff: every mask must be a GeoTIFF" in _error(capsys, str(mask_dir), "--out",
                                                                        str(tmp_path / "x"), "--format", "geotiff")
+    (tmp_path / "file").write_text("")
+    assert "is a file, not a folder" in _error(capsys, str(mask_dir), "--out", str(tmp_path / "file"))
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")

@@ -149,10 +149,10 @@ def manifest_of(opts: Options, prov: dict[str, str]) -> dict[str, Any]:
 
 def check_out(out: Path, manifest: dict, resume: bool, overwrite: bool) -> str:
     """What to do with the output folder: new, resume (same run), continue (--resume), replace (--overwrite)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: {out} is a file, not a folder")
     if not out.exists() or not any(out.iterdir()):
         return "new"
-    if out.is_file():
-        raise ValueError(f"--out: {out} is a file")
     path = out / MANIFEST
     if not path.is_file():
         if overwrite:
