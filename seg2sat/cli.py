@@ -12,12 +12,17 @@ import logging
 import os
 import sys
 import warnings
-from dataclasses import replace
 from importlib import import_module
 from pathlib import Path
-from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from .cli_errors import CommandError
+from .options import add_engine_options, overrides, spell
+from .settings import Settings
+from .weights import WeightsNotFoundError
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 __all__ = ["COMMANDS", "CommandError", "build_parser", "main", "register_core", "request_from_args"]
 
@@ -56,17 +61,6 @@ def _quiet_libraries() -> None:
         pass
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    from .pipelines import DEFAULT_CONTROLNET
-
-    p.add_argument("--model", default=None,
-                   help="base model hub id or folder, or a full ControlNet pipeline (default: a verified copy of "
-                   "SD 2.1 base, see README, Real weights)")
-    p.add_argument("--controlnet", default=None,
-                   help=f"ControlNet hub id or folder (default {DEFAULT_CONTROLNET}, or the one inside --model)")
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-
-
 FLAGS = {"steps": "--steps", "guidance_scale": "--guidance", "controlnet_scale": "--controlnet-scale",
          "num_images": "--num-images", "seed": "--seed", "negative_prompt": "--negative", "style": "--style",
          "prompt": "--prompt", "region": "--region", "at": "--at", "init_image": "--init", "strength": "--strength",
@@ -79,7 +73,6 @@ def _add_generation_args(p: argparse.ArgumentParser, prompt_required: bool = Tru
     from .gis.landcover import SOURCES
     from .prompts import STYLES
     from .request import SCHEDULERS, SETTINGS
-    from .settings import add_load_arguments
 
     def setting(flags: list[str], name: str) -> None:
         s = SETTINGS[name]
@@ -101,8 +94,6 @@ def _add_generation_args(p: argparse.ArgumentParser, prompt_required: bool = Tru
     p.add_argument("--backend", choices=("diffusion", "procedural"), default="diffusion",
                    help="diffusion: the ControlNet model (default; masks larger than its 512 px tile are generated "
                    "in overlapping tiles); procedural: the built-in renderer, no weights, instant, any size")
-    p.add_argument("--no-fallback", action="store_true",
-                   help="fail when the diffusion weights cannot be loaded, instead of using the procedural renderer")
     p.add_argument("--classes", choices=SOURCES, default="flair",
                    help="what the numbers of a single-band GeoTIFF mask mean: FLAIR classes (default), ESA WorldCover "
                    "or CORINE Land Cover codes (see README, GIS rasters)")
@@ -112,8 +103,7 @@ def _add_generation_args(p: argparse.ArgumentParser, prompt_required: bool = Tru
     p.add_argument("--resolution", type=float, default=None, metavar="M",
                    help="GeoTIFF masks: resample nearest-neighbour to M CRS units (metres) per pixel first, e.g. 0.2 "
                    "(FLAIR's) for a 10 m WorldCover map")
-    _add_model_args(p)
-    add_load_arguments(p)
+    add_engine_options(p)
 
 
 def register_core(sub) -> None:
@@ -193,7 +183,6 @@ def request_from_args(args, mask=None):
 
 def _cmd_run(args) -> None:
     """generate / inpaint / outpaint: flags -> Request -> pipeline (or the renderer) -> files."""
-    from .generation import run
     from .gis.cli import place_to_mask
     from .gis.files import atomic_path
 
@@ -204,8 +193,7 @@ def _cmd_run(args) -> None:
     if args.resolution is not None:
         raise CommandError("--resolution: only GeoTIFF masks have a resolution to resample")
     req = request_from_args(args)
-    pipe = _pipeline(args, req)
-    result = run(req, pipe)
+    result = _engine(args, req).run(req)
     if result.off_palette:
         print(f"note: {result.off_palette:.1%} of the mask pixels were off-palette and snapped to the nearest class colour")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -227,7 +215,7 @@ def _cmd_geotiff(args) -> None:
             check_geotiff_job(args, mask.src)  # notes, or a map past --max-pixels refused, before any pixel is read
         req = request_from_args(args, mask.ids)  # the whole map, or a corner of one made window by window
         state = _accelerate_state(args) if req.backend == "diffusion" and mask.streamed else None
-        engine = SimpleNamespace(pipeline=_pipeline(args, replace(req)))  # the copy may become procedural
+        engine = _engine(args, req)
 
         def printed(output) -> None:
             if output.resumed:
@@ -240,28 +228,21 @@ def _cmd_geotiff(args) -> None:
                          on_output=printed)
 
 
-def _pipeline(args, req):
-    """The diffusion pipeline the request needs, or None (procedural backend, or missing weights with fallback)."""
-    from .generation import pipeline_or_fallback
-    from .settings import load_overrides
+def _engine(args, req) -> Engine:
+    """The engine the flags describe, loaded when the request wants the model; what it says is printed once."""
+    from .engine import Engine  # torch: only for commands that generate
 
+    engine = Engine(Settings(**{k: v for k, v in overrides(args).items() if v is not None}).checked())
     if req.backend != "diffusion":
-        return None
-    options = {k: v for k, v in load_overrides(args).items() if v is not None}
-    pipe, note = pipeline_or_fallback(args.model, args.controlnet, args.device, fallback=not args.no_fallback,
-                                      **options)
-    if pipe is None:
-        print(f"note: {note}", file=sys.stderr)
-        req.backend = "procedural"
-        return None
-    from .speed import cpu_tip, notes
-
-    for line in notes(pipe):  # e.g. --low-memory on a machine without a GPU
-        print(f"note: {line}", file=sys.stderr)
-    if args.dtype is None and (tip := cpu_tip(pipe)):
-        print(f"tip: {tip}", file=sys.stderr)
-    pipe.set_progress_bar_config(disable=False, desc="denoising", unit="step")
-    return pipe
+        return engine
+    engine.load()
+    for line in filter(None, [engine.note, *engine.notes]):  # the fallback's cause; e.g. low_memory without a GPU
+        print(f"note: {spell(line, 'cli')}", file=sys.stderr)
+    if engine.tip:
+        print(f"tip: {spell(engine.tip, 'cli')}", file=sys.stderr)
+    if engine.pipeline is not None:
+        engine.pipeline.set_progress_bar_config(disable=False, desc="denoising", unit="step")
+    return engine
 
 
 def _stem(args) -> str:
@@ -308,12 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "uses_models", True):  # quieting them imports them: not for model-free commands
         _quiet_libraries()
-    from .pipelines import WeightsNotFoundError
-
     try:
         result = args.func(args)
     except (CommandError, ValueError, WeightsNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {spell(str(exc), 'cli')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -40,8 +40,7 @@ def register(sub) -> None:
                        description="One screen: package versions, device and precision, the Hub, where each weight "
                        "would load from and whether it is verified, the map services. Reads, never downloads.")
     add_weight_arguments(p)
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--dtype", default=os.environ.get("SEG2SAT_DTYPE") or "auto", help="precision to check (default auto)")
+    p.set_defaults(dtype=os.environ.get("SEG2SAT_DTYPE") or "auto")
     p.add_argument("--verify", action="store_true", help="hash the weights on disk against their published SHA256")
     p.add_argument("--strict", action="store_true", help="exit 1 when the real model cannot run here")
     p.set_defaults(func=_cmd_doctor)

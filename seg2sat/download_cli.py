@@ -13,6 +13,7 @@ import argparse
 import os
 from pathlib import Path
 
+from .options import add_load_options, add_model_options
 from .pipelines import is_full_pipeline, looks_like_path
 from .weights import OFFICIAL_BASE, Fetched, export, fetch_controlnet, fetch_named, fetch_verified
 
@@ -30,12 +31,10 @@ def register(sub) -> None:
 
 
 def add_weight_arguments(p: argparse.ArgumentParser) -> None:
-    """The weights of a run, as ``generate`` names them (shared with ``seg2sat doctor``)."""
-    p.add_argument("--model", default=None, help="base model hub id (default: a verified copy of SD 2.1 base)")
-    p.add_argument("--controlnet", default=None, help="ControlNet hub id (default rgres/Seg2Sat-sd-controlnet)")
-    p.add_argument("--controlnet-subfolder", default=os.environ.get("SEG2SAT_CONTROLNET_SUBFOLDER") or None,
-                   metavar="PATH", help="a checkpoint inside the ControlNet repository, e.g. v2/checkpoint-14000/controlnet")
-    p.add_argument("--lora", default=None, help="a LoRA hub id to fetch too")
+    """The weights of a run, with ``generate``'s very options (shared with ``seg2sat doctor``): copy them over."""
+    add_model_options(p)
+    add_load_options(p)
+    p.set_defaults(controlnet_subfolder=os.environ.get("SEG2SAT_CONTROLNET_SUBFOLDER") or None)
 
 
 def _cmd_download(args) -> None:

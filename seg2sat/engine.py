@@ -100,7 +100,9 @@ class Engine:
         self.note = ""
         """Why the renderer stands in for the model, once it does (empty while the model serves)."""
         self.notes: list[str] = []
-        """What the user should read once about the loaded model (load options, the bf16 tip)."""
+        """What the user should read once about the loaded model (what the load options did)."""
+        self.tip: str | None = None
+        """A faster way to run here, when no precision was chosen (bfloat16 on a CPU that computes it)."""
         self._pipeline = pipeline
         self._loaded = pipeline is not None
         self._lock = threading.Lock()
@@ -141,9 +143,8 @@ class Engine:
         from .speed import cpu_tip, notes, warm_up
 
         self.notes = list(notes(self._pipeline))
-        if self.settings.dtype == "auto" and (tip := cpu_tip(self._pipeline)):
-            self.notes.append(tip)
-        for line in self.notes:
+        self.tip = cpu_tip(self._pipeline) if self.settings.dtype == "auto" else None
+        for line in filter(None, [*self.notes, self.tip]):
             log.info("%s", line)
         if self.settings.compile:
             warm_up(self._pipeline)

@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 
 from . import masks, stepcache, tiling
-from .pipelines import WeightsNotFoundError, inpaint_pipeline, load_pipeline
+from .pipelines import inpaint_pipeline, load_pipeline
 from .request import LIMITS, SETTINGS, ImageLike, Request, RequestError, Result, grow
 
 __all__ = ["LIMITS", "SETTINGS", "Request", "RequestError", "Result", "StepCallback", "generate", "grow", "inpaint",
-           "outpaint", "pipeline_or_fallback", "run"]
+           "outpaint", "run"]
 
 StepCallback = Callable[[int, int], None]
 """``on_step(done, total)``: progress over every image of a request."""
@@ -147,23 +147,6 @@ def run(req: Request, pipeline=None, on_step: StepCallback | None = None) -> Res
         check_steps(use_scheduler(pipe, req.scheduler), req.steps)  # per request: requests share the pipeline
         images = _generate(pipe, req, on_step) if req.mode == "generate" else _inpaint(pipe, req, on_step)
     return Result(_composite(req, images), req.seeds, req.full_prompt, req.off_palette, backend=req.backend)
-
-
-def pipeline_or_fallback(model=None, controlnet=None, device: str | None = None, *, fallback: bool = True,
-                         **load_options):
-    """``(pipeline, "")``, or ``(None, note)`` when the weights are missing and the renderer may stand in.
-
-    Every front end falls back the same way and says so with this one ``note``, which carries
-    the real cause; with ``fallback=False`` the :class:`WeightsNotFoundError` is raised instead.
-    ``load_options`` (``controlnet_subfolder``, ``lora``, ``lora_scale``, ``compile``, ``low_memory``,
-    ``dtype``) go to :func:`load_pipeline` (a LoRA that cannot be found is a missing weight like any other).
-    """
-    try:
-        return load_pipeline(model, controlnet, device=device, **load_options), ""
-    except WeightsNotFoundError as exc:
-        if not fallback:
-            raise
-        return None, f"{exc} Using the procedural renderer instead (--no-fallback turns this off)."
 
 
 # --------------------------------------------------------------------------- the renderer

@@ -8,7 +8,6 @@ reads it; command-line options come last and win. Settings of the web UI alone l
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -133,29 +132,3 @@ def parse_env_value(var: str, text: str, cast: type) -> Any:
     except ValueError:
         raise ValueError(f"environment variable {var} must be {'an integer' if cast is int else 'a number'}, "
                          f"got {text!r}") from None
-
-
-def add_load_arguments(p: argparse.ArgumentParser, env: bool = False) -> None:
-    """--controlnet-subfolder, --lora, --lora-scale, --compile, --low-memory, --dtype: how the pipeline is loaded."""
-    var = (lambda name: f" (env SEG2SAT_{name})") if env else (lambda name: "")
-    p.add_argument("--controlnet-subfolder", default=None, metavar="PATH",
-                   help="a checkpoint inside the ControlNet repository, e.g. v2/checkpoint-14000/controlnet "
-                        f"(README, Real weights){var('CONTROLNET_SUBFOLDER')}")
-    p.add_argument("--lora", default=None, metavar="ID_OR_DIR",
-                   help="a LoRA fused into the UNet at load, e.g. the few-step h1t/TCD-SD21-base-LoRA with "
-                        f"--scheduler tcd --steps 4 --guidance 1{var('LORA')}")
-    p.add_argument("--lora-scale", type=float, default=None,
-                   help=f"how strongly the LoRA is fused (default 1.0){var('LORA_SCALE')}")
-    p.add_argument("--compile", action="store_true", default=None,
-                   help=f"torch.compile the UNet and ControlNet: faster on GPUs, the first image is slow{var('COMPILE')}")
-    p.add_argument("--low-memory", action="store_true", default=None,
-                   help=f"model CPU offload and VAE slicing/tiling, for 4-6 GB GPUs{var('LOW_MEMORY')}")
-    p.add_argument("--dtype", choices=DTYPES, default=None,
-                   help="precision (default auto: bf16/fp16 on GPUs, float32 on CPUs); bfloat16 is ~2-4x faster "
-                        f"on CPUs with AMX or AVX-512 BF16{var('DTYPE')}")
-
-
-def load_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The load options given on the command line (None: not given, the setting's default applies)."""
-    return {"lora": args.lora, "lora_scale": args.lora_scale, "compile": args.compile, "low_memory": args.low_memory,
-            "dtype": args.dtype, "controlnet_subfolder": args.controlnet_subfolder}

@@ -219,7 +219,7 @@ def test_serve_refuses_other_backends_in_one_line(argv, message):
     with pytest.raises(CommandError, match=message) as info:
         args.func(args)
     assert "\n" not in str(info.value)
-    assert parser.parse_args(["serve", "--no-fallback"]).no_fallback
+    assert parser.parse_args(["serve", "--no-fallback"]).fallback is False  # one spelling of the option everywhere
 
 
 def test_procedural_inpaint_keeps_the_image_outside_the_region(body):

@@ -16,7 +16,8 @@ SERVE_BACKENDS = ("diffusion", "procedural", "local")
 
 def register(sub) -> None:
     """The ``seg2sat serve`` sub-command (listed in seg2sat.cli.COMMANDS)."""
-    from ..settings import Settings, add_load_arguments
+    from ..options import add_engine_options
+    from ..settings import Settings
 
     d = Settings()
     p = sub.add_parser("serve", help="local HTTP server speaking the Inference Endpoints protocol",
@@ -28,9 +29,6 @@ def register(sub) -> None:
                        "Every option also reads a SEG2SAT_* environment variable.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    p.add_argument("--model", default=None, help="base model hub id or folder, or a full pipeline folder (SEG2SAT_MODEL)")
-    p.add_argument("--controlnet", default=None, help="ControlNet hub id or folder (SEG2SAT_CONTROLNET)")
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (SEG2SAT_DEVICE; default the best available)")
     p.add_argument("--max-pixels", type=int, default=None,
                    help=f"largest image in pixels (SEG2SAT_MAX_PIXELS, default {d.max_pixels})")
     p.add_argument("--queue-size", type=int, default=None,
@@ -40,9 +38,6 @@ def register(sub) -> None:
     p.add_argument("--backend", default=None, metavar="diffusion|procedural",
                    help="backend of requests that name none (SEG2SAT_BACKEND, default diffusion; local = diffusion); "
                    "with procedural, no model is loaded until a request asks for diffusion")
-    p.add_argument("--no-fallback", action="store_true",
-                   help="without the diffusion weights, fail (503) instead of answering with the procedural renderer "
-                   "(SEG2SAT_FALLBACK=false)")
     p.add_argument("--lazy", action="store_true", help="load the model on the first request instead of at start")
     p.add_argument("--allowed-hosts", nargs="+", default=None, metavar="HOST",
                    help="more Host names to answer besides localhost, 127.0.0.1, [::1] and --host, e.g. a reverse "
@@ -50,7 +45,7 @@ def register(sub) -> None:
     p.add_argument("--allowed-origins", nargs="+", default=None, metavar="ORIGIN",
                    help="web pages that may call the server from a browser, e.g. http://localhost:3000 "
                    "(SEG2SAT_ALLOWED_ORIGINS): they get CORS answers; other pages get 403")
-    add_load_arguments(p, env=True)
+    add_engine_options(p, env=True)
     p.set_defaults(func=_cmd_serve)
 
 
@@ -60,18 +55,17 @@ def _joined(values: list[str] | None) -> str | None:
 
 
 def _cmd_serve(args) -> None:
-    from ..settings import Settings, load_overrides
+    from ..options import overrides, spell
+    from ..settings import Settings
     from . import NOT_REMOTE, Service, create_app, make_server
 
     if args.backend == "remote":
         raise CommandError(f"--backend remote: {NOT_REMOTE}; use diffusion or procedural")
     if args.backend is not None and args.backend not in SERVE_BACKENDS:
         raise CommandError(f"--backend: must be diffusion or procedural, got {args.backend!r}")
-    settings = Settings.from_env(model=args.model, controlnet=args.controlnet, device=args.device,
-                                 max_pixels=args.max_pixels, queue_size=args.queue_size, max_body_mb=args.max_body_mb,
-                                 backend=args.backend, fallback=False if args.no_fallback else None,
-                                 allowed_hosts=_joined(args.allowed_hosts), allowed_origins=_joined(args.allowed_origins),
-                                 **load_overrides(args))
+    settings = Settings.from_env(max_pixels=args.max_pixels, queue_size=args.queue_size, max_body_mb=args.max_body_mb,
+                                 backend=args.backend, allowed_hosts=_joined(args.allowed_hosts),
+                                 allowed_origins=_joined(args.allowed_origins), **overrides(args))
     try:
         service = Service(settings)
         app = create_app(settings, service)
@@ -79,9 +73,9 @@ def _cmd_serve(args) -> None:
         raise CommandError(str(exc)) from None
     if not args.lazy and settings.backend == "diffusion":
         print(f"loading {settings.model or 'the default model'} …", flush=True)
-        service.pipeline  # noqa: B018 - load now, so the first request is not the slow one
-        if service.note:
-            print(f"note: {service.note}", file=sys.stderr, flush=True)
+        engine = service.engine.load()  # now, so the first request is not the slow one
+        for line in filter(None, [engine.note, *engine.notes, engine.tip]):
+            print(f"note: {spell(line, 'cli')}", file=sys.stderr, flush=True)
     server = make_server(app, host=args.host, port=args.port)
     print(f"serving on http://{args.host}:{server.effective_port}  (POST / or /predict, GET /health; Ctrl+C stops)",
           flush=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import add_engine_options, overrides
 from ..request import BACKEND_ALIASES, BACKENDS
-from ..settings import Settings, add_load_arguments, load_overrides
+from ..settings import Settings
 from .config import UI_DEFAULTS
 
 
@@ -14,10 +15,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=[*BACKENDS, *BACKEND_ALIASES], default=None,
                    help="diffusion: the model in this process (default; 'local' is its older name); remote: an "
                         "inference endpoint; procedural: the offline renderer, no weights (env SEG2SAT_BACKEND)")
-    p.add_argument("--model", default=None,
-                   help="base model hub id or folder, or a full saved pipeline folder (env SEG2SAT_MODEL)")
-    p.add_argument("--controlnet", default=None, help="ControlNet hub id or folder (env SEG2SAT_CONTROLNET)")
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available; env SEG2SAT_DEVICE)")
     p.add_argument("--endpoint-url", default=None, help="remote backend: the endpoint URL (env SEG2SAT_ENDPOINT_URL)")
     p.add_argument("--token-env", default=None,
                    help=f"remote backend: the environment variable holding the token (default "
@@ -26,13 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                 "it to the network; env SEG2SAT_UI_HOST)")
     p.add_argument("--port", type=int, default=None,
                    help=f"port (default {UI_DEFAULTS['PORT']}; 0 picks a free one; env SEG2SAT_UI_PORT)")
-    p.add_argument("--no-fallback", dest="fallback", action="store_false", default=None,
-                   help="diffusion backend: show the missing-weights error instead of using the procedural renderer "
-                        "(env SEG2SAT_FALLBACK=false)")
     p.add_argument("--allowed-hosts", nargs="+", default=None, metavar="HOST",
                    help="more Host names to answer besides localhost, 127.0.0.1, [::1] and --host, e.g. a reverse "
                         "proxy's (env SEG2SAT_ALLOWED_HOSTS); other Hosts get 403 (DNS rebinding)")
-    add_load_arguments(p, env=True)
+    add_engine_options(p, env=True)
     p.add_argument("--queue-size", type=int, default=None,
                    help=f"jobs that may wait for the device while one runs (default {shared.queue_size}; "
                         "env SEG2SAT_QUEUE_SIZE)")
@@ -57,13 +51,12 @@ def add_place_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> dict:
     """Only the options given on the command line; the rest comes from the environment or the defaults."""
-    pairs = {"BACKEND": args.backend, "MODEL": args.model, "CONTROLNET": args.controlnet, "DEVICE": args.device,
-             "ENDPOINT_URL": args.endpoint_url, "ENDPOINT_TOKEN_ENV": args.token_env, "HOST": args.host,
-             "PORT": args.port, "QUEUE_SIZE": args.queue_size, "FALLBACK": args.fallback,
+    pairs = {"BACKEND": args.backend, "ENDPOINT_URL": args.endpoint_url, "ENDPOINT_TOKEN_ENV": args.token_env, "HOST": args.host,
+             "PORT": args.port, "QUEUE_SIZE": args.queue_size,
              "OVERPASS_URL": args.overpass_url, "NOMINATIM_URL": args.nominatim_url, "USER_AGENT": args.user_agent,
              "OSM_CACHE_DIR": args.osm_cache_dir,
              "ALLOWED_HOSTS": " ".join(args.allowed_hosts) if args.allowed_hosts else None,
-             **{k.upper(): v for k, v in load_overrides(args).items()}}
+             **{k.upper(): v for k, v in overrides(args).items()}}
     return {k: v for k, v in pairs.items() if v is not None}
 
 
