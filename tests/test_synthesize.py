@@ -294,3 +294,32 @@ def test_an_output_folder_inside_the_source_is_not_read_as_masks(tmp_path, mask_
     for _ in range(2):  # the second run must find the same 3 masks, not the first run's pairs
         assert main(["synthesize", str(mask_dir), "--out", str(out), "--backend", "procedural", "--quiet"]) == 0
     assert "made 0 images" in capsys.readouterr().out and _load(out).num_rows == 3
+
+
+def test_a_flair_tree_and_its_prepared_dataset_both_become_datasets(tmp_path):
+    """FLAIR's own layout (IMG_ photographs beside MSK_ masks): as GeoTIFF pairs, and through `seg2sat prepare`."""
+    from seg2sat.data.dataset import prepare
+
+    root = tmp_path / "flair"
+    for n in (1, 2):
+        folder = root / "D069_2020" / "Z4_UA"
+        transform = from_origin(842_000 + n * 102.4, 6_519_000, 1.6, 1.6)
+        for kind, data in (("img", np.random.default_rng(n).integers(0, 256, (5, SIDE, SIDE), np.uint8)),
+                           ("msk", _ids(n)[None])):
+            (folder / kind).mkdir(parents=True, exist_ok=True)
+            with rasterio.open(folder / kind / f"{kind.upper()}_{n:06d}.tif", "w", driver="GTiff", width=SIDE,
+                               height=SIDE, count=len(data), dtype="uint8", crs="EPSG:2154", transform=transform) as dst:
+                dst.write(data)
+    out = tmp_path / "geotiff"
+    assert main(["synthesize", str(root), "--out", str(out), "--format", "geotiff", "--backend", "procedural",
+                 "--quiet"]) == 0
+    assert sorted(p.name for p in (out / "img").glob("*.tif")) == ["IMG_000001_000.tif", "IMG_000002_000.tif"]
+    with rasterio.open(out / "msk" / "MSK_000002_000.tif") as msk:
+        assert msk.transform == from_origin(842_000 + 204.8, 6_519_000, 1.6, 1.6) and np.array_equal(msk.read(1), _ids(2))
+    prepared = tmp_path / "prepared"
+    prepare(root, prepared, geocoder=None, size=SIDE, progress=False)
+    out = tmp_path / "from-prepared"
+    assert main(["synthesize", str(prepared), "--out", str(out), "-n", "2", "--backend", "procedural", "--quiet"]) == 0
+    ds = _load(out).sort(["source", "index"])
+    assert ds.num_rows == 4 and ds["prompt"][0] == "Aerial view. agricultural land, building, water."
+    assert np.array_equal(np.asarray(ds[2]["mask"]), _ids(2))

@@ -246,6 +246,8 @@ def synthesize(opts: Options, engine, state=None) -> Report:
                 step()
                 continue
             rows = _rows(opts, engine, item_id, key, mask, prov)
+            for row in rows:
+                row["name"] = source.name(i)
             if pending is not None:
                 pending.result()  # at most one item waits: memory stays bounded, a write error stops the run
             pending = pool.submit(writer.add, rows)

@@ -73,6 +73,10 @@ def _key(*parts: bytes) -> str:
     return digest.hexdigest()[:20]
 
 
+def _unprefixed(stem: str) -> str:
+    return stem[4:] if stem.upper().startswith("MSK_") and len(stem) > 4 else stem
+
+
 class FolderSource:
     """Mask files under a folder (recursively): colour PNGs, class-id PNGs, GeoTIFFs.
 
@@ -93,6 +97,14 @@ class FolderSource:
         if not self.files:
             raise ValueError(f"{root}: no mask files ({', '.join(MASK_SUFFIXES)}) in this folder")
         self.geotiff = all(p.suffix.lower() in (".tif", ".tiff") for p in self.files)
+        stems = [_unprefixed(p.stem) for p in self.files]
+        self.names = stems if len(set(stems)) == len(stems) else [  # FLAIR's numbers are unique: kept alone
+            (p.relative_to(root).parent / _unprefixed(p.stem)).as_posix() for p in self.files]
+
+    def name(self, i: int) -> str:
+        """The pair's name in ``folder``/``geotiff`` outputs: the file's (``MSK_123.tif`` -> ``123``), or its path
+        when two files share a name."""
+        return self.names[i]
 
     def __len__(self) -> int:
         return len(self.files)
@@ -149,7 +161,7 @@ class DatasetSource:
         dataset = dataset.select_columns([c for c in (mask_column, caption_column, "id") if c in columns])
         if isinstance(dataset.features[mask_column], ImageFeature):
             dataset = dataset.cast_column(mask_column, ImageFeature(decode=False))  # bytes: hashed, then decoded
-        self.dataset, self.name, self.mask_column, self.caption_column = dataset, name, mask_column, caption_column
+        self.dataset, self.label, self.mask_column, self.caption_column = dataset, name, mask_column, caption_column
         self.ids = [str(v) for v in dataset["id"]] if "id" in columns else None
         if self.ids is not None and len(set(self.ids)) != len(self.ids):
             self.ids = None  # not an identifier: rows are known by their number
@@ -160,6 +172,9 @@ class DatasetSource:
 
     def item_id(self, i: int) -> str:
         return self.ids[i] if self.ids is not None else f"row-{i:07d}"
+
+    def name(self, i: int) -> str:
+        return self.item_id(i)
 
     def _get(self, i: int) -> dict:
         if self._row is None or self._row[0] != i:

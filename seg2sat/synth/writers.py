@@ -55,10 +55,8 @@ def mask_image(ids: np.ndarray) -> Image.Image:
 
 
 def file_stem(row: dict) -> str:
-    """``<source id, made safe>_<layout>_<index>``: the name after ``IMG_`` / ``MSK_`` of a row's pair."""
-    path = Path(row["source"]).with_suffix("")
-    name = path.name[4:] if path.name.upper().startswith("MSK_") and len(path.name) > 4 else path.name  # FLAIR's
-    safe = "".join(c if c.isalnum() or c in "-." else "_" for c in (path.parent / name).as_posix().lstrip("./"))
+    """``<the mask's name, made safe>_<layout>_<index>``: the name after ``IMG_`` / ``MSK_`` of a row's pair."""
+    safe = "".join(c if c.isalnum() or c in "-." else "_" for c in row["name"]).strip("._") or "mask"
     return "_".join(filter(None, (safe, row["layout"], f"{row['index']:03d}")))
 
 
