@@ -35,6 +35,7 @@ COMMANDS = [
     "seg2sat.gis.cli:register",
     "seg2sat.download_cli:register",
     "seg2sat.doctor:register",
+    "seg2sat.synth.cli:register",
 ]
 """``module:function`` entries; each function adds its sub-commands to the parser."""
 
