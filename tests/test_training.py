@@ -328,6 +328,7 @@ def test_same_seed_in_new_processes_gives_identical_weights(process_runs):
     assert list((process_runs["straight"] / "logs").rglob("events.out.tfevents*"))
 
 
+@pytest.mark.slow
 def test_stop_and_resume_in_a_new_process_gives_the_weights_of_a_straight_run(process_runs):
     """4 steps straight == 2 steps, stop, resume to 4: initial weights, data position, noise, optimizer and LR."""
     straight, resumed = process_runs["straight"], process_runs["resumed"]
