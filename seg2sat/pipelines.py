@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .pipestate import state_of
 from .weights import (
     DEFAULT_CONTROLNET,
     OFFICIAL_BASE,
@@ -30,8 +31,36 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_CONTROLNET", "OFFICIAL_BASE", "WeightsNotFoundError", "hub_reachable", "load_pipeline"]
 
-_CACHE: dict[tuple, StableDiffusionControlNetPipeline] = {}
-_LOCK = threading.Lock()
+
+
+class PipelineCache:
+    """Loaded pipelines by their load options: each loads once, whatever thread asks first.
+
+    The process shares :data:`CACHE`; a test that needs pipelines of its own makes its own
+    cache and passes it to :func:`load_pipeline` instead of patching a global.
+    """
+
+    def __init__(self) -> None:
+        self._pipes: dict[tuple, StableDiffusionControlNetPipeline] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, load) -> StableDiffusionControlNetPipeline:
+        with self._lock:
+            if key not in self._pipes:
+                self._pipes[key] = load()
+            return self._pipes[key]
+
+    def keys(self) -> set[tuple]:
+        with self._lock:
+            return set(self._pipes)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pipes.clear()
+
+
+CACHE = PipelineCache()
+"""The process's pipelines (the UI and the endpoint call :func:`load_pipeline` on every request)."""
 
 
 def pick_device() -> str:
@@ -163,6 +192,7 @@ def load_pipeline(
     compile: bool = False,
     low_memory: bool = False,
     controlnet_subfolder: str | None = None,
+    cache: PipelineCache | None = None,
 ) -> StableDiffusionControlNetPipeline:
     """The Seg2Sat text-to-image pipeline, loaded once per process for each set of options.
 
@@ -186,11 +216,9 @@ def load_pipeline(
     lora = str(lora) if lora else None
     key = (model, controlnet, controlnet_subfolder or None, device, dtype,
            lora, float(lora_scale) if lora else None, bool(compile), bool(low_memory))
-    with _LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = _load(model, controlnet, controlnet_subfolder or None, device, dtype, lora=lora,
-                                lora_scale=float(lora_scale), compile=bool(compile), low_memory=bool(low_memory))
-        return _CACHE[key]
+    return (cache or CACHE).get(key, lambda: _load(
+        model, controlnet, controlnet_subfolder or None, device, dtype, lora=lora, lora_scale=float(lora_scale),
+        compile=bool(compile), low_memory=bool(low_memory)))
 
 
 def dtype_kwargs(dtype: torch.dtype) -> dict:
@@ -220,8 +248,9 @@ def _load(model: str | None, controlnet: str | None, subfolder: str | None, devi
                                             **dtype_kwargs(dtype), **pickle_only_kwargs(controlnet_folder))
     pipe = _from_folder(StableDiffusionControlNetPipeline, base, "base model", "`model`", **kwargs)
     pipe.set_progress_bar_config(disable=True)
-    pipe._seg2sat_options = {"lora": lora, "lora_scale": lora_scale, "compile": compile, "low_memory": low_memory}
-    pipe._seg2sat_notes = notes
+    state = state_of(pipe)
+    state.options = {"lora": lora, "lora_scale": lora_scale, "compile": compile, "low_memory": low_memory}
+    state.notes = list(notes)
     speed.use_precision(pipe, device, dtype)
     speed.use_scheduler(pipe, "unipc")
     if lora_folder:
@@ -271,15 +300,13 @@ def inpaint_pipeline(pipe: StableDiffusionControlNetPipeline) -> StableDiffusion
     """The inpainting pipeline over the very same modules as ``pipe`` (no second copy of any weight)."""
     from diffusers import StableDiffusionControlNetInpaintPipeline
 
-    cached = getattr(pipe, "_seg2sat_inpaint", None)
-    if cached is None:
-        cached = StableDiffusionControlNetInpaintPipeline(**pipe.components)
-        cached.set_progress_bar_config(**pipe._progress_bar_config)
-        pipe._seg2sat_inpaint = cached
-    return cached
+    state = state_of(pipe)
+    if state.inpaint is None:
+        state.inpaint = StableDiffusionControlNetInpaintPipeline(**pipe.components)
+        state.inpaint.set_progress_bar_config(**pipe._progress_bar_config)
+    return state.inpaint
 
 
 def clear_cache() -> None:
-    """Forget every loaded pipeline (tests, or a UI switching models)."""
-    with _LOCK:
-        _CACHE.clear()
+    """Forget every loaded pipeline of the process (a UI switching models)."""
+    CACHE.clear()

@@ -33,6 +33,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
+from .pipestate import state_of
 from .request import SCHEDULERS, SETTINGS, RequestError
 
 logger = logging.getLogger(__name__)
@@ -88,20 +89,19 @@ def use_scheduler(pipe, name: str):
     """
     if name not in SCHEDULER_CLASSES:
         raise RequestError("scheduler", f"must be one of {', '.join(SCHEDULERS)}, got {name!r}")
-    cache = getattr(pipe, "_seg2sat_schedulers", None)
-    if cache is None:
-        cache = {}
-        pipe._seg2sat_schedulers = cache
-        pipe._seg2sat_scheduler_config = pipe.scheduler.config
+    state = state_of(pipe)
+    if state.scheduler_config is None:
+        state.scheduler_config = pipe.scheduler.config
+    cache = state.schedulers
     scheduler = cache.get(name)
     if scheduler is None:
         cls = SCHEDULER_CLASSES[name]
         if type(pipe.scheduler) is cls and not _SCHEDULER_KWARGS.get(name):
             scheduler = pipe.scheduler  # the pipeline's own (UniPC after load_pipeline): keep it as configured
         else:
-            scheduler = cls.from_config(pipe._seg2sat_scheduler_config, **_SCHEDULER_KWARGS.get(name, {}))
+            scheduler = cls.from_config(state.scheduler_config, **_SCHEDULER_KWARGS.get(name, {}))
         cache[name] = scheduler
-    for target in (pipe, getattr(pipe, "_seg2sat_inpaint", None)):
+    for target in (pipe, state.inpaint):
         if target is not None and target.scheduler is not scheduler:
             target.scheduler = scheduler
     return scheduler
@@ -120,14 +120,12 @@ def check_steps(scheduler, steps: int) -> None:
 
 def notes(pipe) -> list[str]:
     """One-line notes the load options left for the user (front ends print them once)."""
-    return list(getattr(pipe, "_seg2sat_notes", []))
+    return list(state_of(pipe).notes)
 
 
 def _note(pipe, text: str) -> None:
     logger.info(text)
-    if getattr(pipe, "_seg2sat_notes", None) is None:
-        pipe._seg2sat_notes = []
-    pipe._seg2sat_notes.append(text)
+    state_of(pipe).notes.append(text)
 
 
 def cpu_computes_bf16() -> bool:
@@ -207,7 +205,7 @@ def compile_pipeline(pipe, device: str) -> None:
         if channels_last_pays(device, module.dtype):
             module.to(memory_format=torch.channels_last)
         module.compile(mode=mode, backend=COMPILE_BACKEND)
-    pipe._seg2sat_compiled = True
+    state_of(pipe).compiled = True
 
 
 def low_memory(pipe, device: str) -> bool:
@@ -248,11 +246,11 @@ def warm_up(pipe, size: int | None = None, guidance_scales: tuple[float, ...] | 
     from .stepcache import step_cache
     from .tiling import tile_size
 
-    if getattr(pipe, "_seg2sat_warm", False):
+    if state_of(pipe).warm:
         return
     size = int(size or tile_size(pipe))
     if guidance_scales is None:
-        lora = (getattr(pipe, "_seg2sat_options", None) or {}).get("lora")
+        lora = state_of(pipe).options.get("lora")
         guidance_scales = (float(SETTINGS["guidance_scale"].default), *((1.0,) if lora else ()))
     progress = dict(getattr(pipe, "_progress_bar_config", {}))
     pipe.set_progress_bar_config(**{**progress, "disable": True})
@@ -266,4 +264,4 @@ def warm_up(pipe, size: int | None = None, guidance_scales: tuple[float, ...] | 
                          callback_on_step_end=cache.callback)
     finally:
         pipe._progress_bar_config = progress
-    pipe._seg2sat_warm = True
+    state_of(pipe).warm = True

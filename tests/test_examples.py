@@ -221,11 +221,11 @@ def test_bad_input_is_one_clear_error_before_any_model_work(script, args, messag
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
 def test_scripts_import_without_side_effects(path, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    loaded_before = dict(pipelines._CACHE)
+    loaded_before = pipelines.CACHE.keys()
     module = load_script(path)
     assert capsys.readouterr().out == ""  # (libraries may warn on stderr when first imported)
     assert list(tmp_path.iterdir()) == []
-    assert pipelines._CACHE == loaded_before  # no model loaded on import
+    assert pipelines.CACHE.keys() == loaded_before  # no model loaded on import
     assert callable(module.main) and module.__doc__
 
 

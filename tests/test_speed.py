@@ -164,9 +164,9 @@ def test_compiled_equals_eager(tiny_dir, pipe, town_ids, backend, monkeypatch):
     monkeypatch.setattr(speed, "COMPILE_BACKEND", backend)
     from seg2sat import pipelines
 
-    monkeypatch.setattr(pipelines, "_CACHE", dict(pipelines._CACHE))  # a fresh compiled pipeline per backend
-    compiled = load_pipeline(tiny_dir, compile=True)
-    assert compiled is not pipe and compiled is load_pipeline(tiny_dir, compile=True)
+    fresh = pipelines.PipelineCache()  # a fresh compiled pipeline per backend
+    compiled = load_pipeline(tiny_dir, compile=True, cache=fresh)
+    assert compiled is not pipe and compiled is load_pipeline(tiny_dir, compile=True, cache=fresh)
     assert compiled.unet.attn_processors and all(
         type(p).__name__ == "FusedAttnProcessor2_0" for p in compiled.unet.attn_processors.values())
     assert compiled.unet._compiled_call_impl is not None and compiled.controlnet._compiled_call_impl is not None
@@ -186,8 +186,7 @@ def test_the_warm_up_compiles_plain_and_cached_steps(tiny_dir, town_ids, monkeyp
     from seg2sat.stepcache import step_cache
 
     monkeypatch.setattr(speed, "COMPILE_BACKEND", "aot_eager")
-    monkeypatch.setattr(pipelines, "_CACHE", {})
-    compiled = load_pipeline(tiny_dir, compile=True)
+    compiled = load_pipeline(tiny_dir, compile=True, cache=pipelines.PipelineCache())
     speed.warm_up(compiled, size=64)
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     control = masks.to_image(town_ids[:, :64])
@@ -245,15 +244,13 @@ def test_precisions_a_cpu_computes_slowly_are_noted(tiny_dir, monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("the notes are about CPUs")
     monkeypatch.setattr(speed, "cpu_computes_bf16", lambda: False)
-    monkeypatch.setattr(pipelines, "_CACHE", {})  # notes are left at load; the other tests' pipelines stay cached
-    emulated = load_pipeline(tiny_dir, dtype="bfloat16")
+    own = pipelines.PipelineCache()  # notes are left at load; the other tests' pipelines stay cached
+    emulated = load_pipeline(tiny_dir, dtype="bfloat16", cache=own)
     assert speed.notes(emulated) == ["`dtype` bfloat16: this CPU has no bfloat16 arithmetic (AMX or AVX-512 BF16), "
                                      "so it is emulated and slower than float32"]
-    assert "float16" in speed.notes(load_pipeline(tiny_dir, dtype="float16"))[0]
-    pipelines.clear_cache()
+    assert "float16" in speed.notes(load_pipeline(tiny_dir, dtype="float16", cache=own))[0]
     monkeypatch.setattr(speed, "cpu_computes_bf16", lambda: True)
-    assert speed.notes(load_pipeline(tiny_dir, dtype="bfloat16")) == []
-    pipelines.clear_cache()
+    assert speed.notes(load_pipeline(tiny_dir, dtype="bfloat16", cache=pipelines.PipelineCache())) == []
 
 
 def test_a_precision_name_is_checked_where_it_is_given(monkeypatch):
