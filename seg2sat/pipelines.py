@@ -15,21 +15,19 @@ from typing import TYPE_CHECKING
 
 from .pipestate import state_of
 from .weights import (
-    DEFAULT_CONTROLNET,
     OFFICIAL_BASE,
     WeightsNotFoundError,
     cause,
     fetch_controlnet,
     fetch_named,
     fetch_verified,
-    hub_reachable,
 )
 
 if TYPE_CHECKING:
     import torch
     from diffusers import StableDiffusionControlNetInpaintPipeline, StableDiffusionControlNetPipeline
 
-__all__ = ["DEFAULT_CONTROLNET", "OFFICIAL_BASE", "WeightsNotFoundError", "hub_reachable", "load_pipeline"]
+__all__ = ["CACHE", "PipelineCache", "WeightsNotFoundError", "inpaint_pipeline", "load_component", "load_pipeline"]
 
 
 
