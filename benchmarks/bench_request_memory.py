@@ -28,7 +28,7 @@ from PIL import Image
 CASES = ("snap", "ui-import", "ui-generate", "serve-predict")
 
 CHILD = r"""
-import base64, io, json, resource, sys, gc
+import base64, io, json, sys, gc
 import os
 import numpy as np
 from PIL import Image
@@ -70,11 +70,23 @@ Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
 run(base64.b64encode(small.getvalue()).decode())
 gc.collect()
 idle = rss()
-peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-run(b64)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"case": case, "idle_mb": idle / 2**20, "peak_above_idle_mb": (max(peak, peak_before) - idle) / 2**20,
-                  "grew_peak": peak > peak_before}))
+# The peak of this request alone: RSS sampled while it runs (ru_maxrss would also count whatever peak the
+# process reached before, e.g. while importing its libraries, which is not the request's cost).
+import threading
+samples, done = [idle], threading.Event()
+def sample():
+    while not done.is_set():
+        samples.append(rss())
+        done.wait(0.002)
+watcher = threading.Thread(target=sample)
+watcher.start()
+try:
+    run(b64)
+finally:
+    done.set()
+    watcher.join()
+samples.append(rss())
+print(json.dumps({"case": case, "idle_mb": idle / 2**20, "peak_above_idle_mb": (max(samples) - idle) / 2**20}))
 """
 
 
