@@ -73,10 +73,10 @@ FLAGS = {"steps": "--steps", "guidance_scale": "--guidance", "controlnet_scale":
 def _add_generation_args(p: argparse.ArgumentParser, prompt_required: bool = True) -> None:
     from .gis.landcover import SOURCES
     from .prompts import STYLES
-    from .request import SCHEDULERS, SETTINGS
+    from .request import NUMERIC_FIELDS, SCHEDULERS
 
     def setting(flags: list[str], name: str) -> None:
-        s = SETTINGS[name]
+        s = NUMERIC_FIELDS[name]
         p.add_argument(*flags, dest=name, type=s.cast, default=None, help=f"{s.help} (default {s.default})")
 
     p.add_argument("--prompt", required=prompt_required, help='e.g. "Aerial view of 31 Rue Molière, France"'

@@ -18,10 +18,10 @@ from PIL import Image
 
 from . import masks, stepcache, tiling
 from .pipelines import inpaint_pipeline, load_pipeline
-from .request import LIMITS, SETTINGS, ImageLike, Request, RequestError, Result, grow
+from .request import LIMITS, NUMERIC_FIELDS, ImageLike, Request, RequestError, Result, grow
 
-__all__ = ["LIMITS", "SETTINGS", "Request", "RequestError", "Result", "StepCallback", "generate", "grow", "inpaint",
-           "outpaint", "run"]
+__all__ = ["LIMITS", "NUMERIC_FIELDS", "Request", "RequestError", "Result", "StepCallback", "generate", "grow",
+           "inpaint", "outpaint", "run"]
 
 StepCallback = Callable[[int, int], None]
 """``on_step(done, total)``: progress over every image of a request."""
@@ -51,7 +51,7 @@ def generate(
     ``mask``: a colour mask (path, PIL image, RGB array; snapped to the class colours)
     or a 2-D class-id array. ``seed``: one int (images get seed, seed+1, …), a list
     with one seed per image, or None for random seeds; :attr:`Result.seeds` says which.
-    Settings left at None take their defaults from :data:`seg2sat.request.SETTINGS`.
+    Settings left at None take their defaults from :data:`seg2sat.request.NUMERIC_FIELDS`.
     ``scheduler`` picks the sampler (:data:`seg2sat.request.SCHEDULERS`); ``cache_interval``
     N > 1 runs the UNet's inner layers and the ControlNet once every N steps (:mod:`seg2sat.stepcache`).
     ``init_image``: start from this picture instead of noise (image-to-image), or

@@ -2,7 +2,7 @@
 
 The CLI, the endpoint protocol and the web UI API only translate their wire format
 (flags, JSON fields) into :meth:`Request.build`; the settings' defaults and limits live
-in :data:`SETTINGS`, nowhere else. A bad value is a :class:`RequestError` naming the
+in :data:`NUMERIC_FIELDS`, nowhere else. A bad value is a :class:`RequestError` naming the
 field in the core's words (``steps: must be an integer between 1 and 150, got 0``); a
 front end renames the field to its own spelling (``--steps``, ``parameters.steps``) and
 keeps the rest of the sentence, so every front end refuses the same things the same way.
@@ -40,8 +40,10 @@ ImageLike = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
 
 
 @dataclass(frozen=True)
-class Setting:
-    """A numeric setting: its default, its range and what people call it."""
+class NumericField:
+    """A numeric field of a request (steps, guidance…): its default, its range and what people call it.
+
+    Per-request values, not server configuration (that is :class:`seg2sat.settings.Settings`)."""
 
     default: int | float
     low: int | float
@@ -52,18 +54,21 @@ class Setting:
     help: str
 
 
-SETTINGS: dict[str, Setting] = {
-    "num_images": Setting(1, 1, 8, int, "Images", "number of images, one per seed"),
-    "steps": Setting(20, 1, 150, int, "Steps", "denoising steps"),
-    "guidance_scale": Setting(7.5, 0.0, 30.0, float, "Prompt strength", "classifier-free guidance scale"),
-    "controlnet_scale": Setting(1.0, 0.0, 2.0, float, "Map strength", "how strongly the mask steers the image"),
-    "strength": Setting(0.75, 0.01, 1.0, float, "Redraw", "with an init image: how much of it is redrawn"),
-    "cache_interval": Setting(1, 1, 10, int, "Step cache",
-                              "run the UNet's inner layers and the ControlNet every N steps, reusing them in between (1 = off)"),
+NUMERIC_FIELDS: dict[str, NumericField] = {
+    "num_images": NumericField(1, 1, 8, int, "Images", "number of images, one per seed"),
+    "steps": NumericField(20, 1, 150, int, "Steps", "denoising steps"),
+    "guidance_scale": NumericField(7.5, 0.0, 30.0, float, "Prompt strength", "classifier-free guidance scale"),
+    "controlnet_scale": NumericField(1.0, 0.0, 2.0, float, "Map strength", "how strongly the mask steers the image"),
+    "strength": NumericField(0.75, 0.01, 1.0, float, "Redraw", "with an init image: how much of it is redrawn"),
+    "cache_interval": NumericField(
+        1, 1, 10, int, "Step cache",
+        "run the UNet's inner layers and the ControlNet every N steps, reusing them in between (1 = off)"),
 }
 """The one place for defaults and limits; the CLI's flags, both HTTP APIs and the page read them."""
+SETTINGS = NUMERIC_FIELDS
+"""The old, misleading name (these are per-request fields, not server settings), kept for code written against it."""
 
-LIMITS = {name: (s.low, s.high) for name, s in SETTINGS.items()}
+LIMITS = {name: (s.low, s.high) for name, s in NUMERIC_FIELDS.items()}
 """Documented ranges, ``{name: (low, high)}``."""
 FAST = {"cache_interval": 3}
 """The web UI's "Fast" toggle: step caching at interval 3 (see README, Fast generation, for what it costs)."""
@@ -148,9 +153,9 @@ class Request:
     mode: str = "generate"
     style: str | None = None
     negative_prompt: str | None = None
-    steps: int = int(SETTINGS["steps"].default)
-    guidance_scale: float = float(SETTINGS["guidance_scale"].default)
-    controlnet_scale: float = float(SETTINGS["controlnet_scale"].default)
+    steps: int = int(NUMERIC_FIELDS["steps"].default)
+    guidance_scale: float = float(NUMERIC_FIELDS["guidance_scale"].default)
+    controlnet_scale: float = float(NUMERIC_FIELDS["controlnet_scale"].default)
     image: Image.Image | None = None
     """inpaint: the image to redo part of; outpaint: the image to grow (RGB)."""
     region: np.ndarray | None = None
@@ -159,9 +164,9 @@ class Request:
     """outpaint: where the image's top-left corner sits in the mask."""
     init_image: Image.Image | str | None = None
     """generate: start from this image (or "procedural", the offline render) instead of noise."""
-    strength: float = float(SETTINGS["strength"].default)
+    strength: float = float(NUMERIC_FIELDS["strength"].default)
     scheduler: str = SCHEDULERS[0]
-    cache_interval: int = int(SETTINGS["cache_interval"].default)
+    cache_interval: int = int(NUMERIC_FIELDS["cache_interval"].default)
     backend: str = "diffusion"
     off_palette: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -288,7 +293,7 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 def _number(name: str, value: Any) -> int | float:
     """A setting within its range; integers must be whole (2.0 is 2, 2.5 is refused)."""
-    setting = SETTINGS[name]
+    setting = NUMERIC_FIELDS[name]
     if value is None:
         return setting.cast(setting.default)
     kind = "an integer" if setting.cast is int else "a number"

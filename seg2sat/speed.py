@@ -34,7 +34,7 @@ from diffusers import (
 )
 
 from .pipestate import state_of
-from .request import SCHEDULERS, SETTINGS, RequestError
+from .request import NUMERIC_FIELDS, SCHEDULERS, RequestError
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def warm_up(pipe, size: int | None = None, guidance_scales: tuple[float, ...] | 
     size = int(size or tile_size(pipe))
     if guidance_scales is None:
         lora = state_of(pipe).options.get("lora")
-        guidance_scales = (float(SETTINGS["guidance_scale"].default), *((1.0,) if lora else ()))
+        guidance_scales = (float(NUMERIC_FIELDS["guidance_scale"].default), *((1.0,) if lora else ()))
     progress = dict(getattr(pipe, "_progress_bar_config", {}))
     pipe.set_progress_bar_config(**{**progress, "disable": True})
     try:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .request import SETTINGS
+from .request import NUMERIC_FIELDS
 from .stepcache import StepCache
 
 Window = tuple[int, int, int, int]
@@ -264,12 +264,12 @@ def _decode_tile(pipe, latents: torch.Tensor, generator) -> Image.Image:
     return pipe.image_processor.postprocess(image, output_type="pil", do_denormalize=[True])[0]
 
 
-def generate_tiled(pipe, control: Image.Image, prompt: str, *, seed: int, steps: int = SETTINGS["steps"].default,
-                   guidance_scale: float = SETTINGS["guidance_scale"].default,
-                   controlnet_scale: float = SETTINGS["controlnet_scale"].default, negative_prompt: str | None = None,
+def generate_tiled(pipe, control: Image.Image, prompt: str, *, seed: int, steps: int = NUMERIC_FIELDS["steps"].default,
+                   guidance_scale: float = NUMERIC_FIELDS["guidance_scale"].default,
+                   controlnet_scale: float = NUMERIC_FIELDS["controlnet_scale"].default, negative_prompt: str | None = None,
                    overlap: int | None = None, tile: int | None = None,
                    on_tile: TileCallback | None = None, init_image: Image.Image | None = None,
-                   strength: float = SETTINGS["strength"].default, cache: StepCache | None = None) -> Image.Image:
+                   strength: float = NUMERIC_FIELDS["strength"].default, cache: StepCache | None = None) -> Image.Image:
     """One image for a colour-mask ``control`` of any size (sides multiples of 8), tile by tile.
 
     ``tile`` and ``overlap`` are in latent pixels (defaults: the model's native size,

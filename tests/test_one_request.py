@@ -11,7 +11,7 @@ import base64
 import pytest
 
 from seg2sat.cli import main
-from seg2sat.request import SETTINGS, Request
+from seg2sat.request import NUMERIC_FIELDS, Request
 
 BAD = [  # (request field, CLI flag and value, HTTP value)
     ("steps", ["--steps", "0"], 0),
@@ -62,14 +62,14 @@ def test_cli_endpoint_and_ui_refuse_a_bad_value_with_the_same_sentence(name, fla
     page = _detail(answer.get_json()["error"], wire)
 
     assert cli == http == page
-    if name in SETTINGS:  # the sentence gives the range from the one table
-        assert f"between {SETTINGS[name].low} and {SETTINGS[name].high}" in cli
+    if name in NUMERIC_FIELDS:  # the sentence gives the range from the one table
+        assert f"between {NUMERIC_FIELDS[name].low} and {NUMERIC_FIELDS[name].high}" in cli
 
 
 def test_defaults_come_from_one_table(town_ids):
     req = Request.build(mask=town_ids, prompt="x", seed=1)
     assert (req.steps, req.guidance_scale, req.controlnet_scale, req.num_images) == tuple(
-        SETTINGS[k].default for k in ("steps", "guidance_scale", "controlnet_scale", "num_images"))
+        NUMERIC_FIELDS[k].default for k in ("steps", "guidance_scale", "controlnet_scale", "num_images"))
 
 
 def test_the_configuration_table_lists_every_variable_the_code_reads():

@@ -324,11 +324,11 @@ def test_settings_are_shared_with_serve_and_the_ui_has_its_own_prefix(monkeypatc
 
 def test_options_give_the_core_settings_styles_and_limits(client):
     from seg2sat.prompts import STYLES
-    from seg2sat.request import SETTINGS
+    from seg2sat.request import NUMERIC_FIELDS
 
     got = client.get("/api/options").get_json()
     assert got["settings"] == {name: {"default": s.default, "low": s.low, "high": s.high, "label": s.label,
-                                      "integer": s.cast is int} for name, s in SETTINGS.items()}
+                                      "integer": s.cast is int} for name, s in NUMERIC_FIELDS.items()}
     assert [s["name"] for s in got["styles"]] == list(STYLES) and got["max_pixels"] == 2048 * 2048
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from seg2sat import masks
 from seg2sat.classes import BY_NAME
-from seg2sat.request import SETTINGS
+from seg2sat.request import NUMERIC_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 30_000
@@ -132,7 +132,7 @@ def test_settings_inputs_take_labels_defaults_and_ranges_from_the_server(browser
     page = open_page(browser, server.url)
     for input_id, name in (("steps", "steps"), ("guidance", "guidance_scale"), ("num-images", "num_images"),
                            ("controlnet-scale", "controlnet_scale")):
-        setting = SETTINGS[name]
+        setting = NUMERIC_FIELDS[name]
         got = page.eval_on_selector(f"#{input_id}", "e => [e.min, e.max, e.value, e.closest('label').textContent.trim()]")
         assert [float(v) for v in got[:3]] == [setting.low, setting.high, setting.default]
         assert got[3] == setting.label

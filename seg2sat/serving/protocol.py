@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..codec import decode_image, looks_like_image
-from ..request import SETTINGS, ImageLimits, Request, RequestError, json_kind, json_text, parse_int
+from ..request import NUMERIC_FIELDS, ImageLimits, Request, RequestError, json_kind, json_text, parse_int
 
 FIELDS: dict[str, str] = {
     "image": "mask", "init_image": "image", "region": "region", "at": "at", "mode": "mode", "backend": "backend",
@@ -39,7 +39,7 @@ are structural: ``target_size`` ({"width": W, "height": H}) and, for image-to-im
 ``prompt`` (the mask is then in ``inputs``)."""
 PARAMETERS = (*FIELDS, *ALIASES, "target_size", "prompt")
 """Every key ``parameters`` may hold; any other is refused (a typo must not silently fall back to a default)."""
-TEXT_NUMBERS = {**{wire: SETTINGS[core].cast for wire, core in FIELDS.items() if core in SETTINGS},
+TEXT_NUMBERS = {**{wire: NUMERIC_FIELDS[core].cast for wire, core in FIELDS.items() if core in NUMERIC_FIELDS},
                 "width": int, "height": int}
 """The flat shape sends numbers as text; these are read as numbers (the seed is read exactly by the core)."""
 SHAPE = '{"inputs": PROMPT, "parameters": {...}}'

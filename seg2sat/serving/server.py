@@ -16,14 +16,14 @@ from ..codec import MAGIC, png_bytes
 from ..engine import QueueFull
 from ..options import spell
 from ..pipelines import WeightsNotFoundError
-from ..request import SETTINGS, RequestError
+from ..request import NUMERIC_FIELDS, RequestError
 from ..settings import Settings
 from .protocol import FIELDS, SHAPE, wire_name
 from .service import Service
 
 log = logging.getLogger(__name__)
 
-WIRE_SETTINGS = {wire: core for wire, core in FIELDS.items() if core in SETTINGS}
+WIRE_SETTINGS = {wire: core for wire, core in FIELDS.items() if core in NUMERIC_FIELDS}
 """The numeric parameters under their wire names, with their defaults and ranges in /health."""
 
 
@@ -53,8 +53,9 @@ class ServerState:
                 "fallback": spell(self.service.note, "server") or None,
                 "limits": {"max_pixels": settings.max_pixels, "min_side": settings.min_side,
                            "max_body_bytes": settings.max_body_bytes,
-                           **{wire: [SETTINGS[core].low, SETTINGS[core].high] for wire, core in WIRE_SETTINGS.items()}},
-                "defaults": {wire: SETTINGS[core].default for wire, core in WIRE_SETTINGS.items()}}
+                           **{wire: [NUMERIC_FIELDS[core].low, NUMERIC_FIELDS[core].high]
+                              for wire, core in WIRE_SETTINGS.items()}},
+                "defaults": {wire: NUMERIC_FIELDS[core].default for wire, core in WIRE_SETTINGS.items()}}
 
 
 def create_app(settings: Settings | None = None, service: Service | None = None):

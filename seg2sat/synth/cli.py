@@ -15,7 +15,7 @@ FLAGS = {"steps": "--steps", "guidance_scale": "--guidance", "controlnet_scale":
 
 def register(sub) -> None:
     from ..prompts import STYLES
-    from ..request import SCHEDULERS, SETTINGS
+    from ..request import NUMERIC_FIELDS, SCHEDULERS
     from .layouts import LAYOUTS
     from .writers import FORMATS
 
@@ -50,7 +50,7 @@ def register(sub) -> None:
     p.add_argument("--negative", dest="negative_prompt", default=None, help="negative prompt")
 
     def setting(flags: list[str], name: str) -> None:
-        s = SETTINGS[name]
+        s = NUMERIC_FIELDS[name]
         p.add_argument(*flags, dest=name, type=s.cast, default=None, help=f"{s.help} (default {s.default})")
 
     setting(["--steps"], "steps")

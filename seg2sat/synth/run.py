@@ -35,7 +35,7 @@ OWN = ("data", "img", "msk", writers.STATE, "README.md", "index.json", MANIFEST)
 
 @dataclass
 class Options:
-    """What to make; ``None`` numbers take the request defaults (:data:`seg2sat.request.SETTINGS`)."""
+    """What to make; ``None`` numbers take the request defaults (:data:`seg2sat.request.NUMERIC_FIELDS`)."""
 
     source: str
     out: Path

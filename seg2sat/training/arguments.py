@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from ..masks import MULTIPLE
-from ..request import SETTINGS
+from ..request import NUMERIC_FIELDS
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 TRACKERS = ("tensorboard", "wandb", "all", "none")
@@ -116,7 +116,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     _flag(g, "validation_prompt", nargs="+", default=None, help="one prompt for all masks, or one per mask")
     _flag(g, "num_validation_images", type=int, default=2, help="images per mask and prompt (default 2)")
     _flag(g, "validation_steps", type=int, default=100, help="validate every N steps (default 100)")
-    steps = SETTINGS["steps"].default
+    steps = NUMERIC_FIELDS["steps"].default
     _flag(g, "validation_inference_steps", type=int, default=steps,
           help=f"denoising steps of each validation image (default {steps}, as generate)")
     _flag(g, "report_to", default="tensorboard", choices=TRACKERS, help="experiment tracker (default tensorboard)")

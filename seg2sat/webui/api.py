@@ -13,7 +13,7 @@ from ..classes import CLASSES
 from ..codec import decode_image
 from ..prompts import MIN_SHARE, STYLES
 from ..render import HALO
-from ..request import BACKENDS, FAST, SETTINGS, ImageLimits
+from ..request import BACKENDS, FAST, NUMERIC_FIELDS, ImageLimits
 from ..serving.guard import read_json
 from ..settings import Settings
 from .backends import BackendError
@@ -68,7 +68,7 @@ def options():
     """The core's settings (default, range, label), style presets and image limits: the page hard-codes none."""
     limits = _state().settings.limits
     return jsonify({"settings": {name: {"default": s.default, "low": s.low, "high": s.high, "label": s.label,
-                                        "integer": s.cast is int} for name, s in SETTINGS.items()},
+                                        "integer": s.cast is int} for name, s in NUMERIC_FIELDS.items()},
                     "styles": [{"name": k, "text": v} for k, v in STYLES.items()],
                     "max_pixels": limits.max_pixels, "min_side": limits.min_side, "fast": FAST,
                     "min_share": MIN_SHARE, "halo": HALO, "place": PLACE_DEFAULTS})
