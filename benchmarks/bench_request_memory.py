@@ -43,7 +43,7 @@ def rss():
 
 if case == "snap":
     from seg2sat import masks
-    from seg2sat.codec import decode_image
+    from seg2sat.wire import decode_image
     def run(data):
         masks.snap(decode_image(data, "mask"))
 elif case.startswith("ui-"):

@@ -1,6 +1,6 @@
 """The FLAIR #1 land-cover classes: the single source of ids, names and colours.
 
-Everything that needs a class fact (the mask codec, captions, the UI palette, the
+Everything that needs a class fact (mask colours and snapping, captions, the UI palette, the
 README legend) derives it from ``CLASSES``; nothing else keeps its own copy.
 """
 

@@ -1,4 +1,6 @@
-"""Mask codec: class-id maps <-> colour images, snapping, and the size policy.
+"""Masks: class-id maps <-> colour images (snapping to the class colours), and the size policy.
+
+(Images on the HTTP wire, base64 and data: URLs, are :mod:`seg2sat.wire`'s.)
 
 A *mask* inside Seg2Sat is always a 2-D ``uint8`` array of class ids (1..19).
 Colour images only exist at the edges: what users draw or upload, and what the
@@ -15,6 +17,7 @@ matches its mask pixel for pixel. Masks whose sides are already multiples of 64
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +47,11 @@ def _packed(rgba: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgba, dtype=np.uint8).view("<u4")[..., 0]
 
 
-def _build_lut() -> np.ndarray:
-    """Nearest class for every 6-bit-per-channel colour, computed once at import.
+@functools.cache
+def _lut() -> np.ndarray:
+    """Nearest class for every 6-bit-per-channel colour, computed once, on the first snap.
+
+    Building it takes ~0.1 s, which every ``seg2sat --help`` would otherwise pay at import.
 
     The table is indexed by ``(packed >> 2) & 0x3F3F3F`` so a lookup costs one shift,
     one mask and one gather per pixel: that is what makes snapping ~100 Mpx/s.
@@ -68,7 +74,6 @@ def _build_lut() -> np.ndarray:
     return lut
 
 
-_LUT = _build_lut()
 _OPAQUE_PALETTE = _packed(np.concatenate([PALETTE, np.full((len(PALETTE), 1), 255, np.uint8)], axis=1))
 
 
@@ -110,7 +115,7 @@ def snap(image: Image.Image | np.ndarray, background: int = OTHER) -> SnapResult
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     rgba = np.asarray(image if image.mode == "RGBA" else image.convert("RGBA"))
     packed = _packed(rgba)
-    ids = np.take(_LUT, (packed >> _SHIFT) & _KEY_MASK)
+    ids = np.take(_lut(), (packed >> _SHIFT) & _KEY_MASK)
     exact = np.take(_OPAQUE_PALETTE, ids) == packed
     if has_alpha:
         transparent = packed < (128 << 24)

@@ -383,7 +383,7 @@ def read_image(value: ImageLike, name: str, limits: ImageLimits | None = None) -
 
 
 def _mask(mask: ImageLike, limits: ImageLimits) -> masks.SnapResult:
-    """Snapped class ids; decoded images are size-checked first, files (FLAIR GeoTIFFs too) by the codec."""
+    """Snapped class ids; decoded images are size-checked first, files (FLAIR GeoTIFFs too) by :func:`masks.load_mask`."""
     if isinstance(mask, Image.Image) or (isinstance(mask, np.ndarray) and mask.ndim == 3):
         mask = read_image(mask, "mask", limits)
     with _as_field("mask"):

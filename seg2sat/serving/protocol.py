@@ -9,7 +9,7 @@ Every shape clients send comes down to the same request (see :func:`split_payloa
    "steps": "20", "seed": "42"}`` (numbers as text; Drawing2Map adds ``inputs`` = the prompt).
 
 This module only maps names: wire fields to :meth:`Request.build`'s keywords (:data:`FIELDS`),
-Hugging Face's names to ours (:data:`ALIASES`), base64 to images (:mod:`seg2sat.codec`).
+Hugging Face's names to ours (:data:`ALIASES`), base64 to images (:mod:`seg2sat.wire`).
 Every value is checked by the core, and its :class:`RequestError` is renamed to the field as
 the client sent it (``parameters.num_inference_steps: must be …``). The checks left here are
 the ones only the wire has: the body's shape, unknown fields, an alias disagreeing with our
@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..codec import decode_image, looks_like_image
 from ..request import NUMERIC_FIELDS, ImageLimits, Request, RequestError, json_kind, json_text, parse_int
+from ..wire import decode_image, looks_like_image
 
 FIELDS: dict[str, str] = {
     "image": "mask", "init_image": "image", "region": "region", "at": "at", "mode": "mode", "backend": "backend",

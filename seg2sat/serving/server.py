@@ -12,12 +12,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..codec import MAGIC, png_bytes
 from ..engine import QueueFull
 from ..options import spell
 from ..pipelines import WeightsNotFoundError
 from ..request import NUMERIC_FIELDS, RequestError
 from ..settings import Settings
+from ..wire import MAGIC, png_bytes
 from .protocol import FIELDS, SHAPE, wire_name
 from .service import Service
 

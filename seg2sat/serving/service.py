@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..codec import encode_png
 from ..engine import Engine
 from ..options import spell
 from ..pipelines import is_controlnet_folder, is_full_pipeline
 from ..request import Request, RequestError, Result
 from ..settings import Settings
+from ..wire import encode_png
 from .protocol import parse_request, wire_name
 
 NOT_REMOTE = "serve runs the model itself; remote is a web UI backend"

@@ -10,12 +10,12 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from .. import masks
 from ..classes import CLASSES
-from ..codec import decode_image
 from ..prompts import MIN_SHARE, STYLES
 from ..render import HALO
 from ..request import BACKENDS, FAST, NUMERIC_FIELDS, ImageLimits
 from ..serving.guard import read_json
 from ..settings import Settings
+from ..wire import decode_image
 from .backends import BackendError
 from .jobs import QueueFull, Worker
 from .payloads import IMPORT_MAX_PIXELS, body_object, import_summary, mask_summary, parse_request

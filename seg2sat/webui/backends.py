@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from .. import masks
-from ..codec import encode_png
 from ..request import Request, Result
+from ..wire import encode_png
 
 if TYPE_CHECKING:
     from ..generation import StepCallback

@@ -1,7 +1,7 @@
-"""UI API bodies -> one :meth:`Request.build` call; every check is the core's (seg2sat.request, seg2sat.codec).
+"""UI API bodies -> one :meth:`Request.build` call; every check is the core's (seg2sat.request, seg2sat.wire).
 
 The translation is all that happens here: base64 images are decoded (size-checked by the
-codec before their pixels are), ``image_id`` is looked up in the image store, and
+wire codec before their pixels are), ``image_id`` is looked up in the image store, and
 ``side`` + ``pixels`` become the outpaint position. A bad value is a 400 whose sentence
 names the field as the UI API spells it (``controlnet_conditioning_scale: must be …``),
 before the job waits for the device. The checks left here are the ones only this API has:
@@ -16,8 +16,8 @@ import base64
 import numpy as np
 
 from .. import masks
-from ..codec import decode_image
 from ..request import ImageLimits, Request, RequestError, grow, json_text
+from ..wire import decode_image
 from .store import ImageStore
 
 SETTING_FIELDS = ("seed", "num_images", "steps", "guidance_scale", "negative_prompt", "style", "scheduler",
@@ -39,12 +39,14 @@ def parse_request(mode: str, body, store: ImageStore, backend: str, limits: Imag
     """A generate / inpaint / outpaint body -> the checked request (RequestError naming the body's field).
 
     No ``prompt`` and no ``place`` is the training caption without a place ("Aerial view. <classes>.").
+    The map is ``ids`` + ``size`` (the class ids, as the live preview sends them: the page's own requests)
+    or ``mask``, a colour image snapped to the class colours (other clients, older pages).
     """
     body = body_object(body)
     names = {"image": "image_id" if "image_id" in body else "image" if "image" in body else "image_id or image"}
     try:
         map_strength, names["controlnet_scale"] = _map_strength(body)
-        mask = decode_image(body.get("mask"), "mask", limits)
+        mask = _map(body, limits)
         image = _image(body, store, limits)
         region = body.get("region")
         if isinstance(region, str):
@@ -52,10 +54,50 @@ def parse_request(mode: str, body, store: ImageStore, backend: str, limits: Imag
         place = body.get("place")
         return Request.build(
             mode, mask=mask, prompt=body.get("prompt"), place="" if place is None else place, image=image,
-            region=region, at=_position(mode, body, image, mask.size), controlnet_scale=map_strength, backend=backend,
+            region=region, at=_position(mode, body, image, _size_of(mask)), controlnet_scale=map_strength, backend=backend,
             limits=limits, **{name: body.get(name) for name in SETTING_FIELDS})
     except RequestError as exc:
         raise exc.renamed(names) from None
+
+
+def _map(body: dict, limits: ImageLimits):
+    """The map sent: class ids (no colour snapping, nothing lost) or a colour image; exactly one of them."""
+    if body.get("ids") is None:
+        return decode_image(body.get("mask"), "mask", limits)
+    if body.get("mask") is not None:
+        raise RequestError("mask", "send the map once: as ids + size (class ids) or as mask (a colour image)")
+    return class_ids(body, limits.max_pixels)
+
+
+def _size_of(mask) -> tuple[int, int]:
+    """(width, height) of a decoded image or of an ids array."""
+    return (mask.shape[1], mask.shape[0]) if isinstance(mask, np.ndarray) else mask.size
+
+
+def _sizes(body: dict) -> tuple[int, int]:
+    value = body.get("size")
+    if not isinstance(value, list) or len(value) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise RequestError("size", f"must be [width, height] in pixels, got {json_text(value)}")
+    return value[0], value[1]
+
+
+def class_ids(body: dict, max_pixels: int | None) -> np.ndarray:
+    """``ids`` (base64 text, one byte per pixel, row by row) + ``size`` [width, height] -> a (height, width)
+    array of class ids 1..19. The size is checked before the bytes are decoded; the bytes must fill it."""
+    width, height = _sizes(body)
+    if max_pixels is not None and width * height > max_pixels:
+        raise RequestError("size", f"{width}x{height} is larger than the limit of {max_pixels:,} px")
+    try:
+        raw = base64.b64decode(body.get("ids") or "", validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise RequestError("ids", "must be base64 text of the class ids, one byte per pixel") from None
+    if len(raw) != width * height:
+        raise RequestError("ids", f"holds {len(raw)} bytes, not {width}x{height} = {width * height}")
+    ids = np.frombuffer(raw, np.uint8).reshape(height, width)
+    if ids.min() < 1 or ids.max() > NUM_CLASSES:
+        raise RequestError("ids", f"class ids must be 1..{NUM_CLASSES}")
+    return ids
 
 
 def _map_strength(body: dict) -> tuple[object, str]:

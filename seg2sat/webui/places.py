@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..classes import get_class
-from ..codec import encode_png
 from ..gis import osm
 from ..gis.osm import PlaceMask
 from ..gis.osm_tags import DEFAULT_BACKGROUND
 from ..gis.overpass import OverpassClient, OverpassError
 from ..masks import to_image
 from ..request import ImageLimits, RequestError, json_text
+from ..wire import encode_png
 from .payloads import body_object, mask_summary
 
 MAX_PLACE_CHARS = 300

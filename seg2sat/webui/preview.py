@@ -9,8 +9,6 @@ milliseconds whatever the size of the map.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import threading
 import time
@@ -19,12 +17,11 @@ import numpy as np
 from flask import Response, current_app, jsonify, request
 from PIL import Image
 
-from ..classes import NUM_CLASSES
 from ..render import render_window
 from ..request import RequestError, json_text
 from ..serving.guard import read_json
 from .api import bp  # a route of the API blueprint: same prefix, same JSON errors
-from .payloads import body_object
+from .payloads import body_object, class_ids
 
 PREVIEW_SLOTS = 2
 """Previews rendered at once. A full-size one holds ~240 MB while it renders: without a limit, 30 at once took
@@ -58,18 +55,8 @@ def _ints(body: dict, name: str, count: int) -> list[int]:
 
 
 def _parse(body: dict, max_pixels: int | None) -> tuple[np.ndarray, tuple[int, int, int, int], tuple[int, int], int]:
-    width, height = _ints(body, "size", 2)
-    if width * height == 0 or (max_pixels is not None and width * height > max_pixels):
-        raise RequestError("size", f"{width}x{height} is empty or larger than the limit of {max_pixels:,} px")
-    try:
-        raw = base64.b64decode(body.get("ids") or "", validate=True)
-    except (binascii.Error, ValueError, TypeError):
-        raise RequestError("ids", "must be base64 text of the class ids, one byte per pixel") from None
-    if len(raw) != width * height:
-        raise RequestError("ids", f"holds {len(raw)} bytes, not {width}x{height} = {width * height}")
-    ids = np.frombuffer(raw, np.uint8).reshape(height, width)
-    if ids.min() < 1 or ids.max() > NUM_CLASSES:
-        raise RequestError("ids", f"class ids must be 1..{NUM_CLASSES}")
+    ids = class_ids(body, max_pixels)  # the same ids + size the page's Generate sends
+    height, width = ids.shape
     left, top, right, bottom = _ints(body, "box", 4)
     if not (left < right <= width and top < bottom <= height):
         raise RequestError("box", f"{[left, top, right, bottom]} is not a rectangle inside the {width}x{height} ids")

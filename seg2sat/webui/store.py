@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 from PIL import Image
 
-from ..codec import png_bytes
+from ..wire import png_bytes
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 

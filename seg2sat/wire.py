@@ -1,4 +1,4 @@
-"""Images on the wire: base64 (or a data: URL, or raw bytes) in, base64 PNG out.
+"""The wire codec: images as they travel over HTTP, base64 (or a data: URL, or raw bytes) in, base64 PNG out.
 
 One codec for both HTTP front ends (the endpoint protocol and the web UI API). An
 image's size is checked against the server's :class:`~seg2sat.request.ImageLimits`
