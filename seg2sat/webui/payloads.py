@@ -12,10 +12,12 @@ outside outpaint, and an alias disagreeing with the public name.
 from __future__ import annotations
 
 import base64
+import binascii
 
 import numpy as np
 
 from .. import masks
+from ..classes import NUM_CLASSES
 from ..request import ImageLimits, Request, RequestError, grow, json_text
 from ..wire import decode_image
 from .store import ImageStore
