@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from .. import masks
 from ..classes import CLASSES
-from ..prompts import MIN_SHARE, STYLES
+from ..prompts import MIN_SHARE, STYLES, build_prompt, caption_from_shares
 from ..render import HALO
 from ..request import BACKENDS, FAST, NUMERIC_FIELDS, ImageLimits
 from ..serving.guard import read_json
@@ -18,7 +18,7 @@ from ..settings import Settings
 from ..wire import decode_image
 from .backends import BackendError
 from .jobs import QueueFull, Worker
-from .payloads import IMPORT_MAX_PIXELS, body_object, import_summary, mask_summary, parse_request
+from .payloads import IMPORT_MAX_PIXELS, body_object, class_counts, import_summary, mask_summary, parse_request
 from .places import PLACE_DEFAULTS, PlaceMaker, ServiceUnavailable, parse_place, place_answer
 from .store import ImageStore
 
@@ -123,6 +123,28 @@ def place():
     except ServiceUnavailable as exc:
         return error(str(exc), 502)
     return jsonify(place_answer(made))
+
+
+@bp.post("/caption")
+def caption():
+    """``{"place": …, "counts": {class id: pixels}, "prompt": …, "style": …}`` -> ``{"caption", "prompt"}``: the
+    training caption of the map's classes (seg2sat.prompts, the one rule) and the text the model reads. The page
+    sends its class counts, a few bytes, so the caption follows every stroke whatever the map's size."""
+    body = body_object(read_json(request))
+    place, own, style = (_text(body, name) for name in ("place", "prompt", "style"))
+    text = caption_from_shares(place, class_counts(body))
+    try:
+        full = build_prompt(own.strip() or text, style or None)
+    except ValueError as exc:
+        raise ValueError(f"style: {exc}") from None
+    return jsonify({"caption": text, "prompt": full})
+
+
+def _text(body: dict, name: str) -> str:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name}: must be text")
+    return value or ""
 
 
 def _submit(mode: str):

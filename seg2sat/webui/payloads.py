@@ -102,6 +102,20 @@ def class_ids(body: dict, max_pixels: int | None) -> np.ndarray:
     return ids
 
 
+def class_counts(body: dict) -> dict[int, float]:
+    """``counts`` ({class id: pixels}, as the page keeps them) -> {class id: share of the map}."""
+    counts = body.get("counts")
+    if not isinstance(counts, dict) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts.values()):
+        raise RequestError("counts", f"must map class ids to pixel counts, got {json_text(counts)}")
+    known = {str(i) for i in range(1, NUM_CLASSES + 1)}
+    unknown = [k for k in counts if k not in known]
+    if unknown:
+        raise RequestError("counts", f"class ids must be 1..{NUM_CLASSES}, got {json_text(unknown[0])}")
+    total = sum(counts.values())
+    return {int(k): n / total for k, n in counts.items() if n} if total else {}
+
+
 def _map_strength(body: dict) -> tuple[object, str]:
     """Its value and the name it came under; the alias may be sent too if it agrees (as on the endpoint)."""
     ours, alias = body.get(MAP_STRENGTH), body.get(MAP_STRENGTH_ALIAS)
