@@ -59,6 +59,7 @@ def write_card(out: Path, manifest: dict[str, Any], index: dict[str, Any]) -> Pa
              "`seg2sat generate` with it remakes the image |",
              "| `source`, `source_key` | the mask it was made from (path or row id) and a hash of that mask's content |",
              "| `layout`, `index` | the `--augment` layout (empty: as it is) and the image's number for that mask |",
+             *(QUALITY_COLUMNS if manifest.get("filter") else []),
              "| `backend`, `model`, `controlnet`, `revision`, `weights_sha256`, `sampler`, `steps`, "
              "`guidance_scale`, `controlnet_scale`, `speed`, `seg2sat_version` | provenance: what made the image |",
              "", "## Classes", "", "| id | class |", "|---|---|",
@@ -73,9 +74,32 @@ def write_card(out: Path, manifest: dict[str, Any], index: dict[str, Any]) -> Pa
              f"- styles: {_styles(manifest['styles'])}; layouts: "
              f"{', '.join(n or 'as is' for n in manifest['layouts'])}; run seed {manifest['seed']}",
              f"- seg2sat {prov['seg2sat_version']}; {index['processes']} process(es), "
-             f"{index['images_per_s']:.3g} images/s in the last run", "",
+             f"{index['images_per_s']:.3g} images/s in the last run", *_quality(manifest, index), "",
              "The full settings are in `synthesize.json`, the list of files and skipped masks in `index.json`.", ""]
     return write_text(out / "README.md", "\n".join(lines))
+
+
+QUALITY_COLUMNS = [
+    "| `score` | mean IoU, over the mask's classes, of the filter model's prediction on the image against the mask "
+    "(1 = it agrees everywhere) |",
+    "| `ignore` | one band: 255 where the filter found the image does not follow the mask, 0 elsewhere; train with "
+    "`ignore_index=255` on those pixels |",
+]
+
+
+def _quality(manifest: dict[str, Any], index: dict[str, Any]) -> list[str]:
+    """The filter's lines of "How it was made": the model, its rule and defaults, what was dropped."""
+    quality = manifest.get("filter")
+    if not quality:
+        return ["- no quality filter (`--filter-with`): every image is kept and scored by no model"]
+    floor = quality["min_score"]
+    return [f"- quality filter: `{quality['model']}` ({quality['labels']} labels), FreeMask's rule: a pixel is "
+            f"ignored when its cross-entropy is above {quality['margin']:g} × its class's mean in that image and the "
+            "model predicts another class there",
+            f"- {index.get('dropped', 0)} image(s) left out for a score below {floor:g}" if floor is not None
+            else "- no `--min-score`: every scored image is kept",
+            "- `--hard-first`: image 0 of every mask first, the rest of the budget to the masks scoring lowest"
+            if quality["hard_first"] else "- the same number of images for every mask (no `--hard-first`)"]
 
 
 def _styles(styles) -> str:

@@ -68,6 +68,18 @@ def register(sub) -> None:
                        "these (the same command resumes without it)")
     again.add_argument("--overwrite", action="store_true",
                        help="the output holds another run: remove what it wrote and start again")
+    p.add_argument("--filter-with", dest="filter_with", default=None, metavar="MODEL",
+                   help="a transformers semantic-segmentation model (hub id or folder) trained on the FLAIR classes: "
+                   "scores each image against its mask (score column: mean IoU) and writes an ignore mask (255 = "
+                   "pixels to leave out of the loss, FreeMask's rule)")
+    p.add_argument("--filter-margin", dest="filter_margin", type=float, default=1.25, metavar="X",
+                   help="--filter-with: a pixel is ignored when its loss is above X times its class's mean loss in "
+                   "the image and the model predicts another class there (default 1.25, FreeMask's)")
+    p.add_argument("--min-score", dest="min_score", type=float, default=None, metavar="S",
+                   help="--filter-with: images scoring below S (0..1) are not written (default: all are kept)")
+    p.add_argument("--hard-first", dest="hard_first", action="store_true",
+                   help="--filter-with: make image 0 of every mask first, then share the rest of the -n budget out "
+                   "so the masks the model gets most wrong get more images (each at least 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_model_options(p)
     add_fallback_option(p)
@@ -81,7 +93,7 @@ def _cmd_synthesize(args) -> None:
     from ..settings import Settings
     from ..weights import WeightsNotFoundError
     from .layouts import parse_augment
-    from .run import Options, request, synthesize
+    from .run import Options, check_quality, request, synthesize
     from .seeds import parse_styles
 
     if args.num_images < 1:
@@ -94,9 +106,11 @@ def _cmd_synthesize(args) -> None:
                    negative_prompt=args.negative_prompt, steps=args.steps, guidance_scale=args.guidance_scale,
                    controlnet_scale=args.controlnet_scale, scheduler=args.scheduler, cache_interval=args.cache_interval,
                    backend=args.backend, shard_rows=args.shard_rows, resume=args.resume, overwrite=args.overwrite,
-                   progress=not args.quiet)
+                   progress=not args.quiet, filter_with=args.filter_with, filter_margin=args.filter_margin,
+                   min_score=args.min_score, hard_first=args.hard_first)
     if args.seed < 0:
         raise ValueError(f"--seed: must be a non-negative integer, got {args.seed}")
+    check_quality(opts)
     import numpy as np
 
     try:  # every option checked before any model loads
@@ -104,6 +118,7 @@ def _cmd_synthesize(args) -> None:
     except RequestError as exc:
         raise exc.renamed(FLAGS) from None
     state = _state(args) if args.backend == "diffusion" else _state(args, cpu=True)
+    scorer = _scorer(opts, args, state)  # before the big model: a wrong filter fails fast
     engine = Engine(Settings.from_env(**overrides(args)))
     logging.getLogger("seg2sat.engine").setLevel(logging.ERROR)  # its note is printed below, once, in flags
     if args.backend == "diffusion":
@@ -118,7 +133,7 @@ def _cmd_synthesize(args) -> None:
             print(f"note: {spell(line, 'cli')}", file=sys.stderr)
         if args.dtype is None and getattr(engine, "tip", None):
             print(f"tip: {spell(engine.tip, 'cli')}", file=sys.stderr)
-    report = synthesize(opts, engine, state)
+    report = synthesize(opts, engine, state, scorer)
     if not state.is_main_process:
         return
     if report.already_done:
@@ -126,9 +141,21 @@ def _cmd_synthesize(args) -> None:
     if report.skipped:
         print(f"warning: skipped {len(report.skipped)} unreadable mask(s) (listed in {args.out / 'index.json'}); "
               "rerun to retry them", file=sys.stderr)
+    if opts.min_score is not None:
+        print(f"{report.dropped} of {report.made_images} images dropped (score < {opts.min_score:g})")
     print(f"made {report.made_images} images from {report.made_items} masks in {report.seconds:.1f} s: "
           f"{report.images_per_s:.2f} images/s over {report.processes} process(es)")
     print(f"{args.out}: {report.rows} rows")
+
+
+def _scorer(opts, args, state):
+    """The filter model on this process's device, or None without --filter-with."""
+    if not opts.filter_with:
+        return None
+    from .filter import Filter
+
+    device = args.device or str(getattr(state, "device", "cpu"))
+    return Filter(opts.filter_with, device=device, margin=opts.filter_margin)
 
 
 def _state(args, cpu: bool = False):

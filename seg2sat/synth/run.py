@@ -25,11 +25,11 @@ from typing import Any
 from .. import __version__, prompts
 from ..gis.files import write_text
 from ..request import Request
-from . import card, layouts, seeds, writers
+from . import card, hardness, layouts, seeds, writers
 from .sources import Unreadable, open_source
 
 MANIFEST = "synthesize.json"
-OWN = ("data", "img", "msk", writers.STATE, "README.md", "index.json", MANIFEST)
+OWN = ("data", "img", "msk", "ign", writers.STATE, "README.md", "index.json", MANIFEST)
 """Everything a run writes in its folder: what ``--overwrite`` removes, and nothing else."""
 
 
@@ -58,6 +58,10 @@ class Options:
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
+    filter_with: str | None = None
+    filter_margin: float = 1.25
+    min_score: float | None = None
+    hard_first: bool = False
 
 
 @dataclass
@@ -73,6 +77,7 @@ class Report:
     seconds: float = 0.0
     processes: int = 1
     resumed: bool = False
+    dropped: int = 0
 
     @property
     def images_per_s(self) -> float:
@@ -136,10 +141,12 @@ def _weights_sha(path: str) -> str:
     return digest.hexdigest()
 
 
-def manifest_of(opts: Options, prov: dict[str, str]) -> dict[str, Any]:
+def manifest_of(opts: Options, prov: dict[str, str], scorer=None) -> dict[str, Any]:
     """Everything that decides the rows: two runs with the same manifest make the same dataset."""
     probe = request(opts, _probe_ids(), "Aerial view", 0, "")
-    return {"source": str(Path(opts.source).resolve()) if Path(opts.source).exists() else opts.source,
+    quality = {"filter": {**scorer.describe(), "min_score": opts.min_score, "hard_first": opts.hard_first}} \
+        if scorer is not None else {}  # absent without a filter: older runs' manifests stay the same
+    return {**quality, "source": str(Path(opts.source).resolve()) if Path(opts.source).exists() else opts.source,
             "format": opts.format, "mask_column": opts.mask_column, "caption_column": opts.caption_column,
             "split": opts.split, "num_images": opts.num_images, "styles": [list(s) for s in opts.styles],
             "layouts": opts.layouts, "seed": opts.seed, "negative_prompt": opts.negative_prompt or "",
@@ -167,6 +174,9 @@ def check_out(out: Path, manifest: dict, resume: bool, overwrite: bool) -> str:
         return "replace" if overwrite else "resume"
     if overwrite:
         return "replace"
+    if resume and bool(old.get("filter")) != bool(manifest.get("filter")):
+        raise ValueError(f"--resume: {out} was made {'with' if old.get('filter') else 'without'} --filter-with, "
+                         "so its rows and these would not share the score and ignore columns; --overwrite starts again")
     if resume:
         return "continue"
     changed = ", ".join(_changes(old, manifest)) or "its settings"
@@ -185,10 +195,22 @@ def _changes(old: dict, new: dict) -> list[str]:
     return [f"{k} {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in flat_new if flat_old.get(k) != flat_new.get(k)][:3]
 
 
-def synthesize(opts: Options, engine, state=None) -> Report:
-    """Make the dataset in ``opts.out``; ``state``: accelerate's PartialState (None: this process alone)."""
-    from tqdm import tqdm
+def check_quality(opts: Options) -> None:
+    """--min-score and --hard-first need a filter model; a score is a fraction."""
+    if opts.min_score is not None and not opts.filter_with:
+        raise ValueError("--min-score: needs --filter-with MODEL, the model whose score it compares")
+    if opts.hard_first and not opts.filter_with:
+        raise ValueError("--hard-first: needs --filter-with MODEL, the model that finds the hard masks")
+    if opts.min_score is not None and not 0 <= opts.min_score <= 1.01:
+        raise ValueError(f"--min-score: a score between 0 and 1, got {opts.min_score}")
+    if not opts.filter_margin > 0:
+        raise ValueError(f"--filter-margin: must be positive, got {opts.filter_margin}")
 
+
+def synthesize(opts: Options, engine, state=None, scorer=None) -> Report:
+    """Make the dataset in ``opts.out``; ``state``: accelerate's PartialState (None: this process alone);
+    ``scorer``: the loaded :class:`~seg2sat.synth.filter.Filter` (None: loaded here from ``opts.filter_with``)."""
+    check_quality(opts)
     state = state or _single()
     source = open_source(opts.source, opts.mask_column, opts.caption_column, opts.split, exclude=opts.out)
     if opts.format == "geotiff" and not source.geotiff:
@@ -197,8 +219,12 @@ def synthesize(opts: Options, engine, state=None) -> Report:
     if opts.format == "geotiff" and opts.layouts != [""]:
         raise ValueError("--augment: a transformed layout no longer lies on its GeoTIFF's grid; use it with "
                          "--format parquet or folder")
+    if opts.filter_with and scorer is None:
+        from .filter import Filter
+
+        scorer = Filter(opts.filter_with, margin=opts.filter_margin)
     prov = provenance(engine, opts)
-    manifest = manifest_of(opts, prov)
+    manifest = manifest_of(opts, prov, scorer)
     out = opts.out
     action = check_out(out, manifest, opts.resume, opts.overwrite)  # every process: all raise, or none
     state.wait_for_everyone()
@@ -209,58 +235,28 @@ def synthesize(opts: Options, engine, state=None) -> Report:
                 shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         (out / writers.STATE).mkdir(exist_ok=True)
-        for old in [*(out / writers.STATE).glob("report-*.json"), *(out / writers.STATE).glob("progress-*")]:
-            old.unlink()
+        for pattern in ("report-*.json", "progress-*", "phase1-*.json"):
+            for old in (out / writers.STATE).glob(pattern):
+                old.unlink()
         write_text(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     state.wait_for_everyone()
 
-    writer = writers.writer_for(opts.format, out, state.process_index, opts.shard_rows)
-    done = writer.done()
-    mine = range(state.process_index, len(source), state.num_processes)
-    mine_report = {"seen": [], "made_items": 0, "made_images": 0, "already_done": 0, "skipped": []}
-    began = time.perf_counter()
-    label = f"synthesize {state.process_index + 1}/{state.num_processes}" if state.num_processes > 1 else "synthesize"
-    pending = None  # the previous item's rows, being encoded and written while the model makes the next
-    overall = _Overall(out, state, len(source), opts.progress)
-
-    def step() -> None:
-        bar.update()
-        overall.step(bar.n)
-
-    with ThreadPoolExecutor(1, thread_name_prefix="synth-writer") as pool, \
-            tqdm(total=len(mine), desc=label, unit="mask", position=state.process_index, dynamic_ncols=True,
-                 disable=not opts.progress, file=sys.stderr) as bar:
-        for i in mine:
-            item_id = source.item_id(i)
-            try:
-                key = source.key(i)
-                mask = None if (item_id, key) in done else source.read(i)
-            except Unreadable as exc:
-                mine_report["skipped"].append([item_id, str(exc)])
-                bar.write(f"skipped: {exc}", file=sys.stderr)
-                step()
-                continue
-            mine_report["seen"].append([item_id, key])
-            if mask is None:
-                mine_report["already_done"] += 1
-                step()
-                continue
-            rows = _rows(opts, engine, item_id, key, mask, prov)
-            for row in rows:
-                row["name"] = source.name(i)
-            if pending is not None:
-                pending.result()  # at most one item waits: memory stays bounded, a write error stops the run
-            pending = pool.submit(writer.add, rows)
-            mine_report["made_items"] += 1
-            mine_report["made_images"] += len(rows)
-            step()
-            bar.set_postfix(images_per_s=f"{mine_report['made_images'] / (time.perf_counter() - began):.2f}")
-        if pending is not None:
-            pending.result()
-    writer.close()
-    mine_report["seconds"] = time.perf_counter() - began
+    work = _Work(opts, engine, source, state, prov, scorer)
+    if opts.hard_first:
+        work.run_pass(lambda item: [(layout, 0) for layout in opts.layouts], "pass 1/2: image 0 of each mask")
+        hardness.share_seen(out, state.process_index, sorted(work.seen))
+        state.wait_for_everyone()
+        counts = hardness.allocate(hardness.phase_scores(out, opts.format, hardness.all_seen(out)), opts.num_images)
+        work.run_pass(lambda item: [(layout, i) for layout in opts.layouts for i in range(1, counts.get(item, 1))],
+                      "pass 2/2: the hard masks' other images")
+    else:
+        work.run_pass(lambda item: [] if item in work.done_items else
+                      [(layout, i) for layout in opts.layouts for i in range(opts.num_images)], "")
+    work.overall.finish()
+    mine_report = {"seen": sorted(work.seen), "made_items": len(work.made), "made_images": work.made_images,
+                   "already_done": len(work.seen - work.made), "skipped": work.skipped, "dropped": work.dropped,
+                   "seconds": time.perf_counter() - work.began}
     write_text(out / writers.STATE / f"report-{state.process_index:03d}.json", json.dumps(mine_report))
-    overall.finish()
     state.wait_for_everyone()
     report = _gather(out, state.num_processes)
     report.resumed = action in ("resume", "continue")
@@ -271,28 +267,113 @@ def synthesize(opts: Options, engine, state=None) -> Report:
         summary = {"rows": report.rows, "items": len(keep), "files": index["files"], "skipped": report.skipped,
                    "processes": report.processes, "made_images": report.made_images,
                    "seconds": round(report.seconds, 3), "images_per_s": report.images_per_s}
+        if scorer is not None:
+            summary["dropped"] = writers.finish_dropped(out, keep)
         card.write_index(out, summary)
         card.write_card(out, manifest, summary)
     state.wait_for_everyone()
     return report
 
 
-def _rows(opts: Options, engine, item_id: str, key: str, mask, prov: dict[str, str]) -> list[dict]:
-    """Every image of one item: each layout, ``num_images`` seeds each, one engine call per image."""
+class _Work:
+    """One process's share of the masks, made in one pass (or two with ``--hard-first``), rows written on a
+    thread while the model makes the next mask's images."""
+
+    def __init__(self, opts: Options, engine, source, state, prov: dict[str, str], scorer):
+        self.opts, self.engine, self.source, self.state, self.prov, self.scorer = opts, engine, source, state, prov, scorer
+        self.writer = writers.writer_for(opts.format, opts.out, state.process_index, opts.shard_rows,
+                                         filtered=scorer is not None)
+        self.done = self.writer.done()
+        self.done_items = {row[:2] for row in self.done}
+        self.mine = range(state.process_index, len(source), state.num_processes)
+        self.keys: dict[int, str] = {}
+        self.seen: set[tuple[str, str]] = set()
+        self.made: set[tuple[str, str]] = set()
+        self.skipped: list[list[str]] = []
+        self.unreadable: set[str] = set()
+        self.made_images = self.dropped = 0
+        self.began = time.perf_counter()
+        passes = 2 if opts.hard_first else 1
+        self.overall = _Overall(opts.out, state, len(source) * passes, opts.progress)
+        self.through = 0
+
+    def run_pass(self, wanted, title: str) -> None:
+        """Make, for each of this process's masks, the (layout, index) rows ``wanted(item)`` names that are not
+        in the output yet."""
+        from tqdm import tqdm
+
+        state, opts = self.state, self.opts
+        label = f"synthesize {state.process_index + 1}/{state.num_processes}" if state.num_processes > 1 else \
+            "synthesize"
+        pending = None  # the previous item's rows, being encoded and written while the model makes the next
+        with ThreadPoolExecutor(1, thread_name_prefix="synth-writer") as pool, \
+                tqdm(total=len(self.mine), desc=f"{label} {title}".strip(), unit="mask", position=state.process_index,
+                     dynamic_ncols=True, disable=not opts.progress, file=sys.stderr) as bar:
+            for i in self.mine:
+                rows, dropped = self._item(i, wanted, bar)
+                if rows or dropped:
+                    if pending is not None:
+                        pending.result()  # at most one item waits: memory stays bounded, a write error stops the run
+                    pending = pool.submit(self.writer.add, rows, dropped)
+                bar.update()
+                self.through += 1
+                self.overall.step(self.through)
+                if self.made_images:
+                    bar.set_postfix(images_per_s=f"{self.made_images / (time.perf_counter() - self.began):.2f}")
+            if pending is not None:
+                pending.result()
+        self.writer.close()
+
+    def _item(self, i: int, wanted, bar) -> tuple[list[dict], list[dict]]:
+        """(rows to write, rows ``--min-score`` leaves out) of mask ``i``; none when it is unreadable or done."""
+        item_id = self.source.item_id(i)
+        if item_id in self.unreadable:  # reported in the first pass
+            return [], []
+        try:
+            key = self.keys[i] = self.keys.get(i) or self.source.key(i)
+            item = (item_id, key)
+            todo = [(layout, n) for layout, n in wanted(item) if (item_id, key, layout, n) not in self.done]
+            mask = self.source.read(i) if todo else None
+        except Unreadable as exc:
+            self.skipped.append([item_id, str(exc)])
+            self.unreadable.add(item_id)
+            bar.write(f"skipped: {exc}", file=sys.stderr)
+            return [], []
+        self.seen.add(item)
+        if not todo:
+            return [], []
+        rows = _rows(self.opts, self.engine, item_id, key, mask, self.prov, todo)
+        for row in rows:
+            row["name"] = self.source.name(i)
+        self.made.add(item)
+        self.made_images += len(rows)
+        if self.scorer is None:
+            return rows, []
+        for row, verdict in zip(rows, self.scorer.score([r["image"] for r in rows], [r["mask"] for r in rows])):
+            row["score"], row["ignore"] = verdict.score, verdict.ignore
+        floor = self.opts.min_score
+        dropped = [r for r in rows if floor is not None and r["score"] < floor]
+        self.dropped += len(dropped)
+        return [r for r in rows if floor is None or r["score"] >= floor], dropped
+
+
+def _rows(opts: Options, engine, item_id: str, key: str, mask, prov: dict[str, str],
+          todo: list[tuple[str, int]]) -> list[dict]:
+    """The ``todo`` images of one item, (layout, index) each, one engine call per image."""
     rows = []
     caption = mask.caption or prompts.caption(None, mask.ids)
-    for layout in opts.layouts:
-        ids = layouts.apply(layout, mask.ids)
-        for index in range(opts.num_images):
-            seed, u = seeds.row_draws(item_id, layout, index, opts.seed)
-            style = seeds.pick_style(opts.styles, u)
-            req = request(opts, ids, caption, seed, style)
-            result = engine.run(req, queue=False)
-            rows.append({"image": result.images[0], "mask": ids, "grid": mask.grid, "prompt": result.prompt,
-                         "negative_prompt": req.negative_prompt or "", "style": style, "seed": seed,
-                         "source": item_id, "source_key": key, "layout": layout, "index": index,
-                         "steps": req.steps, "guidance_scale": req.guidance_scale,
-                         "controlnet_scale": req.controlnet_scale, **prov, "backend": result.backend})
+    shaped = {layout: layouts.apply(layout, mask.ids) for layout in dict.fromkeys(layout for layout, _ in todo)}
+    for layout, index in todo:
+        ids = shaped[layout]
+        seed, u = seeds.row_draws(item_id, layout, index, opts.seed)
+        style = seeds.pick_style(opts.styles, u)
+        req = request(opts, ids, caption, seed, style)
+        result = engine.run(req, queue=False)
+        rows.append({"image": result.images[0], "mask": ids, "grid": mask.grid, "prompt": result.prompt,
+                     "negative_prompt": req.negative_prompt or "", "style": style, "seed": seed,
+                     "source": item_id, "source_key": key, "layout": layout, "index": index,
+                     "steps": req.steps, "guidance_scale": req.guidance_scale,
+                     "controlnet_scale": req.controlnet_scale, **prov, "backend": result.backend})
     return rows
 
 
@@ -353,7 +434,8 @@ def _gather(out: Path, processes: int) -> Report:
                   made_items=sum(r["made_items"] for r in reports), made_images=sum(r["made_images"] for r in reports),
                   already_done=sum(r["already_done"] for r in reports),
                   skipped=[tuple(s) for r in reports for s in r["skipped"]],
-                  seconds=max((r["seconds"] for r in reports), default=0.0), processes=processes)
+                  seconds=max((r["seconds"] for r in reports), default=0.0), processes=processes,
+                  dropped=sum(r.get("dropped", 0) for r in reports))
 
 
 def _single():
