@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import masks, stepcache, tiling
+from . import img2img, masks, stepcache, tiling
 from .pipelines import inpaint_pipeline, load_pipeline
 from .request import LIMITS, NUMERIC_FIELDS, ImageLike, Request, RequestError, Result, grow
 
@@ -238,7 +238,8 @@ def _run(pipe, req: Request, on_step: StepCallback | None, **inputs) -> list[Ima
 
 
 def _run_tiled(pipe, req: Request, on_step: StepCallback | None, control: Image.Image) -> list[Image.Image]:
-    """Masks larger than the model's tile, one seamless image per seed (see :mod:`seg2sat.tiling`), and image-to-image.
+    """Masks larger than the model's tile, one seamless image per seed (:mod:`seg2sat.tiling`), and image-to-image
+    at any size (:mod:`seg2sat.img2img`).
 
     ``on_step`` counts tile passes (tiles x steps), over all seeds, as the progress bar does.
     ``req.cache_interval`` > 1: a step cache per image, with one slot per tile.
@@ -256,8 +257,12 @@ def _run_tiled(pipe, req: Request, on_step: StepCallback | None, control: Image.
                 on_step(n * total + done, total * req.num_images)
 
         with stepcache.step_cache(pipe, req.cache_interval) as cache:
-            images.append(tiling.generate_tiled(
-                pipe, control, req.full_prompt, seed=seed, steps=req.steps, guidance_scale=req.guidance_scale,
-                controlnet_scale=req.controlnet_scale, negative_prompt=req.negative_prompt, on_tile=on_tile,
-                init_image=start, strength=req.strength, cache=cache if cache.active else None))
+            common = dict(seed=seed, steps=req.steps, guidance_scale=req.guidance_scale,
+                          controlnet_scale=req.controlnet_scale, negative_prompt=req.negative_prompt, on_tile=on_tile,
+                          cache=cache if cache.active else None)
+            if start is None:
+                images.append(tiling.generate_tiled(pipe, control, req.full_prompt, **common))
+            else:
+                images.append(img2img.generate_from_image(pipe, control, start, req.full_prompt,
+                                                          strength=req.strength, **common))
     return images

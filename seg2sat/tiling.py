@@ -11,6 +11,9 @@ Memory is bounded by the tile, not the map: only the latent (64x smaller than th
 image), the blending sums and the output image grow with the map; every network
 runs on one tile at a time. A map that fits in one tile takes exactly the same path
 as the plain pipeline call, so it gives the same image for the same seed.
+
+Text-to-image only: image-to-image (any size) is :mod:`seg2sat.img2img`, which reuses
+the windows, the blending and the denoising loop here.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ Window = tuple[int, int, int, int]
 """(top, left, bottom, right) in latent pixels."""
 
 TileCallback = Callable[[int, int], None]
+StartFn = Callable[[torch.Generator, int], tuple[torch.Tensor, torch.Tensor]]
+"""(generator, steps) -> (timesteps to run, starting latent)."""
 
 
 def tile_size(pipe) -> int:
@@ -136,30 +141,24 @@ class TiledDenoiser:
             on_tile()
         return total / weight
 
-    def _start(self, generator: torch.Generator, steps: int, init: Image.Image | None, strength: float):
-        """Timesteps to run and the starting latent: pure noise, or ``init`` noised to ``strength`` (image-to-image)."""
+    def noise_start(self, generator: torch.Generator, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Timesteps to run and the starting latent for text-to-image: every step, from pure noise."""
         pipe = self.pipe
         width, height = self.control.size
         pipe.scheduler.set_timesteps(steps, device=self.device)
-        timesteps = pipe.scheduler.timesteps
-        if init is None:
-            latents = pipe.prepare_latents(1, pipe.unet.config.in_channels, height, width, self.embeds.dtype,
-                                           self.device, generator)
-            return timesteps, latents
-        order = getattr(pipe.scheduler, "order", 1)
-        skip = (steps - min(max(round(steps * strength), 1), steps)) * order
-        timesteps = timesteps[skip:]
-        if hasattr(pipe.scheduler, "set_begin_index"):
-            pipe.scheduler.set_begin_index(skip)
-        clean = encode(pipe, init.resize((width, height), Image.LANCZOS), self.tile, self.overlap)
-        noise = torch.randn(clean.shape, generator=generator, dtype=torch.float32).to(self.device, clean.dtype)
-        return timesteps, pipe.scheduler.add_noise(clean, noise, timesteps[:1])
+        latents = pipe.prepare_latents(1, pipe.unet.config.in_channels, height, width, self.embeds.dtype,
+                                       self.device, generator)
+        return pipe.scheduler.timesteps, latents
 
-    def __call__(self, seed: int, steps: int, on_tile: TileCallback | None = None,
-                 init: Image.Image | None = None, strength: float = 1.0, cache: StepCache | None = None) -> Image.Image:
+    def __call__(self, seed: int, steps: int, on_tile: TileCallback | None = None, cache: StepCache | None = None,
+                 start: StartFn | None = None) -> Image.Image:
+        """One image for ``seed``; ``start`` (default :meth:`noise_start`) gives the timesteps and first latent.
+
+        Image-to-image (:mod:`seg2sat.img2img`) passes its own ``start``: the picture, noised.
+        """
         pipe = self.pipe
         generator = torch.Generator("cpu").manual_seed(seed)
-        timesteps, latents = self._start(generator, steps, init, strength)
+        timesteps, latents = (start or self.noise_start)(generator, steps)
         extra = pipe.prepare_extra_step_kwargs(generator, 0.0)
         total = len(timesteps) * len(self.windows)
         done = 0
@@ -231,33 +230,6 @@ class _Band:
         self.weights[rows, cols] += weight[..., None]
 
 
-def encode(pipe, image: Image.Image, tile: int, overlap: int) -> torch.Tensor:
-    """The scaled VAE latent of an RGB image of any size, encoded in tiles whose latents cross-fade.
-
-    The latent distribution's mode is used, so the same image always gives the same latent.
-    """
-    scale = int(pipe.vae_scale_factor)
-    width, height = image.size
-    pixels = pipe.image_processor.preprocess(image.convert("RGB"), height=height, width=width)
-    pixels = pixels.to(pipe._execution_device, pipe.vae.dtype)
-    spans = windows(height // scale, width // scale, tile, overlap)
-    total = weight = None
-    with torch.no_grad():
-        for top, left, bottom, right in spans:
-            piece = pixels[:, :, top * scale : bottom * scale, left * scale : right * scale]
-            latent = pipe.vae.encode(piece).latent_dist.mode() * pipe.vae.config.scaling_factor
-            if len(spans) == 1:
-                return latent
-            if total is None:
-                total = torch.zeros((1, latent.shape[1], height // scale, width // scale), dtype=latent.dtype,
-                                    device=latent.device)
-                weight = torch.zeros_like(total[:, :1])
-            w = torch.from_numpy(blend_weights(bottom - top, right - left, overlap)).to(latent)
-            total[:, :, top:bottom, left:right] += latent * w
-            weight[:, :, top:bottom, left:right] += w
-    return total / weight
-
-
 def _decode_tile(pipe, latents: torch.Tensor, generator) -> Image.Image:
     with torch.no_grad():
         image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False, generator=generator)[0]
@@ -268,22 +240,22 @@ def generate_tiled(pipe, control: Image.Image, prompt: str, *, seed: int, steps:
                    guidance_scale: float = NUMERIC_FIELDS["guidance_scale"].default,
                    controlnet_scale: float = NUMERIC_FIELDS["controlnet_scale"].default, negative_prompt: str | None = None,
                    overlap: int | None = None, tile: int | None = None,
-                   on_tile: TileCallback | None = None, init_image: Image.Image | None = None,
-                   strength: float = NUMERIC_FIELDS["strength"].default, cache: StepCache | None = None) -> Image.Image:
+                   on_tile: TileCallback | None = None, cache: StepCache | None = None) -> Image.Image:
     """One image for a colour-mask ``control`` of any size (sides multiples of 8), tile by tile.
 
     ``tile`` and ``overlap`` are in latent pixels (defaults: the model's native size,
     64 = 512 image px for SD, and a quarter of it). A smaller tile needs less memory.
-    ``init_image`` (image-to-image) starts from that picture noised to ``strength``
-    (0 < strength <= 1; 1 keeps almost nothing of it) instead of pure noise, and runs
-    that share of the steps: a procedural render here ties the result closer to the mask.
+    Image-to-image (a start picture instead of pure noise) is :func:`seg2sat.img2img.generate_from_image`.
     ``on_tile`` sees (tile passes done, tile passes in all) = tiles x steps.
     ``cache``: an open :class:`~seg2sat.stepcache.StepCache` on ``pipe``, told of every tile and step.
     """
-    if control.width % pipe.vae_scale_factor or control.height % pipe.vae_scale_factor:
-        raise ValueError(f"control image sides must be multiples of {pipe.vae_scale_factor}, got {control.size}")
-    if init_image is not None and not (isinstance(strength, (int, float)) and 0 < strength <= 1):
-        raise ValueError(f"strength must be a number in (0, 1], got {strength!r}")
+    check_control(pipe, control)
     denoiser = TiledDenoiser(pipe, control.convert("RGB"), prompt, negative_prompt, guidance_scale,
                              controlnet_scale, overlap, tile)
-    return denoiser(seed, steps, on_tile, init_image, float(strength), cache)
+    return denoiser(seed, steps, on_tile, cache)
+
+
+def check_control(pipe, control: Image.Image) -> None:
+    """The latent grid is the image / the VAE's factor: sides that are not multiples of it are refused."""
+    if control.width % pipe.vae_scale_factor or control.height % pipe.vae_scale_factor:
+        raise ValueError(f"control image sides must be multiples of {pipe.vae_scale_factor}, got {control.size}")

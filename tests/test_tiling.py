@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from seg2sat import generate, masks
 from seg2sat.tiling import blend_weights, generate_tiled, needs_tiling, tile_size, windows
@@ -130,3 +131,18 @@ def test_image_to_image_from_the_procedural_render_runs_the_strength_share_of_st
 def test_bad_image_to_image_inputs_fail_before_model_work(town_ids, kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate(town_ids, "Aerial view", pipeline=object(), **kwargs)
+
+
+def test_image_to_image_over_many_tiles_runs_the_strength_share_of_steps_on_every_tile(tiny_pipe, town_ids):
+    from seg2sat.img2img import generate_from_image
+
+    control = masks.to_image(town_ids)
+    tiles = len(windows(64 // 8, 128 // 8, 8, 2))
+    passes = []
+    start = Image.fromarray(np.full((64, 128, 3), 128, np.uint8))
+    image = generate_from_image(tiny_pipe, control, start, "Aerial view", seed=1, strength=0.5, steps=4, tile=8,
+                                on_tile=lambda done, total: passes.append(total))
+    assert image.size == (128, 64) and tiles > 1
+    assert passes[-1] == tiles * 2  # half of the 4 steps, on every tile
+    with pytest.raises(ValueError, match="strength"):
+        generate_from_image(tiny_pipe, control, start, "Aerial view", seed=1, strength=0)
