@@ -132,6 +132,7 @@ def check_make_figures(out: Path, tiny: Path) -> None:
 
 SMOKE = {
     "make_masks.py": None,  # tested above
+    "synthetic_segmentation.py": None,  # trains segmentation models: tests/test_synthetic_segmentation.py
     "generate_seeds.py": (["examples/masks/town.png", "--seeds", 3, 4], check_generate_seeds),
     "style_grid.py": (["examples/masks/vineyards.png", "--styles", "lego", "oil"], check_style_grid),
     "inpaint_region.py": (["examples/masks/town.png", "--box", "0.5,0.5,1,1", "--repaint", "water"], check_inpaint_region),
