@@ -94,7 +94,7 @@ class DatasetPairs:
                              f"it has: {', '.join(columns)}")
         self.ignore = "ignore" in columns  # seg2sat synthesize --filter-with: 255 where the image disagrees
         self.dataset = dataset.select_columns(["image", self.mask] + ["ignore"] * self.ignore)
-        self.keys = [_key(v) for v in dataset["id"]] if "id" in columns else [str(i) for i in range(len(dataset))]
+        self.keys = [_key(v) for v in dataset["id"]] if "id" in columns else [f"row-{i:07d}" for i in range(len(dataset))]
         self.origins = [_key(v) for v in dataset["source"]] if "source" in columns else None
 
     def __len__(self) -> int:

@@ -94,13 +94,17 @@ def test_flair_geotiffs_against_their_synthesized_parquet_dataset(tmp_path, tiny
         assert present in saved["A"]["iou"] and f" {present} " in r.stdout
 
 
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    """The script's main() in this process (no second start-up of torch): exit code, stdout, stderr."""
+def _load_script():
     spec = importlib.util.spec_from_file_location("example_synthetic_segmentation", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    """The script's main() in this process (no second start-up of torch): exit code, stdout, stderr."""
     with pytest.raises(SystemExit) as exit_:
-        module.main([*map(str, argv)])
+        _load_script().main([*map(str, argv)])
         raise SystemExit(0)
     out, err = capsys.readouterr()
     return exit_.value.code, out, err
@@ -135,3 +139,25 @@ def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, caps
     for name, path in paths.items():
         expected = expected.replace(name, str(path))
     assert err.startswith(f"error: {expected}") and err.count("\n") == 1
+
+
+def test_pixels_marked_in_an_ignore_column_are_left_out_of_the_loss(tmp_path):
+    """`seg2sat synthesize --filter-with` marks pixels where the image disagrees with its mask 255 in `ignore`."""
+    from datasets import Dataset, Features, Value
+    from datasets import Image as ImageFeature
+
+    ignore = np.zeros((SIDE, SIDE), np.uint8)
+    ignore[:, :16] = 255
+    rows = {"image": [Image.fromarray(_photo(k)) for k in range(2)], "mask": [Image.fromarray(_ids(k), "L") for k in range(2)],
+            "ignore": [Image.fromarray(ignore, "L"), None], "source": ["MSK_0.png", "MSK_1.png"]}
+    features = Features({"image": ImageFeature(), "mask": ImageFeature(), "ignore": ImageFeature(), "source": Value("string")})
+    Dataset.from_dict(rows, features=features).to_parquet(tmp_path / "synth" / "data" / "train.parquet")
+    module = _load_script()
+    pairs = module.open_pairs([tmp_path / "synth"], "--synthetic")
+    assert pairs.origins == ["0", "1"]
+    samples = module.Samples(pairs, [0, 1], SIDE)
+    (pixels, marked), (_, unmarked) = samples[0], samples[1]
+    assert pixels.shape == (3, SIDE, SIDE)
+    assert (marked[:, :16] == 255).all() and np.array_equal(marked[:, 16:].numpy(), _ids(0)[:, 16:] - 1.0)
+    assert np.array_equal(unmarked.numpy(), _ids(1) - 1.0)  # FLAIR class k is label k - 1
+    assert module.load_model(str(build_tiny_segformer(tmp_path / "m"))).config.semantic_loss_ignore_index == 255
