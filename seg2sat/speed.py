@@ -231,10 +231,11 @@ def low_memory(pipe, device: str) -> bool:
 def warm_up(pipe, size: int | None = None, guidance_scales: tuple[float, ...] | None = None) -> None:
     """Run the generations that make ``torch.compile`` compile every variant before users wait.
 
-    Per guidance mode: one plain step, then two steps under a step cache of interval 2
-    (a full step and a cached one). The step cache's wrappers make the models three
-    variants to compile; without the last two, the first request with ``cache_interval``
-    > 1 (such as the web UI's fast mode) would wait for compilation.
+    Per guidance mode: one plain step, then three steps under a step cache of interval 2
+    (a full step, a cached one, and a full step over a filled cache). The step cache's
+    wrappers make the models four variants to compile; without the last three, the first
+    request with ``cache_interval`` > 1 (such as the web UI's fast mode) would wait for
+    compilation, and without the third, its second full step would.
     ``size``: the image side, by default the model's tile (512 px for SD 2.1 base), the
     shape every tiled generation uses. ``guidance_scales``: the default guidance (batch
     of 2, classifier-free guidance), plus 1.0 (batch of 1) when a LoRA is fused, as the
@@ -257,7 +258,7 @@ def warm_up(pipe, size: int | None = None, guidance_scales: tuple[float, ...] | 
     try:
         control = Image.new("RGB", (size, size))
         for guidance in guidance_scales:
-            for interval, steps in ((1, 1), (2, 2)):
+            for interval, steps in ((1, 1), (2, 3)):
                 with step_cache(pipe, interval) as cache:
                     pipe(prompt="aerial view", image=control, width=size, height=size, num_inference_steps=steps,
                          guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(0), output_type="latent",
