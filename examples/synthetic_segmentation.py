@@ -41,7 +41,7 @@ MEAN, STD = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.2
 def _key(name: str) -> str:
     """``D004/Z1/msk/MSK_123.tif`` -> ``123``: how a pair, and a synthetic row's ``source``, name the mask."""
     stem = Path(str(name)).stem
-    return stem[4:] if stem[:4].upper() in ("IMG_", "MSK_") else stem
+    return stem[4:] if stem[:4].upper() in ("IMG_", "MSK_", "IGN_") else stem
 
 
 def _read_image(path: Path) -> Image.Image:
@@ -52,6 +52,16 @@ def _read_image(path: Path) -> Image.Image:
             return Image.fromarray(np.moveaxis(src.read([1, 2, 3]), 0, -1))
     with Image.open(path) as image:
         return image.convert("RGB")
+
+
+def _read_band(path: Path) -> np.ndarray:
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import rasterio
+
+        with rasterio.open(path) as src:
+            return src.read(1)
+    with Image.open(path) as image:
+        return np.asarray(image)
 
 
 def _read_ids(path: Path) -> np.ndarray:
@@ -65,22 +75,25 @@ class FolderPairs:
     """``IMG_<n>`` images and ``MSK_<n>`` masks (PNG, or FLAIR's GeoTIFFs) anywhere under the folders, matched by n."""
 
     def __init__(self, roots: list[Path]):
-        found: dict[str, dict[str, Path]] = {"IMG_": {}, "MSK_": {}}
+        found: dict[str, dict[str, Path]] = {"IMG_": {}, "MSK_": {}, "IGN_": {}}  # IGN_: --filter-with's ignore masks
         for root in roots:
             for path in sorted(root.rglob("*")):
                 if path.name[:4].upper() in found and path.suffix.lower() in SUFFIXES:
                     found[path.name[:4].upper()].setdefault(_key(path.name), path)
         self.keys = sorted(found["IMG_"].keys() & found["MSK_"].keys())
-        self.files = [(found["IMG_"][k], found["MSK_"][k]) for k in self.keys]
+        self.files = [(found["IMG_"][k], found["MSK_"][k], found["IGN_"].get(k)) for k in self.keys]
+        self.ignore = any(f[2] for f in self.files)
         meta = [root / "img" / "metadata.jsonl" for root in roots if (root / "img" / "metadata.jsonl").is_file()]
-        made_from = {_key(r["file_name"]): _key(r["source"]) for m in meta for r in map(json.loads, m.read_text().splitlines())}
+        rows = [json.loads(line) for m in meta for line in m.read_text().splitlines()]
+        made_from = {_key(r["file_name"]): _key(r["source"]) for r in rows}
         self.origins = [made_from.get(k) for k in self.keys] if made_from else None  # synthesize --format folder
 
     def __len__(self) -> int:
         return len(self.files)
 
     def load(self, i: int) -> tuple[Image.Image, np.ndarray, np.ndarray | None]:
-        return _read_image(self.files[i][0]), _read_ids(self.files[i][1]), None
+        image, mask, ignore = self.files[i]
+        return _read_image(image), _read_ids(mask), _read_band(ignore) == IGNORE if ignore else None
 
 
 class DatasetPairs:
@@ -221,7 +234,8 @@ def compare(args) -> dict:
     init = load_model(args.model)
     print(f"real: {len(train_idx)} pairs to train on, {len(held_idx)} held out; synthetic: {len(synth_idx)} rows "
           f"({len(synthetic) - len(synth_idx)} made from held-out masks dropped"
-          f"{'' if synthetic.origins else '; no source column, none could be checked'})")
+          f"{'' if synthetic.origins else '; no source column, none could be checked'})"
+          f"{'; pixels its ignore masks mark are left out of the loss' if synthetic.ignore else ''}")
     real_train, synth_train = Samples(real, train_idx, args.size), Samples(synthetic, synth_idx, args.size)
     share = args.synthetic_share
     mixed_weights = [(1 - share) / len(real_train)] * len(real_train) + [share / len(synth_train)] * len(synth_train)

@@ -72,17 +72,17 @@ def _scores(stdout: str) -> dict[str, tuple[float, float]]:
 @pytest.mark.slow
 def test_flair_geotiffs_against_their_synthesized_parquet_dataset(tmp_path, tiny_dir):
     aerial, labels = _flair_trees(tmp_path / "flair", 6)
-    synth = tmp_path / "synth"
+    synth, segformer = tmp_path / "synth", build_tiny_segformer(tmp_path / "segformer")
     assert seg2sat(["synthesize", str(labels), "--out", str(synth), "-n", "1", "--model", str(tiny_dir),
-                    "--steps", "1", "--quiet"]) == 0
-    segformer = build_tiny_segformer(tmp_path / "segformer")
+                    "--steps", "1", "--filter-with", str(segformer), "--quiet"]) == 0
     r = subprocess.run([sys.executable, str(SCRIPT), "--real", str(aerial), str(labels), "--synthetic", str(synth),
                         "--model", str(segformer), "--held-out", "2", "--steps", "3", "--batch-size", "2",
                         "--size", str(SIDE), "--workers", "0", "--device", "cpu", "--json", str(tmp_path / "s.json")],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     # the two held-out masks' synthetic images would show run B the answers: they are left out
-    assert "4 pairs to train on, 2 held out; synthetic: 4 rows (2 made from held-out masks dropped)" in r.stdout
+    assert ("4 pairs to train on, 2 held out; synthetic: 4 rows (2 made from held-out masks dropped); "
+            "pixels its ignore masks mark are left out of the loss") in r.stdout
     scores = _scores(r.stdout)
     assert set(scores) == {"A real", "B real + synthetic"}
     assert all(0 <= v <= 1 for pair in scores.values() for v in pair)
@@ -114,12 +114,15 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 def test_png_pairs_and_a_synthesized_folder_with_a_held_out_fraction(tmp_path, capsys):
     real = _png_pairs(tmp_path / "real", 5)
     synth = tmp_path / "synth"
+    segformer = build_tiny_segformer(tmp_path / "m")
     assert seg2sat(["synthesize", str(real / "msk"), "--out", str(synth), "--format", "folder", "-n", "2",
-                    "--backend", "procedural", "--quiet"]) == 0
-    code, out, err = _run(capsys, "--real", real, "--synthetic", synth, "--model", build_tiny_segformer(tmp_path / "m"),
+                    "--backend", "procedural", "--filter-with", str(segformer), "--quiet"]) == 0
+    assert len(list((synth / "ign").glob("IGN_*.png"))) == 10
+    code, out, err = _run(capsys, "--real", real, "--synthetic", synth, "--model", segformer,
                           "--held-out", "0.2", "--steps", "2", "--batch-size", "2", "--size", SIDE, "--workers", "0")
     assert code == 0, err
-    assert "4 pairs to train on, 1 held out; synthetic: 8 rows (2 made from held-out masks dropped)" in out
+    assert ("4 pairs to train on, 1 held out; synthetic: 8 rows (2 made from held-out masks dropped); "
+            "pixels its ignore masks mark are left out of the loss") in out
     assert set(_scores(out)) == {"A real", "B real + synthetic"}
 
 
@@ -160,4 +163,10 @@ def test_pixels_marked_in_an_ignore_column_are_left_out_of_the_loss(tmp_path):
     assert pixels.shape == (3, SIDE, SIDE)
     assert (marked[:, :16] == 255).all() and np.array_equal(marked[:, 16:].numpy(), _ids(0)[:, 16:] - 1.0)
     assert np.array_equal(unmarked.numpy(), _ids(1) - 1.0)  # FLAIR class k is label k - 1
+    folder = tmp_path / "folder"  # --format folder: ign/IGN_<name>.png beside img/ and msk/
+    for kind, image in (("img", rows["image"][0]), ("msk", rows["mask"][0]), ("ign", rows["ignore"][0])):
+        (folder / kind).mkdir(parents=True)
+        image.save(folder / kind / f"{kind.upper()}_0_000.png")
+    labels = module.Samples(module.open_pairs([folder], "--synthetic"), [0], SIDE)[0][1]
+    assert np.array_equal(labels.numpy(), marked.numpy())
     assert module.load_model(str(build_tiny_segformer(tmp_path / "m"))).config.semantic_loss_ignore_index == 255
