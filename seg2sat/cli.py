@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_errors import CommandError
-from .options import add_engine_options, overrides, spell
+from .options import add_backend_option, add_engine_options, add_sampling_options, overrides, spell
 from .settings import Settings
 from .weights import WeightsNotFoundError
 
@@ -73,28 +73,18 @@ FLAGS = {"steps": "--steps", "guidance_scale": "--guidance", "controlnet_scale":
 def _add_generation_args(p: argparse.ArgumentParser, prompt_required: bool = True) -> None:
     from .gis.landcover import SOURCES
     from .prompts import STYLES
-    from .request import NUMERIC_FIELDS, SCHEDULERS
-
-    def setting(flags: list[str], name: str) -> None:
-        s = NUMERIC_FIELDS[name]
-        p.add_argument(*flags, dest=name, type=s.cast, default=None, help=f"{s.help} (default {s.default})")
+    from .request import NUMERIC_FIELDS
 
     p.add_argument("--prompt", required=prompt_required, help='e.g. "Aerial view of 31 Rue Molière, France"'
                    + ("" if prompt_required else " (default with --place: its caption)"))
     p.add_argument("--seed", type=int, default=None, help="seed of the first image; the next ones get seed+1, … (default random)")
-    setting(["-n", "--num-images"], "num_images")
-    setting(["--steps"], "steps")
-    setting(["--guidance"], "guidance_scale")
-    setting(["--controlnet-scale"], "controlnet_scale")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default=None,
-                   help=f"sampler (default {SCHEDULERS[0]}); lcm and tcd are for few-step LoRAs (--lora)")
-    setting(["--cache-interval"], "cache_interval")
+    field = NUMERIC_FIELDS["num_images"]
+    p.add_argument("-n", "--num-images", dest="num_images", type=field.cast, default=None,
+                   help=f"{field.help} (default {field.default})")
+    add_sampling_options(p)
     p.add_argument("--style", default=None, help=f"style preset: {', '.join(STYLES)}")
-    p.add_argument("--negative", dest="negative_prompt", default=None, help="negative prompt")
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
-    p.add_argument("--backend", choices=("diffusion", "procedural"), default="diffusion",
-                   help="diffusion: the ControlNet model (default; masks larger than its 512 px tile are generated "
-                   "in overlapping tiles); procedural: the built-in renderer, no weights, instant, any size")
+    add_backend_option(p, default="diffusion")
     p.add_argument("--classes", choices=SOURCES, default="flair",
                    help="what the numbers of a single-band GeoTIFF mask mean: FLAIR classes (default), ESA WorldCover "
                    "or CORINE Land Cover codes (see README, GIS rasters)")

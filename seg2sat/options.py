@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from .pipelines import DTYPES
+from .request import NUMERIC_FIELDS, SCHEDULERS
 
 FIELDS = ("model", "controlnet", "controlnet_subfolder", "device", "lora", "lora_scale", "compile", "low_memory",
           "dtype", "fallback")
@@ -58,6 +59,41 @@ def add_fallback_option(p: argparse.ArgumentParser, env: bool = False) -> None:
     p.add_argument("--no-fallback", dest="fallback", action="store_false", default=None,
                    help="fail when the diffusion weights cannot be loaded, instead of using the procedural renderer"
                         f"{_env_hint(env)('FALLBACK=false')}")
+
+
+LOCAL_BACKENDS = ("diffusion", "procedural")
+"""The backends a command runs in its own process (the web UI can also forward to a remote endpoint)."""
+
+
+def add_backend_option(p: argparse.ArgumentParser, *, default: str | None = None, remote: bool = False,
+                       checked: bool = True, env: bool = False) -> None:
+    """--backend: the ControlNet model or the offline renderer (and, for the web UI, a remote endpoint).
+
+    ``checked=False`` leaves the value to the command, which explains a refused one in its own words.
+    """
+    names = (*LOCAL_BACKENDS, "remote") if remote else LOCAL_BACKENDS
+    more = "; remote: an inference endpoint (--endpoint-url)" if remote else ""
+    p.add_argument("--backend", choices=(*names, "local") if checked else None, default=default,
+                   metavar="|".join(names),
+                   help="diffusion: the ControlNet model (default; masks larger than its 512 px tile are made in "
+                   f"overlapping tiles; 'local' is its older name); procedural: the built-in renderer, no weights, "
+                   f"instant, any size{more}{_env_hint(env)('BACKEND')}")
+
+
+def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    """--steps, --guidance, --controlnet-scale, --scheduler, --cache-interval, --negative: how each image is sampled."""
+
+    def numeric(flag: str, name: str) -> None:
+        field = NUMERIC_FIELDS[name]
+        p.add_argument(flag, dest=name, type=field.cast, default=None, help=f"{field.help} (default {field.default})")
+
+    numeric("--steps", "steps")
+    numeric("--guidance", "guidance_scale")
+    numeric("--controlnet-scale", "controlnet_scale")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=None,
+                   help=f"sampler (default {SCHEDULERS[0]}); lcm and tcd are for few-step LoRAs (--lora)")
+    numeric("--cache-interval", "cache_interval")
+    p.add_argument("--negative", dest="negative_prompt", default=None, help="negative prompt")
 
 
 def add_load_options(p: argparse.ArgumentParser, env: bool = False) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 
 from ..cli_errors import CommandError
+from ..options import add_backend_option, add_engine_options, overrides, spell
+from ..settings import Settings
 
 SERVE_BACKENDS = ("diffusion", "procedural", "local")
 """What ``--backend`` takes (local = diffusion); remote is the web UI's, refused with the reason."""
@@ -16,8 +18,6 @@ SERVE_BACKENDS = ("diffusion", "procedural", "local")
 
 def register(sub) -> None:
     """The ``seg2sat serve`` sub-command (listed in seg2sat.cli.COMMANDS)."""
-    from ..options import add_engine_options
-    from ..settings import Settings
 
     d = Settings()
     p = sub.add_parser("serve", help="local HTTP server speaking the Inference Endpoints protocol",
@@ -35,10 +35,9 @@ def register(sub) -> None:
                    help=f"requests that may wait (SEG2SAT_QUEUE_SIZE, default {d.queue_size})")
     p.add_argument("--max-body-mb", type=float, default=None,
                    help=f"largest request body (SEG2SAT_MAX_BODY_MB, default {d.max_body_mb:g})")
-    p.add_argument("--backend", default=None, metavar="diffusion|procedural",
-                   help="backend of requests that name none (SEG2SAT_BACKEND, default diffusion; local = diffusion); "
-                   "with procedural, no model is loaded until a request asks for diffusion")
-    p.add_argument("--lazy", action="store_true", help="load the model on the first request instead of at start")
+    add_backend_option(p, checked=False, env=True)
+    p.add_argument("--lazy", action="store_true", help="load the model on the first request instead of at start "
+                   "(with --backend procedural, no model is loaded until a request asks for diffusion)")
     p.add_argument("--allowed-hosts", nargs="+", default=None, metavar="HOST",
                    help="more Host names to answer besides localhost, 127.0.0.1, [::1] and --host, e.g. a reverse "
                    "proxy's (SEG2SAT_ALLOWED_HOSTS); other Hosts get 403 (DNS rebinding)")
@@ -55,8 +54,6 @@ def _joined(values: list[str] | None) -> str | None:
 
 
 def _cmd_serve(args) -> None:
-    from ..options import overrides, spell
-    from ..settings import Settings
     from . import NOT_REMOTE, Service, create_app, make_server
 
     if args.backend == "remote":

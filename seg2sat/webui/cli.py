@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import add_engine_options, overrides
-from ..request import BACKEND_ALIASES, BACKENDS
+from ..options import add_backend_option, add_engine_options, overrides
 from ..settings import Settings
 from .config import UI_DEFAULTS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     shared = Settings()
-    p.add_argument("--backend", choices=[*BACKENDS, *BACKEND_ALIASES], default=None,
-                   help="diffusion: the model in this process (default; 'local' is its older name); remote: an "
-                        "inference endpoint; procedural: the offline renderer, no weights (env SEG2SAT_BACKEND)")
+    add_backend_option(p, remote=True, env=True)
     p.add_argument("--endpoint-url", default=None, help="remote backend: the endpoint URL (env SEG2SAT_ENDPOINT_URL)")
     p.add_argument("--token-env", default=None,
                    help=f"remote backend: the environment variable holding the token (default "
