@@ -69,7 +69,7 @@ def encode(pipe, image: Image.Image, tile: int, overlap: int) -> torch.Tensor:
     spans = windows(height // scale, width // scale, tile, overlap)
     total = weight = None
     with torch.no_grad():
-        for top, left, bottom, right in spans:
+        for left, top, right, bottom in spans:
             piece = pixels[:, :, top * scale : bottom * scale, left * scale : right * scale]
             latent = pipe.vae.encode(piece).latent_dist.mode() * pipe.vae.config.scaling_factor
             if len(spans) == 1:

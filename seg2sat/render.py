@@ -24,6 +24,7 @@ from functools import cached_property
 import numpy as np
 from PIL import Image
 
+from .box import Box
 from .classes import NUM_CLASSES
 from .render_stats import class_stats
 
@@ -449,7 +450,7 @@ def _check_seed(seed) -> int:
     return int(seed)
 
 
-def render_window(ids: np.ndarray, box: tuple[int, int, int, int], seed: int = 0,
+def render_window(ids: np.ndarray, box: Box | tuple[int, int, int, int], seed: int = 0,
                   origin: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Pixels ``box`` = (left, top, right, bottom) of ``render_array(ids, seed, origin)``, computed from that box alone.
 
@@ -463,7 +464,7 @@ def render_window(ids: np.ndarray, box: tuple[int, int, int, int], seed: int = 0
     left, top, right, bottom = (int(v) for v in box)
     h, w = ids.shape
     if not (0 <= left < right <= w and 0 <= top < bottom <= h):
-        raise ValueError(f"box {box} is not inside the {w}x{h} mask")
+        raise ValueError(f"box {tuple(box)} is not inside the {w}x{h} mask")
     rows = np.clip(np.arange(top - HALO, bottom + HALO), 0, h - 1)
     cols = np.clip(np.arange(left - HALO, right + HALO), 0, w - 1)
     ext = ids[rows[:, None], cols[None]]

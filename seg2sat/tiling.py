@@ -25,11 +25,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .box import Box
 from .request import NUMERIC_FIELDS
 from .stepcache import StepCache
-
-Window = tuple[int, int, int, int]
-"""(top, left, bottom, right) in latent pixels."""
 
 TileCallback = Callable[[int, int], None]
 StartFn = Callable[[torch.Generator, int], tuple[torch.Tensor, torch.Tensor]]
@@ -55,11 +53,11 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
     return sorted({round(i * (size - tile) / (count - 1)) for i in range(count)})
 
 
-def windows(height: int, width: int, tile: int, overlap: int) -> list[Window]:
-    """Overlapping windows covering a ``height`` x ``width`` grid; every cell lies in at least one."""
+def windows(height: int, width: int, tile: int, overlap: int) -> list[Box]:
+    """Overlapping windows covering a ``height`` x ``width`` grid, row by row; every cell lies in at least one."""
     if not 0 <= overlap < tile:
         raise ValueError(f"overlap must be at least 0 and less than the tile ({tile}), got {overlap}")
-    return [(top, left, min(top + tile, height), min(left + tile, width))
+    return [Box(left, top, min(left + tile, width), min(top + tile, height))
             for top in _starts(height, tile, overlap) for left in _starts(width, tile, overlap)]
 
 
@@ -94,18 +92,17 @@ class TiledDenoiser:
         positive, negative = pipe.encode_prompt(prompt, self.device, 1, self.cfg, negative_prompt)
         self.embeds = torch.cat([negative, positive]) if self.cfg else positive
 
-    def _control_tile(self, window: Window) -> torch.Tensor:
-        top, left, bottom, right = (v * self.scale for v in window)
-        crop = self.control if (left, top, right, bottom) == (0, 0, *self.control.size) else \
-            self.control.crop((left, top, right, bottom))
-        return self.pipe.prepare_image(image=crop, width=right - left, height=bottom - top, batch_size=1,
+    def _control_tile(self, window: Box) -> torch.Tensor:
+        box = window.scaled(self.scale)
+        crop = self.control if box == (0, 0, *self.control.size) else self.control.crop(box)
+        return self.pipe.prepare_image(image=crop, width=box.width, height=box.height, batch_size=1,
                                        num_images_per_prompt=1, device=self.device, dtype=self.pipe.controlnet.dtype,
                                        do_classifier_free_guidance=self.cfg)
 
-    def _predict(self, latents: torch.Tensor, t, window: Window) -> torch.Tensor:
+    def _predict(self, latents: torch.Tensor, t, window: Box) -> torch.Tensor:
         """Guided noise prediction for one tile of the latent, exactly as the pipeline computes it."""
-        top, left, bottom, right = window
-        tile = latents[:, :, top:bottom, left:right]
+        rows, cols = window.slices()
+        tile = latents[:, :, rows, cols]
         model_input = torch.cat([tile] * 2) if self.cfg else tile
         model_input = self.pipe.scheduler.scale_model_input(model_input, t)
         down, mid = self.pipe.controlnet(model_input, t, encoder_hidden_states=self.embeds,
@@ -134,10 +131,10 @@ class TiledDenoiser:
         for index, window in enumerate(self.windows):
             if cache is not None:
                 cache.select(index)
-            top, left, bottom, right = window
-            w = torch.from_numpy(blend_weights(bottom - top, right - left, self.overlap)).to(latents)
-            total[:, :, top:bottom, left:right] += self._predict(latents, t, window) * w
-            weight[:, :, top:bottom, left:right] += w
+            rows, cols = window.slices()
+            w = torch.from_numpy(blend_weights(window.height, window.width, self.overlap)).to(latents)
+            total[:, :, rows, cols] += self._predict(latents, t, window) * w
+            weight[:, :, rows, cols] += w
             on_tile()
         return total / weight
 
@@ -194,7 +191,7 @@ def decode(pipe, latents: torch.Tensor, tile: int, overlap: int, generator: torc
         return _decode_tile(pipe, latents, generator)
     out = np.empty((height * scale, width * scale, 3), np.uint8)
     band = _Band(out)
-    for top, left, bottom, right in spans:
+    for left, top, right, bottom in spans:
         band.start_at(top * scale, bottom * scale)
         piece = np.asarray(_decode_tile(pipe, latents[:, :, top:bottom, left:right], generator), np.float32)
         band.add(piece, top * scale, left * scale, blend_weights(piece.shape[0], piece.shape[1], overlap * scale))

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from seg2sat import generate, masks
+from seg2sat.box import Box
 from seg2sat.tiling import blend_weights, generate_tiled, needs_tiling, tile_size, windows
 
 
@@ -23,7 +24,7 @@ def test_the_tile_is_the_model_s_native_size(tiny_pipe):
 def test_windows_cover_every_cell_inside_the_map_with_real_overlaps(height, width, tile, overlap):
     spans = windows(height, width, tile, overlap)
     covered = np.zeros((height, width), int)
-    for top, left, bottom, right in spans:
+    for left, top, right, bottom in spans:
         assert 0 <= top < bottom <= height and 0 <= left < right <= width
         assert bottom - top == min(tile, height) and right - left == min(tile, width)
         covered[top:bottom, left:right] += 1
@@ -31,6 +32,21 @@ def test_windows_cover_every_cell_inside_the_map_with_real_overlaps(height, widt
     starts = sorted({s[0] for s in spans})
     assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
     assert blend_weights(tile, tile, overlap).min() > 0
+
+
+def test_tiles_and_gis_windows_are_the_same_box_type_in_pil_order():
+    from seg2sat.gis.raster import Grid
+    from seg2sat.gis.stream import windows as gis_windows
+
+    tile = windows(8, 24, 8, 2)[-1]  # the last tile of a wide latent: at the right edge
+    assert isinstance(tile, Box) and (tile.left, tile.top, tile.right, tile.bottom) == (16, 0, 24, 8)
+    image = Image.new("RGB", (24, 8))
+    assert image.crop(tile).size == (tile.width, tile.height) == (8, 8)  # PIL takes it as (left, top, right, bottom)
+    grid = Grid(width=1500, height=700, crs=None, transform=None)
+    boxes = list(gis_windows(grid, 1024))
+    assert all(isinstance(b, Box) for b in boxes) and boxes[1] == Box(1024, 0, 1500, 700)
+    assert Box(0, 0, 10, 10).intersection(Box(5, 8, 20, 20)) == Box(5, 8, 10, 10)
+    assert Box(0, 0, 10, 10).intersection(Box(10, 0, 20, 10)) is None
 
 
 def test_bad_overlap_is_refused():
@@ -80,7 +96,7 @@ def test_the_controlnet_sees_each_tile_s_own_part_of_the_mask(tiny_pipe, town_id
         hook.remove()
     spans = windows(16, 16, 8, 2)
     assert len(seen) == len(spans) > 1
-    for cond, (top, left, bottom, right) in zip(seen, spans):
+    for cond, (left, top, right, bottom) in zip(seen, spans):
         assert np.allclose(cond, colours[top * 8 : bottom * 8, left * 8 : right * 8], atol=1e-6)
 
 
@@ -99,9 +115,9 @@ def test_tiled_vae_decode_keeps_each_tile_where_no_other_tile_reaches(tiny_pipe)
     assert image.shape == (168, 240, 3)
     spans = windows(21, 30, 8, 2)
     cover = np.zeros((168, 240), int)
-    for top, left, bottom, right in spans:
+    for left, top, right, bottom in spans:
         cover[top * 8 : bottom * 8, left * 8 : right * 8] += 1
-    for top, left, bottom, right in spans:
+    for left, top, right, bottom in spans:
         alone = np.asarray(_decode_tile(tiny_pipe, latents[:, :, top:bottom, left:right], None)).astype(int)
         only = cover[top * 8 : bottom * 8, left * 8 : right * 8] == 1
         assert only.any()

@@ -44,7 +44,7 @@ def rasterize_to_file(drawing: tuple[np.ndarray, np.ndarray], grid: Grid, backgr
             area = box_window(box)
             transform = window_transform(area, grid.transform)
             hits = np.sort(tree.query(shapely.box(*rasterio.windows.bounds(area, grid.transform))))
-            shape = (box[3] - box[1], box[2] - box[0])
+            shape = (box.height, box.width)
             ids = (burn(zip(geoms[hits], classes[hits].tolist()), out_shape=shape, transform=transform,
                         fill=background, dtype="uint8") if len(hits) else np.full(shape, background, np.uint8))
             dst.write(ids, 1, window=area)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..box import Box
 from ..classes import CLASSES
 from ..masks import PALETTE, from_raster
 from .categories import write_categories
@@ -150,8 +151,8 @@ def grid_of(src) -> Grid:
     return Grid(src.width, src.height, src.crs, src.transform)
 
 
-def box_window(box: tuple[int, int, int, int]):
-    """The rasterio Window of a (left, top, right, bottom) pixel box."""
+def box_window(box: Box):
+    """The rasterio Window of a pixel box."""
     from rasterio.windows import Window
 
     left, top, right, bottom = box

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..box import Box
 from ..render import HALO, render_window
 from .files import fingerprint
 from .raster import Grid, box_window, env, grid_of, open_mask, read_ids, read_valid, rgb_profile, to_cog
@@ -42,20 +43,20 @@ class Streamed:
     """Windows rendered by this run (fewer than ``windows`` when it resumed a killed one)."""
 
 
-def windows(grid: Grid, size: int = WINDOW) -> Iterator[tuple[int, int, int, int]]:
-    """(left, top, right, bottom) of every window, row by row."""
+def windows(grid: Grid, size: int = WINDOW) -> Iterator[Box]:
+    """Every ``size`` x ``size`` window of the grid (smaller at the right and bottom edges), row by row."""
     for top in range(0, grid.height, size):
         for left in range(0, grid.width, size):
-            yield left, top, min(left + size, grid.width), min(top + size, grid.height)
+            yield Box(left, top, min(left + size, grid.width), min(top + size, grid.height))
 
 
-def render_box(src, box: tuple[int, int, int, int], seed: int, classes: str) -> np.ndarray:
+def render_box(src, box: Box, seed: int, classes: str) -> np.ndarray:
     """(h, w, 3) render of ``box`` of the mask raster: reads the box and its halo only."""
     left, top, right, bottom = box
     x0, y0 = max(left - HALO, 0), max(top - HALO, 0)
     x1, y1 = min(right + HALO, src.width), min(bottom + HALO, src.height)
-    ext = read_ids(src, box_window((x0, y0, x1, y1)), classes)
-    return render_window(ext, (left - x0, top - y0, right - x0, bottom - y0), seed, origin=(x0, y0))
+    ext = read_ids(src, box_window(Box(x0, y0, x1, y1)), classes)
+    return render_window(ext, Box(left - x0, top - y0, right - x0, bottom - y0), seed, origin=(x0, y0))
 
 
 class _Journal:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..box import Box
 from ..request import MAX_SEED, Request
 from ..tiling import blend_weights, windows
 from .files import fingerprint, write_text
@@ -43,9 +44,9 @@ def window_seed(seed: int, index: int) -> int:
     return (seed * 1_000_003 + index) % (MAX_SEED + 1)
 
 
-def _boxes(grid, window: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """(left, top, right, bottom) of each window (the tiled generator's placement, in pixels)."""
-    return [(left, top, right, bottom) for top, left, bottom, right in windows(grid.height, grid.width, window, overlap)]
+def _boxes(grid, window: int, overlap: int) -> list[Box]:
+    """Each window, in pixels (the tiled generator's placement)."""
+    return windows(grid.height, grid.width, window, overlap)
 
 
 class _Parts:
@@ -139,25 +140,25 @@ def _assemble(parts: _Parts, boxes, grid, out: Path, overlap: int, open_source: 
 
     @lru_cache(maxsize=8)
     def part(index: int) -> tuple[np.ndarray, np.ndarray]:
-        left, top, right, bottom = boxes[index]
+        box = boxes[index]
         with Image.open(parts.path(index)) as im:
             rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
-        return rgb, blend_weights(bottom - top, right - left, overlap)[..., None]
+        return rgb, blend_weights(box.height, box.width, overlap)[..., None]
 
     partial = out.with_name(out.name + ".partial.tif")
     with env(), open_source() as src, rasterio.open(partial, "w", **rgb_profile(grid)) as dst:
         for top in range(0, grid.height, BLOCK):
             for left in range(0, grid.width, BLOCK):
-                block = (left, top, min(left + BLOCK, grid.width), min(top + BLOCK, grid.height))
-                total = np.zeros((block[3] - top, block[2] - left, 3), np.float32)
-                weight = np.zeros((block[3] - top, block[2] - left, 1), np.float32)
+                block = Box(left, top, min(left + BLOCK, grid.width), min(top + BLOCK, grid.height))
+                total = np.zeros((block.height, block.width, 3), np.float32)
+                weight = np.zeros((block.height, block.width, 1), np.float32)
                 for index, box in enumerate(boxes):
-                    x0, y0, x1, y1 = max(box[0], block[0]), max(box[1], top), min(box[2], block[2]), min(box[3], block[3])
-                    if x0 >= x1 or y0 >= y1:
+                    common = box.intersection(block)
+                    if common is None:
                         continue
                     rgb, w = part(index)
-                    sy, sx = slice(y0 - box[1], y1 - box[1]), slice(x0 - box[0], x1 - box[0])
-                    ty, tx = slice(y0 - top, y1 - top), slice(x0 - left, x1 - left)
+                    sy, sx = common.slices(box)
+                    ty, tx = common.slices(block)
                     total[ty, tx] += rgb[sy, sx] * w[sy, sx]
                     weight[ty, tx] += w[sy, sx]
                 pixels = np.clip(total / weight + 0.5, 0, 255).astype(np.uint8)

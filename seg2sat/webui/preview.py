@@ -17,6 +17,7 @@ import numpy as np
 from flask import Response, current_app, jsonify, request
 from PIL import Image
 
+from ..box import Box
 from ..render import render_window
 from ..request import RequestError, json_text
 from ..serving.guard import read_json
@@ -54,7 +55,7 @@ def _ints(body: dict, name: str, count: int) -> list[int]:
     return value
 
 
-def _parse(body: dict, max_pixels: int | None) -> tuple[np.ndarray, tuple[int, int, int, int], tuple[int, int], int]:
+def _parse(body: dict, max_pixels: int | None) -> tuple[np.ndarray, Box, tuple[int, int], int]:
     ids = class_ids(body, max_pixels)  # the same ids + size the page's Generate sends
     height, width = ids.shape
     left, top, right, bottom = _ints(body, "box", 4)
@@ -64,4 +65,4 @@ def _parse(body: dict, max_pixels: int | None) -> tuple[np.ndarray, tuple[int, i
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise RequestError("seed", f"must be a non-negative integer, got {json_text(seed)}")
     x, y = _ints(body, "origin", 2)
-    return ids, (left, top, right, bottom), (x, y), seed
+    return ids, Box(left, top, right, bottom), (x, y), seed
