@@ -215,6 +215,47 @@ def test_hard_first_gives_more_images_to_the_masks_the_model_gets_wrong(tmp_path
     assert "made 0 images" in printed
 
 
+def _stop_after(calls: int):
+    """The procedural renderer behind an engine that is killed after ``calls`` images."""
+    from seg2sat.engine import Engine
+    from seg2sat.settings import Settings
+
+    engine = Engine(Settings())
+    made = {"n": 0}
+    real = engine.run
+
+    def run(req, on_step=None, queue=True):
+        if made["n"] == calls:
+            raise KeyboardInterrupt
+        made["n"] += 1
+        return real(req, on_step, queue=queue)
+
+    engine.run = run
+    return engine
+
+
+def test_a_hard_first_run_killed_in_its_second_pass_resumes_to_the_same_rows(tmp_path, segformer, capsys):
+    from seg2sat.synth.run import Options, synthesize
+
+    src = tmp_path / "masks"
+    _pure(src, (1, 15, 17))
+    straight = tmp_path / "straight"
+    common = ["-n", "3", "--filter-with", segformer, "--hard-first", "--min-score", "0.1", "--shard-rows", "1"]
+    _run(capsys, src, "--out", straight, *common)
+    out = tmp_path / "killed"
+    opts = Options(source=str(src), out=out, num_images=3, backend="procedural", shard_rows=1, progress=False,
+                   filter_with=str(segformer), min_score=0.1, hard_first=True)
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(opts, _stop_after(7))  # the 3 images 0, then 4 of the 6 the plan adds (3 + 2 + 1)
+    printed, _ = _run(capsys, src, "--out", out, *common)
+    assert "made 3 images from 2 masks" in printed  # the hardest mask's 3 were written before the kill
+
+    def rows(out):
+        return sorted((r["source"], r["index"], r["seed"], r["score"]) for r in _load(out))
+
+    assert rows(out) == rows(straight) and len(rows(out)) + json.loads((out / "index.json").read_text())["dropped"] == 9
+
+
 def test_bad_filter_input_is_one_line(tmp_path, mask_dir, tiny_dir, capsys):
     out = tmp_path / "out"
     err = _error(capsys, mask_dir, "--out", out, "--hard-first")

@@ -15,12 +15,14 @@ A class region that is wrong as a whole is not caught by a relative rule; the im
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .. import weights
 from ..classes import CLASSES
 
 MARGIN = 1.25
@@ -110,8 +112,14 @@ class Filter:
         except FilterError as exc:
             raise FilterError(f"--filter-with: {model}: {exc}") from None
 
-    def score(self, images: list, masks: list[np.ndarray]) -> list[Scored]:
-        """Each image against its mask (FLAIR ids): the model's logits, upsampled to the mask, give the loss."""
+    def score(self, images: list, masks: list[np.ndarray], batch: int = 8) -> list[Scored]:
+        """Each image against its mask (FLAIR ids), ``batch`` images per forward pass (memory stays bounded
+        whatever ``-n`` is)."""
+        return [v for start in range(0, len(images), batch)
+                for v in self._score(images[start : start + batch], masks[start : start + batch])]
+
+    def _score(self, images: list, masks: list[np.ndarray]) -> list[Scored]:
+        """The model's logits, upsampled (bilinear) to each mask's size, give the per-pixel cross-entropy."""
         import torch
         import torch.nn.functional as F
 
@@ -164,8 +172,6 @@ def load(model: str):
 
 
 def _model_type(folder: Path) -> str:
-    import json
-
     try:
         kind = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError):
@@ -175,8 +181,6 @@ def _model_type(folder: Path) -> str:
 
 def _why(exc: OSError, model: str) -> str:
     """A missing or unreachable hub model, in :func:`seg2sat.weights.cause`'s words where it knows them."""
-    from .. import weights
-
     if Path(model).exists():
         return f"{model} cannot be loaded: {_first_line(exc)}"
     try:

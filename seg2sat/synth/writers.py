@@ -126,7 +126,10 @@ class ParquetWriter:
             if self.filtered:
                 images["ignore"] = mask_image(row["ignore"])
             self.rows.append({**_fields(row), **{k: {"bytes": png_bytes(v), "path": None} for k, v in images.items()}})
-        self.dropped.extend(dropped)
+        if rows:  # journalled with the shard that holds the item's kept rows: an item is done whole or not
+            self.dropped.extend(dropped)
+        else:  # nothing of the item waits in memory
+            write_dropped(self.out, self.process_index, list(dropped))
         if len(self.rows) >= self.shard_rows or time.monotonic() - self.started >= self.shard_seconds:
             self.flush()
 
