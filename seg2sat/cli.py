@@ -98,7 +98,7 @@ def _add_generation_args(p: argparse.ArgumentParser, prompt_required: bool = Tru
 
 
 def register_core(sub) -> None:
-    from .gis.cli import add_place_arguments
+    from .gis.cli import add_map_input_arguments
 
     p = sub.add_parser("make-tiny", help="build the tiny random-weights test pipeline into a folder",
                        description="Build a complete, tiny, random-weights SD 2.1 + ControlNet pipeline (a few MB) "
@@ -112,7 +112,7 @@ def register_core(sub) -> None:
                        "or a FLAIR GeoTIFF mask.")
     p.add_argument("mask", type=Path, nargs="?", default=None, help="the mask (or --place instead)")
     _add_generation_args(p, prompt_required=False)
-    add_place_arguments(p)
+    add_map_input_arguments(p)
     p.add_argument("--init", dest="init_image", default=None, metavar="procedural|IMAGE",
                    help="diffusion starts from this image instead of noise (image-to-image); 'procedural' = the "
                    "offline render of the mask, which ties the result closer to the mask")

@@ -59,8 +59,9 @@ def register(sub) -> None:
     p.set_defaults(func=_cmd_osm_mask, uses_models=False)
 
 
-def add_place_arguments(p: argparse.ArgumentParser) -> None:
-    """``generate --place PLACE`` and the place options (its own --resolution serves both)."""
+def add_map_input_arguments(p: argparse.ArgumentParser) -> None:
+    """``generate``'s map input besides MASK: --place PLACE with the place options (its own --resolution
+    serves both), and the GeoTIFF size guard (--max-pixels, --yes)."""
     p.add_argument("--place", default=None, metavar="PLACE",
                    help="instead of MASK: the OpenStreetMap mask of an address, lat,lon or south,west,north,east "
                    "(written to --out as with osm-mask; --resolution is its metres per pixel, default 0.2)")

@@ -27,11 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queue-size", type=int, default=None,
                    help=f"jobs that may wait for the device while one runs (default {shared.queue_size}; "
                         "env SEG2SAT_QUEUE_SIZE)")
-    add_place_arguments(p)
+    add_osm_service_arguments(p)
 
 
-def add_place_arguments(p: argparse.ArgumentParser) -> None:
-    """The OpenStreetMap services behind "Start from a place": osm-mask's options, the UI's variables."""
+def add_osm_service_arguments(p: argparse.ArgumentParser) -> None:
+    """The OpenStreetMap services behind "Start from a place" (osm-mask's spellings, the UI's variables).
+
+    Only the services: how a place becomes a mask is the page's to choose, not an option here."""
     g = p.add_argument_group("Start from a place (OpenStreetMap)")
     g.add_argument("--overpass-url", default=None, metavar="URL",
                    help=f"Overpass API server (default {UI_DEFAULTS['OVERPASS_URL']}; env SEG2SAT_UI_OVERPASS_URL)")
