@@ -111,19 +111,27 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 
 
 @pytest.mark.slow
-def test_png_pairs_and_a_synthesized_folder_with_a_held_out_fraction(tmp_path, capsys):
-    real = _png_pairs(tmp_path / "real", 5)
-    synth = tmp_path / "synth"
-    segformer = build_tiny_segformer(tmp_path / "m")
-    assert seg2sat(["synthesize", str(real / "msk"), "--out", str(synth), "--format", "folder", "-n", "2",
+def test_a_prepared_dataset_or_its_png_pairs_against_a_synthesized_folder(tmp_path, capsys):
+    """`seg2sat prepare` output, as the dataset and as its PNG pairs (colour masks): the same pairs, the same scores."""
+    from seg2sat.data.dataset import prepare
+
+    aerial, labels = _flair_trees(tmp_path / "flair", 5)
+    prepare(aerial, tmp_path / "prepared", labels=[labels], geocoder=None, size=SIDE, progress=False)
+    synth, segformer = tmp_path / "synth", build_tiny_segformer(tmp_path / "m")
+    assert seg2sat(["synthesize", str(tmp_path / "prepared"), "--out", str(synth), "--format", "folder", "-n", "2",
                     "--backend", "procedural", "--filter-with", str(segformer), "--quiet"]) == 0
     assert len(list((synth / "ign").glob("IGN_*.png"))) == 10
-    code, out, err = _run(capsys, "--real", real, "--synthetic", synth, "--model", segformer,
-                          "--held-out", "0.2", "--steps", "2", "--batch-size", "2", "--size", SIDE, "--workers", "0")
-    assert code == 0, err
-    assert ("4 pairs to train on, 1 held out; synthetic: 8 rows (2 made from held-out masks dropped); "
-            "pixels its ignore masks mark are left out of the loss") in out
-    assert set(_scores(out)) == {"A real", "B real + synthetic"}
+    capsys.readouterr()
+    printed = []
+    for real in (tmp_path / "prepared", tmp_path / "prepared" / "pairs"):
+        code, out, err = _run(capsys, "--real", real, "--synthetic", synth, "--model", segformer, "--held-out", "0.2",
+                              "--steps", "2", "--batch-size", "2", "--size", SIDE, "--workers", "0")
+        assert code == 0, err
+        assert ("4 pairs to train on, 1 held out; synthetic: 8 rows (2 made from held-out masks dropped); "
+                "pixels its ignore masks mark are left out of the loss") in out
+        assert set(_scores(out)) == {"A real", "B real + synthetic"}
+        printed.append(out)
+    assert printed[0] == printed[1]
 
 
 @pytest.mark.parametrize("args, message", [
