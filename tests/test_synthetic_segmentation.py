@@ -132,6 +132,10 @@ def test_a_prepared_dataset_or_its_png_pairs_against_a_synthesized_folder(tmp_pa
         assert set(_scores(out)) == {"A real", "B real + synthetic"}
         printed.append(out)
     assert printed[0] == printed[1]
+    # held-out pairs from elsewhere (--eval): here the same masks, so every synthetic row would leak
+    code, out, err = _run(capsys, "--real", tmp_path / "prepared", "--eval", tmp_path / "prepared" / "pairs",
+                          "--synthetic", synth, "--model", segformer)
+    assert (code, out, err) == (2, "", "error: --synthetic: all 10 rows were made from held-out masks\n")
 
 
 @pytest.mark.parametrize("args, message", [
