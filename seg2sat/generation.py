@@ -10,6 +10,7 @@ batch size or the device's random state.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -28,7 +29,7 @@ StepCallback = Callable[[int, int], None]
 
 
 def generate(
-    mask: ImageLike | Request,
+    mask: ImageLike,
     prompt: str | None = None,
     *,
     seed: int | Sequence[int] | None = None,
@@ -46,7 +47,7 @@ def generate(
     pipeline=None,
     on_step: StepCallback | None = None,
 ) -> Result:
-    """Aerial images for a land-cover mask (or a :class:`Request` built already).
+    """Aerial images for a land-cover mask (a :class:`Request` built already goes to :func:`run`).
 
     ``mask``: a colour mask (path, PIL image, RGB array; snapped to the class colours)
     or a 2-D class-id array. ``seed``: one int (images get seed, seed+1, …), a list
@@ -60,12 +61,15 @@ def generate(
     ``pipeline`` defaults to :func:`load_pipeline` with its default models. Masks larger
     than the model's tile are generated in tiles (:mod:`seg2sat.tiling`).
     """
-    if not isinstance(mask, Request):
-        mask = Request.build("generate", mask=mask, prompt=prompt, seed=seed, num_images=num_images, steps=steps,
-                             guidance_scale=guidance_scale, controlnet_scale=controlnet_scale,
-                             negative_prompt=negative_prompt, style=style, init_image=init_image, strength=strength,
-                             scheduler=scheduler, cache_interval=cache_interval, backend=backend)
-    return run(mask, pipeline, on_step)
+    if isinstance(mask, Request):  # the old overload; a Request's own entry point is run()
+        warnings.warn("generate(request) is deprecated: call seg2sat.generation.run(request, pipeline, on_step)",
+                      DeprecationWarning, stacklevel=2)
+        return run(mask, pipeline, on_step)
+    req = Request.build("generate", mask=mask, prompt=prompt, seed=seed, num_images=num_images, steps=steps,
+                        guidance_scale=guidance_scale, controlnet_scale=controlnet_scale,
+                        negative_prompt=negative_prompt, style=style, init_image=init_image, strength=strength,
+                        scheduler=scheduler, cache_interval=cache_interval, backend=backend)
+    return run(req, pipeline, on_step)
 
 
 def inpaint(

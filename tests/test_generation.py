@@ -101,3 +101,15 @@ def test_missing_weights_is_one_clear_sentence(tmp_path, monkeypatch, town_ids):
     assert "huggingface-cli" not in message
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         load_pipeline(tmp_path / "nowhere")
+
+
+def test_a_built_request_runs_with_run_and_generate_takes_masks(town_ids):
+    from seg2sat.generation import run
+    from seg2sat.request import Request
+
+    req = Request.build("generate", mask=town_ids, prompt="Aerial view", seed=4, backend="procedural")
+    by_mask = generate(town_ids, "Aerial view", seed=4, backend="procedural").images[0]
+    assert np.array_equal(np.asarray(run(req).images[0]), np.asarray(by_mask))
+    with pytest.warns(DeprecationWarning, match=r"run\(request"):
+        old = generate(req).images[0]  # the old overload still works, and says where it went
+    assert np.array_equal(np.asarray(old), np.asarray(by_mask))
