@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_errors import CommandError
+from .gis import MaskRaster, generate_geotiff
+from .gis.cli import add_map_input_arguments, check_geotiff_job, place_to_mask
+from .gis.files import atomic_path
+from .gis.landcover import SOURCES
+from .gis.raster import is_tiff
 from .options import add_backend_option, add_engine_options, add_sampling_options, overrides, spell
+from .prompts import STYLES
+from .request import NUMERIC_FIELDS, Request, RequestError
 from .settings import Settings
 from .weights import WeightsNotFoundError
 
@@ -71,9 +78,6 @@ FLAGS = {"steps": "--steps", "guidance_scale": "--guidance", "controlnet_scale":
 
 
 def _add_generation_args(p: argparse.ArgumentParser, prompt_required: bool = True) -> None:
-    from .gis.landcover import SOURCES
-    from .prompts import STYLES
-    from .request import NUMERIC_FIELDS
 
     p.add_argument("--prompt", required=prompt_required, help='e.g. "Aerial view of 31 Rue Molière, France"'
                    + ("" if prompt_required else " (default with --place: its caption)"))
@@ -98,7 +102,6 @@ def _add_generation_args(p: argparse.ArgumentParser, prompt_required: bool = Tru
 
 
 def register_core(sub) -> None:
-    from .gis.cli import add_map_input_arguments
 
     p = sub.add_parser("make-tiny", help="build the tiny random-weights test pipeline into a folder",
                        description="Build a complete, tiny, random-weights SD 2.1 + ControlNet pipeline (a few MB) "
@@ -140,7 +143,7 @@ def register_core(sub) -> None:
 
 
 def _cmd_make_tiny(args) -> None:
-    from .testing.tiny import make_tiny
+    from .testing.tiny import make_tiny  # torch: only for this command
 
     print(make_tiny(args.dir, seed=args.seed))
 
@@ -150,7 +153,6 @@ def request_from_args(args, mask=None):
 
     ``mask``: the mask already read (class ids), instead of the MASK file.
     """
-    from .request import Request, RequestError
 
     fields = {name: getattr(args, name, None) for name in (
         "prompt", "seed", "num_images", "steps", "guidance_scale", "controlnet_scale", "negative_prompt", "style",
@@ -174,8 +176,6 @@ def request_from_args(args, mask=None):
 
 def _cmd_run(args) -> None:
     """generate / inpaint / outpaint: flags -> Request -> pipeline (or the renderer) -> files."""
-    from .gis.cli import place_to_mask
-    from .gis.files import atomic_path
 
     if args.mode == "generate":
         place_to_mask(args)  # --place: its OSM mask, written to --out, becomes MASK; its caption the default prompt
@@ -197,8 +197,6 @@ def _cmd_run(args) -> None:
 
 def _cmd_geotiff(args) -> None:
     """A GeoTIFF mask: :func:`seg2sat.gis.generate_geotiff` (streamed, windowed or in memory), its files printed."""
-    from .gis import MaskRaster, generate_geotiff
-    from .gis.cli import check_geotiff_job
 
     with MaskRaster(args.mask, classes=args.classes, resolution=args.resolution, window=args.window,
                     mode=args.mode, backend=args.backend) as mask:  # opened once: its size, then its pixels
@@ -242,7 +240,6 @@ def _stem(args) -> str:
 
 def _tiff_mask(args) -> bool:
     """Whether MASK is a GeoTIFF (it must then exist: its grid and pixels are read before any model work)."""
-    from .gis.raster import is_tiff
 
     if args.mask is None or not is_tiff(args.mask):
         return False
