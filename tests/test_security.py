@@ -349,7 +349,8 @@ def test_a_project_file_cannot_make_the_page_fetch_a_url(browser_rebinding):
         page = browser_rebinding.new_page()
         page.goto(f"http://127.0.0.1:{running.port}/")
         page.wait_for_selector("body[data-ready=true]")
-        page.evaluate("(text) => openProject(new File([text], 'crafted.json'))", json.dumps(project))
+        page.set_input_files("#open-project", files=[{"name": "crafted.json", "mimeType": "application/json",
+                                                       "buffer": json.dumps(project).encode()}])
         page.wait_for_function("() => document.getElementById('error-text').innerText.includes('crafted.json')")
         assert "not embedded" in page.inner_text("#error-text")
         page.close()

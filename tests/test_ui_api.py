@@ -15,6 +15,7 @@ from PIL import Image
 from seg2sat import masks
 from seg2sat.classes import BY_NAME, CLASSES
 from seg2sat.generation import generate
+from seg2sat.prompts import build_prompt, caption
 from seg2sat.render import render
 from seg2sat.webui import create_app
 
@@ -77,7 +78,9 @@ def generated(app):
 def test_page_and_static_files_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and b'id="mask-canvas"' in page.data
-    assert client.get("/static/app.js").status_code == 200
+    for module in ("main", "state", "api", "caption"):  # the page's ES modules, no build step
+        answer = client.get(f"/static/{module}.js")
+        assert answer.status_code == 200 and "javascript" in answer.mimetype, module
     assert client.get("/static/style.css").status_code == 200
 
 
@@ -454,4 +457,69 @@ def test_preview_of_a_changed_rectangle_matches_the_whole_render(client):
 def test_preview_refuses_bad_bodies_naming_the_field(client, change, words):
     body = dict(_preview_body(small_ids(), (0, 0, 64, 64)), **change)
     r = client.post("/api/preview", json=body)
+    assert r.status_code == 400 and words in r.get_json()["error"]
+
+
+# ---------------------------------------------------------------- the map as class ids; the caption
+
+
+def _ids_body(ids: np.ndarray) -> dict:
+    return {"ids": base64.b64encode(np.ascontiguousarray(ids, dtype=np.uint8).tobytes()).decode(),
+            "size": [ids.shape[1], ids.shape[0]]}
+
+
+def test_generate_takes_the_map_as_class_ids_like_the_preview_and_still_takes_a_colour_png():
+    """The page sends ids (nothing to snap); other clients' colour PNGs give the very same job."""
+    app = create_app({"BACKEND": "procedural", "WARMUP": False})
+    client = app.test_client()
+    try:
+        grown = np.full((64, 80), 5, dtype=np.uint8)
+        grown[:, :64] = small_ids()
+        states = []
+        for body in (_ids_body(grown), {"mask": b64png(masks.to_image(grown))}):
+            r = client.post("/api/generate", json=dict(body, seed=4, place="Lyon"))
+            assert r.status_code == 202 and r.get_json()["off_palette"] == 0
+            assert r.get_json()["prompt"] == caption("Lyon", grown)
+            states.append(wait(client, r.get_json()["job"]["id"]))
+        by_ids, by_png = (np.asarray(fetch_image(client, s["results"][0])) for s in states)
+        assert np.array_equal(by_ids, np.asarray(render(grown, seed=4))) and np.array_equal(by_ids, by_png)
+        first = states[0]["results"][0]["id"]  # outpaint too: its mask size is checked on ids
+        r = client.post("/api/outpaint", json=dict(_ids_body(np.full((64, 96), 5, np.uint8)), image_id=first,
+                                                   side="right", pixels=16))
+        assert r.status_code == 202, r.get_json()
+    finally:
+        app.extensions["seg2sat_ui"].worker.close()
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"mask": _mask()}, "mask: send the map once"),
+    ({"size": [64, 63]}, "ids: holds 4096 bytes, not 64x63"),
+    ({"size": [64]}, "size: must be [width, height]"),
+    ({"size": [3000, 3000]}, "size: 3000x3000 is larger than the limit"),
+    ({"ids": "not base64!"}, "ids: must be base64"),
+    ({"ids": base64.b64encode(bytes(64 * 64)).decode()}, "ids: class ids must be 1..19"),
+])
+def test_a_bad_ids_map_is_refused_naming_the_field(client, change, words):
+    r = client.post("/api/generate", json=dict(_ids_body(small_ids()), **change))
+    assert r.status_code == 400 and words in r.get_json()["error"]
+
+
+def test_the_caption_is_the_core_rule_on_the_pages_class_counts(client):
+    ids = small_ids().copy()
+    ids[0, :30] = 7  # 30 px: under MIN_SHARE, left out of the caption
+    counts = {str(k): int(v) for k, v in zip(*np.unique(ids, return_counts=True))}
+    answer = client.post("/api/caption", json={"place": " Lyon ", "counts": counts, "style": "lego"}).get_json()
+    assert answer == {"caption": caption("Lyon", ids), "prompt": build_prompt(caption("Lyon", ids), "lego")}
+    own = client.post("/api/caption", json={"prompt": "Mine.", "counts": counts, "style": "oil"}).get_json()
+    assert own == {"caption": caption(None, ids), "prompt": build_prompt("Mine.", "oil")}
+    assert client.post("/api/caption", json={"counts": {}}).get_json()["caption"] == "Aerial view."
+
+
+@pytest.mark.parametrize("body, words", [
+    ({}, "counts: must map class ids to pixel counts"), ({"counts": {"1": -3}}, "counts: must map"),
+    ({"counts": {"20": 3}}, "counts: class ids must be 1..19"), ({"counts": {}, "style": "cubism"}, "style: "),
+    ({"counts": {}, "place": 3}, "place: must be text"),
+])
+def test_a_bad_caption_question_is_refused_naming_the_field(client, body, words):
+    r = client.post("/api/caption", json=body)
     assert r.status_code == 400 and words in r.get_json()["error"]

@@ -334,6 +334,7 @@ def test_start_from_a_place(browser, overpass, nominatim, tmp_path):
         assert (canvas_ids(page) == expected).mean() >= 0.999
         for name in ("building", "swimming pool", "water", "coniferous", "impervious surface"):
             assert _pixel_colour(page, *_inside(expected, BY_NAME[name].id)) == BY_NAME[name].colour, name
+        page.wait_for_selector("#prompt-preview[aria-busy=false]")  # the caption, from the server
         assert page.input_value("#place") == address and address in page.inner_text("#prompt-preview")
         assert page.inner_text("#osm-status").startswith(f"{address}: 512 × 512 px, 0.2 m/px (EPSG:32631), 14 OSM features.")
         assert page.is_hidden("#osm-progress") and page.is_hidden("#error")

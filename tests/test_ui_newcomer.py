@@ -51,7 +51,7 @@ def overlap(a: dict, b: dict) -> bool:
 
 
 def preview_settled(page) -> None:
-    page.wait_for_function("!P.busy && !P.dirty")
+    page.wait_for_function("document.getElementById('preview-canvas').getAttribute('aria-busy') === 'false'")
 
 
 def preview_pixels(page) -> np.ndarray:
@@ -99,7 +99,7 @@ def test_stepping_quickly_through_versions_of_different_sizes_shows_no_error(bro
     page.wait_for_timeout(400)
     preview_settled(page)
     assert page.is_hidden("#error"), page.inner_text("#error-text")
-    assert page.inner_text("#version-label") == "1 / 3" and page.evaluate("[S.w, S.h]") == [512, 512]
+    assert page.inner_text("#version-label") == "1 / 3" and page.evaluate("[document.getElementById('mask-canvas').width, document.getElementById('mask-canvas').height]") == [512, 512]
     expected = render_array(canvas_ids(page), seed=int(page.input_value("#seed")))
     assert np.array_equal(preview_pixels(page), expected)  # no patch of an older map left in it
     assert page.js_errors == []
@@ -144,7 +144,7 @@ def test_the_right_pane_follows_the_map_until_the_next_result(browser, server, t
     assert_preview_is_the_map(page)
 
     page.click("#version-back")  # an older result comes back with its own map
-    assert page.is_visible("#result-image") and page.evaluate("[S.w, S.h]") == [128, 96]
+    assert page.is_visible("#result-image") and page.evaluate("[document.getElementById('mask-canvas').width, document.getElementById('mask-canvas').height]") == [128, 96]
     assert page.js_errors == []
     page.close()
 
@@ -176,12 +176,12 @@ def test_a_5000px_import_is_offered_a_nearest_resize_and_one_size_rule_holds(bro
     page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
     page.set_input_files("#import-file", str(tmp_path / "small.png"))
     page.wait_for_function("document.getElementById('import-note').textContent.includes('was not loaded')")
-    assert f"{least} × 38 px" in asked[1] and page.evaluate("S.w") == 2048
+    assert f"{least} × 38 px" in asked[1] and page.evaluate("document.getElementById('mask-canvas').width") == 2048
 
     new_canvas(page, least + 8, least + 8)  # New follows the same rule as imports
     page.fill("#canvas-width", str(least - 1))
     page.click("#new-canvas")
-    assert f"at least {least} px" in page.inner_text("#error-text") and page.evaluate("S.w") == least + 8
+    assert f"at least {least} px" in page.inner_text("#error-text") and page.evaluate("document.getElementById('mask-canvas').width") == least + 8
     assert page.js_errors == []
     page.close()
 
@@ -212,8 +212,11 @@ def test_the_error_banner_never_covers_generate_and_goes_away(browser, server, s
     fail()
     page.fill("#steps", "2")  # the cause is fixed
     assert page.is_hidden("#error")
-    page.evaluate("S.errorMs = 100")
+    page.clock.install()  # the page's timers, run forward instead of waited for
     fail()
+    page.clock.run_for(5_000)
+    assert page.is_visible("#error")  # long enough to be read
+    page.clock.run_for(60_000)
     page.wait_for_selector("#error", state="hidden", timeout=5000)  # after a while
     page.close()
 
@@ -240,7 +243,7 @@ def test_tab_reaches_open_project_and_focus_goes_to_cancel_while_a_job_runs(brow
     page.route("**/api/jobs/*", hold)
     page.focus("#generate")
     page.keyboard.press("Enter")
-    page.wait_for_function("S.job !== null")
+    page.wait_for_selector("#cancel:enabled")  # the job runs
     assert page.evaluate("document.activeElement.id") == "cancel"
     released.append(True)
     for route in held:
@@ -302,7 +305,7 @@ def test_outpaint_shows_the_result_at_the_maps_scale_with_its_help_in_view(brows
     page.select_option("#outpaint-side", "right")
     page.fill("#outpaint-pixels", "128")
     page.click("#extend")
-    page.wait_for_function("S.w === 640")
+    page.wait_for_function("document.getElementById('mask-canvas').width === 640")
     target, result = box(page, "#target-image"), box(page, "#result-image")
     map_stage, result_stage = box(page, "#stage"), box(page, "#result-stage")
     assert result["width"] == pytest.approx(target["width"], abs=1)
@@ -374,8 +377,7 @@ def test_the_small_things(browser, server, tmp_path):
     pick(page, "vineyard")
     page.click("#zoom-in")
     zoom = page.inner_text("#zoom-value")
-    page.wait_for_function("document.getElementById('saved-note').textContent.startsWith('Kept')")
-    page.evaluate("saveNow()")
+    page.wait_for_selector("#saved-note[data-state=kept]")  # a zoom is kept too
     page.reload()
     page.wait_for_selector("body[data-ready=true]")
     assert page.inner_text("#zoom-value") == zoom

@@ -1,7 +1,9 @@
 // Drawing2Map: the error banner. It says what went wrong in the page's words (its labels, never the API's
 // field names or Python internals), never covers Generate or the field it names, and goes away on Esc,
 // after a while, or when that field is changed.
-"use strict";
+
+import { $ } from "./dom.js";
+import { S } from "./state.js";
 
 const ERROR_MS = 10000;  // an error leaves on its own after this (plus a moment per character to read it)
 
@@ -18,7 +20,7 @@ const FIELD_INPUTS = { steps: "steps", guidance_scale: "guidance", num_images: "
   negative_prompt: "negative", prompt: "prompt", style: "style", cache_interval: "fast" };
 const E = { timer: null, field: null };
 
-function showError(message, field = null) {
+export function showError(message, field = null) {
   // A banner that never covers the prompt bar; it goes on Esc, after a while, or when its field is fixed.
   const text = inWords(message);
   clearError();
@@ -34,10 +36,10 @@ function showError(message, field = null) {
 
 function dismissLater() {
   clearTimeout(E.timer);
-  E.timer = setTimeout(clearError, (S.errorMs || ERROR_MS) + 40 * $("error-text").textContent.length);
+  E.timer = setTimeout(clearError, ERROR_MS + 40 * $("error-text").textContent.length);
 }
 
-function clearError() {
+export function clearError() {
   clearTimeout(E.timer);
   $("error").hidden = true;
   document.body.classList.remove("has-error");
@@ -69,7 +71,7 @@ function placeErrorAndField() {
   placeError();
 }
 
-function bindError() {
+export function bindError() {
   const banner = $("error");
   banner.addEventListener("mouseenter", () => clearTimeout(E.timer));  // not while it is being read
   banner.addEventListener("mouseleave", dismissLater);

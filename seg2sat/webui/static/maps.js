@@ -1,21 +1,12 @@
 // Drawing2Map: whole maps in and out: samples, imports, New, Clear, export, and the one size rule.
-"use strict";
 
+import * as api from "./api.js";
+import { maskDataURL, maskImageData } from "./canvas.js";
+import { $, base64ToBytes, canvasFor, download } from "./dom.js";
+import { clearError, showError } from "./errors.js";
+import { S, clearMap, endStroke, leaveMode, pushUndo, setMap } from "./state.js";
 
-function base64ToBytes(b64) {
-  const bin = atob(b64);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
-function bytesToBase64(bytes) {
-  let bin = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-  return btoa(bin);
-}
-
-function sizeProblem(w, h) {
+export function sizeProblem(w, h) {
   // The one size rule for New, imports, samples and places, from /api/options: sides of at least
   // min_side, at most max_pixels in all (the server refuses anything else).
   if (w < S.minSide || h < S.minSide) return `sides must be at least ${S.minSide} px`;
@@ -44,7 +35,7 @@ function resizeIds(w, h, ids, nw, nh) {
 function resizeOffer(summary, note) {
   // A map outside the size rule is offered a nearest-neighbour resize (classes kept); null if declined.
   // The server has already scaled a too-large import (its `source` is the size of the file).
-  let { width: w, height: h } = summary;
+  const { width: w, height: h } = summary;
   let ids = base64ToBytes(summary.ids);
   const [sw, sh] = summary.source || [w, h];
   const problem = summary.source ? sizeProblem(sw, sh) : sizeProblem(w, h);
@@ -60,65 +51,39 @@ function resizeOffer(summary, note) {
   return { w: nw, h: nh, ids, scaled: [sw, sh] };
 }
 
-function loadSummary(summary, note) {
-  // A whole new map (import, sample, place): one undoable step; strokes drawn meanwhile are one Undo away.
-  const map = resizeOffer(summary, note);
-  if (!map) return false;
+export function loadMap(w, h, ids) {
+  // A whole new map (import, sample, place, New): one undoable step; strokes drawn meanwhile are one Undo away.
   pushUndo();
   leaveMode();
-  setMap(map.w, map.h, map.ids);
+  setMap(w, h, ids);
+}
+
+function loadSummary(summary, note) {
+  const map = resizeOffer(summary, note);
+  if (!map) return false;
+  loadMap(map.w, map.h, map.ids);
   const off = summary.off_palette;
   const scaled = map.scaled ? ` Scaled from ${map.scaled[0]} × ${map.scaled[1]} px.` : "";
   $("import-note").textContent = (off > 0
     ? `${note}: ${(100 * off).toFixed(1)} % of the pixels were off-palette and were snapped to the nearest class colour.`
     : `${note}: every pixel was already a class colour.`) + scaled;
-  strokeEnded();
+  endStroke();
   return true;
 }
 
-function canvasFor(w, h, imageData) {
-  const c = document.createElement("canvas");
-  c.width = w; c.height = h;
-  c.getContext("2d").putImageData(imageData, 0, 0);
-  return c;
+async function busy(message, work) {
+  // Long actions (import, sample) say so at once and keep the cursor busy.
+  $("import-note").textContent = message;
+  document.body.style.cursor = "progress";
+  try { return await work(); } finally { document.body.style.cursor = ""; }
 }
 
-function maskDataURL(w = S.w, h = S.h, ids = S.ids) { return canvasFor(w, h, maskImageData(w, h, ids)).toDataURL("image/png"); }
+export function exportMask() { download(maskDataURL(), `mask-${S.w}x${S.h}.png`); }
 
-function regionDataURL() {
-  const data = new ImageData(S.w, S.h);
-  for (let i = 0; i < S.region.length; i++) {
-    const v = S.region[i] ? 255 : 0;
-    data.data[4 * i] = v; data.data[4 * i + 1] = v; data.data[4 * i + 2] = v; data.data[4 * i + 3] = 255;
-  }
-  return canvasFor(S.w, S.h, data).toDataURL("image/png");
-}
-
-async function dataURL(blob) {
-  return new Promise((resolve) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.readAsDataURL(blob);
-  });
-}
-
-function download(href, name) {
-  const a = document.createElement("a");
-  a.href = href;
-  a.download = name;
-  document.body.append(a);
-  a.click();
-  a.remove();
-}
-
-function exportMask() { download(maskDataURL(), `mask-${S.w}x${S.h}.png`); }
-
-async function importFile(file) {
+export async function importFile(file) {
   clearError();
-  const form = new FormData();
-  form.append("file", file);
   try {
-    const summary = await busy(`Importing ${file.name}…`, () => api("/api/masks/import", { method: "POST", body: form }));
+    const summary = await busy(`Importing ${file.name}…`, () => api.importMask(file));
     loadSummary(summary, `Imported ${file.name}`);
   } catch (err) {
     $("import-note").textContent = "";
@@ -128,13 +93,13 @@ async function importFile(file) {
   }
 }
 
-async function loadSamples() {
+export async function loadSamples() {
   // Samples as thumbnails of their own map; the first one is on the canvas when a newcomer arrives.
   const box = $("samples");
   try {
-    const samples = await api("/api/samples");
+    const samples = await api.samples();
     for (const s of samples) {
-      const summary = await api(`/api/samples/${encodeURIComponent(s.name)}`);
+      const summary = await api.sample(s.name);
       const b = document.createElement("button");
       b.type = "button";
       b.dataset.sample = s.name;
@@ -151,20 +116,17 @@ async function loadSamples() {
   }
 }
 
-function newCanvas() {
+export function newCanvas() {
   const w = Number($("canvas-width").value), h = Number($("canvas-height").value);
   if (!Number.isInteger(w) || !Number.isInteger(h)) { showError("Canvas sides must be whole numbers of pixels."); return; }
   const problem = sizeProblem(w, h);
   if (problem) { showError(`A ${w} × ${h} px canvas cannot be made: ${problem}.`); return; }
-  pushUndo();
-  leaveMode();
-  setMap(w, h, new Uint8Array(w * h).fill(S.background));
-  strokeEnded();
+  loadMap(w, h, new Uint8Array(w * h).fill(S.background));
+  endStroke();
 }
 
-function clearMap() {
+export function clearCanvas() {
   pushUndo();
-  for (let i = 0; i < S.ids.length; i++) if (!locked(i)) S.ids[i] = S.background;
-  invalidate();
-  strokeEnded();
+  clearMap();
+  endStroke();
 }

@@ -2,7 +2,17 @@
 // browser (IndexedDB: pictures as Blobs) a moment after each change, and come back on
 // reload; a project file holds the same in one JSON file to save and open elsewhere.
 // Dropping a mask or a project file on the page opens it instead of navigating away.
-"use strict";
+// #saved-note says where the work stands (its data-state: "pending" until kept, then "kept").
+
+import { $, base64ToBytes, bytesToBase64, dataURL, download } from "./dom.js";
+import { brushSize } from "./editor.js";
+import { clearError, showError } from "./errors.js";
+import { applyFormSettings, settings } from "./form.js";
+import { importFile } from "./maps.js";
+import { showPreview, showVersion, updateVersionButtons } from "./results.js";
+import {
+  S, leaveMode, markSaved, on, pushUndo, replaceVersions, selectClass, selectTool, setBackground, setMap, setZoom,
+} from "./state.js";
 
 const DB_NAME = "drawing2map", STORE = "work", KEY = "current";
 const SAVE_DELAY_MS = 300;
@@ -32,14 +42,15 @@ function workNow() {
   return {
     map: { w: S.w, h: S.h, ids: S.ids.slice() },
     settings: settings(), background: S.background, zoom: S.zoom, current: S.current, tool: S.tool, size: S.size,
-    versions: V.list.map(({ blob, seed, prompt, mode, width, height, mask, settings }) =>
+    versions: S.versions.map(({ blob, seed, prompt, mode, width, height, mask, settings }) =>
       ({ blob, seed, prompt, mode, width, height, mask, settings })),
-    at: V.at, showing: V.showing,
+    at: S.at, showing: S.showing,
   };
 }
 
-function scheduleSave() {
+export function scheduleSave() {
   clearTimeout(saveTimer);
+  $("saved-note").dataset.state = "pending";
   saveTimer = setTimeout(saveNow, SAVE_DELAY_MS);
 }
 
@@ -48,15 +59,17 @@ async function saveNow() {
   saveTimer = null;
   try {
     await dbCall("readwrite", (store) => store.put(workNow(), KEY));
-    S.savedEdits = S.edits;
+    markSaved();
     const at = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     $("saved-note").textContent = `Kept in this browser at ${at}.`;
+    if (saveTimer === null) $("saved-note").dataset.state = "kept";
   } catch (err) {
     $("saved-note").textContent = `Not kept in this browser (${err.message}): save a project file.`;
+    $("saved-note").dataset.state = "failed";
   }
 }
 
-async function loadSaved() {
+export async function loadSaved() {
   try {
     return await dbCall("readonly", (store) => store.get(KEY));
   } catch (err) {
@@ -64,19 +77,23 @@ async function loadSaved() {
   }
 }
 
-function restoreWork(work) {
+export function restoreWork(work) {
   // The saved (or opened) work replaces the page's: map, settings, versions.
+  restoring = true;
+  try { restore(work); } finally { restoring = false; }
+}
+
+function restore(work) {
   setBackground(work.background || S.background);
   applyFormSettings(work.settings);
   setMap(work.map.w, work.map.h, work.map.ids);
   restoreTools(work);
-  for (const v of V.list) URL.revokeObjectURL(v.src);
-  V.list = work.versions.map((v) => Object.assign({}, v, { src: URL.createObjectURL(v.blob) }));
-  $("results").replaceChildren(...V.list.map(versionCard).reverse());
-  $("gallery-empty").hidden = V.list.length > 0;
-  if (work.showing === "result" && work.at >= 0 && work.at < V.list.length) showVersion(work.at); else showPreview();
+  for (const v of S.versions) URL.revokeObjectURL(v.src);
+  replaceVersions(work.versions.map((v) => Object.assign({}, v, { src: URL.createObjectURL(v.blob) })));
+  const n = S.versions.length;
+  if (work.showing === "result" && work.at >= 0 && work.at < n) showVersion(work.at); else showPreview();
   updateVersionButtons();
-  S.savedEdits = S.edits;
+  markSaved();
 }
 
 function restoreTools(work) {
@@ -84,7 +101,7 @@ function restoreTools(work) {
   if (work.zoom) setZoom(work.zoom);
   if (S.classes.some((c) => c.id === work.current)) selectClass(work.current);
   if (work.tool && work.tool !== "region" && $(`tool-${work.tool}`)) selectTool(work.tool);
-  if (work.size) setBrushSize(work.size);
+  if (work.size) brushSize(work.size);
 }
 
 function unsaved() {
@@ -93,7 +110,7 @@ function unsaved() {
 
 // ---------------------------------------------------------------- project files
 
-async function saveProject() {
+export async function saveProject() {
   const work = workNow();
   const packIds = (m) => ({ w: m.w, h: m.h, ids: bytesToBase64(m.ids) });
   const project = {
@@ -126,7 +143,7 @@ function readProject(text) {
   return project;
 }
 
-async function openProject(file) {
+export async function openProject(file) {
   clearError();
   try {
     const project = readProject(await file.text());
@@ -148,7 +165,7 @@ async function openProject(file) {
 
 // ---------------------------------------------------------------- dropping files, leaving the page
 
-function bindDropAndLeave() {
+export function bindDropAndLeave() {
   let depth = 0;
   document.addEventListener("dragenter", (e) => { e.preventDefault(); depth++; document.body.classList.add("dragging"); });
   document.addEventListener("dragleave", () => { if (--depth <= 0) { depth = 0; document.body.classList.remove("dragging"); } });
@@ -168,3 +185,11 @@ function bindDropAndLeave() {
     e.returnValue = "";
   });
 }
+
+let restoring = false;  // the saved work coming back is not a change to save
+
+function changed() { if (!restoring) scheduleSave(); }
+
+on("stroke", changed);
+on("versions", changed);
+on("zoom", changed);

@@ -1,9 +1,20 @@
 // Drawing2Map: "Start from a place". The OpenStreetMap land cover of an address fills the canvas
 // (POST /api/place), as one undoable step, and the place's name goes into the caption's field.
-// Loaded after app.js, whose state (S) and helpers ($, api, pushUndo, setMap…) it uses.
-"use strict";
 
-(() => {
+import * as api from "./api.js";
+import { refreshCaption } from "./caption.js";
+import { $, base64ToBytes } from "./dom.js";
+import { clearError, showError } from "./errors.js";
+import { loadMap, sizeProblem } from "./maps.js";
+import { S, endStroke } from "./state.js";
+
+export function placeDefaults(defaults) {
+  // The size and resolution start where `seg2sat osm-mask`'s do (/api/options' "place").
+  Object.assign($("osm-size"), { value: defaults.size });
+  Object.assign($("osm-resolution"), { value: defaults.resolution, min: defaults.low, max: defaults.high });
+}
+
+export function bindPlace() {
   const form = $("osm-form");
 
   function setPlaceBusy(busy, message) {
@@ -17,12 +28,10 @@
 
   function loadPlace(answer) {
     // Like a sample or an import: the previous drawing stays one Undo away.
-    pushUndo();
-    leaveMode();
-    setMap(answer.width, answer.height, base64ToBytes(answer.ids));
+    loadMap(answer.width, answer.height, base64ToBytes(answer.ids));
     $("place").value = answer.place;
-    updatePromptPreview();
-    strokeEnded();
+    refreshCaption();
+    endStroke();
   }
 
   function describe(answer) {
@@ -46,10 +55,7 @@
     setPlaceBusy(true, `Fetching the map of ${place}…`);
     let message;
     try {
-      const answer = await api("/api/place", {
-        method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ place, size, resolution, background: S.background }),
-      });
+      const answer = await api.place({ place, size, resolution, background: S.background });
       loadPlace(answer);
       message = describe(answer);
     } catch (err) {
@@ -57,17 +63,6 @@
       message = `No map of ${place}.`;
     }
     setPlaceBusy(false, message);
-  }
-
-  async function applyDefaults() {
-    // The size and resolution start where `seg2sat osm-mask`'s do (from /api/options).
-    try {
-      const defaults = (await api("/api/options")).place;
-      Object.assign($("osm-size"), { value: defaults.size });
-      Object.assign($("osm-resolution"), { value: defaults.resolution, min: defaults.low, max: defaults.high });
-    } catch (err) {
-      showError(err.message);
-    }
   }
 
   function markBox() {
@@ -79,5 +74,4 @@
 
   form.addEventListener("submit", startFromPlace);
   $("osm-place").addEventListener("input", markBox);
-  applyDefaults();
-})();
+}

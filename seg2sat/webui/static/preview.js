@@ -2,7 +2,13 @@
 // rendered by the offline renderer on the server (POST /api/preview) and patched into
 // the right-hand pane: an aerial-looking map while drawing, before any diffusion.
 // The renderer's windows are seamless, so a patch is exactly that part of a full render.
-"use strict";
+// The preview canvas is aria-busy while a part of it is still to be drawn.
+
+import * as api from "./api.js";
+import { $, bytesToBase64 } from "./dom.js";
+import { showError } from "./errors.js";
+import { previewSeed } from "./form.js";
+import { S, on } from "./state.js";
 
 const P = {
   dirty: null,       // rectangle changed since the last request
@@ -13,21 +19,26 @@ const P = {
   abort: null,       // the AbortController of the request in flight
 };
 
+function markBusy() {
+  $("preview-canvas").setAttribute("aria-busy", String(P.busy || P.dirty !== null));
+}
+
 function previewDirty(x0, y0, x1, y1) {
   // A pixel's colour depends on the map up to HALO away (edges, shadows): redraw that far around the change.
   const halo = S.halo || 0;
   [x0, y0, x1, y1] = [Math.max(0, x0 - halo), Math.max(0, y0 - halo), Math.min(S.w - 1, x1 + halo), Math.min(S.h - 1, y1 + halo)];
   mergeDirty(x0, y0, x1, y1);
-  if (S.drawing && !P.busy) previewFlush(false);  // long strokes update as they go
+  if (S.stroking && !P.busy) previewFlush(false);  // long strokes update as they go
 }
 
 function mergeDirty(x0, y0, x1, y1) {
   const d = P.dirty;
   P.dirty = d ? { x0: Math.min(d.x0, x0), y0: Math.min(d.y0, y0), x1: Math.max(d.x1, x1), y1: Math.max(d.y1, y1) }
               : { x0, y0, x1, y1 };
+  markBusy();
 }
 
-function previewAll() {
+export function previewAll() {
   // A new map (size, sample, version…): whatever is in flight was for the old one: drop it, start over.
   const c = $("preview-canvas");
   if (c.width !== S.w || c.height !== S.h) { c.width = S.w; c.height = S.h; }
@@ -43,12 +54,14 @@ function previewFlush(strokeEnd = true) {
   const d = P.dirty;
   P.dirty = null;
   P.busy = true;
+  markBusy();
   // The map as it is now: every tile of this rectangle is cut from it, whatever happens meanwhile.
   const map = { w: S.w, h: S.h, ids: S.ids, id: P.map, seed: previewSeed() };
   P.abort = new AbortController();
   renderRect(d, map, P.abort.signal).catch(previewFailed).finally(() => {
     P.busy = false;
     P.abort = null;
+    markBusy();
     if (P.dirty) previewFlush(false);
   });
 }
@@ -56,7 +69,7 @@ function previewFlush(strokeEnd = true) {
 function previewFailed(err) {
   // A dropped request is normal (the map changed); any other failure is said in the page's words:
   // the server's sentence is about the request's fields, meant for programmers.
-  if (err.name === "AbortError" || err.stale) return;
+  if (err.name === "AbortError") return;
   console.warn("live preview:", err.message);
   showError("The live preview could not be drawn just now; it catches up with your next change.");
 }
@@ -85,17 +98,13 @@ async function renderTile(map, x0, y0, x1, y1, signal) {
   for (let y = 0; y < ch; y++) part.set(ids.subarray((ay + y) * w + ax, (ay + y) * w + ax + cw), y * cw);
   const body = { ids: bytesToBase64(part), size: [cw, ch], box: [x0 - ax, y0 - ay, x1 - ax + 1, y1 - ay + 1],
                  origin: [ax, ay], seed: map.seed };
-  const response = await fetch("/api/preview", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
-  });
+  const blob = await api.previewTile(body, signal);
   if (map.id !== P.map) return;  // answered for a map that is gone
-  if (response.status === 429) { mergeDirty(x0, y0, x1, y1); return; }  // busy: sent again next
-  if (!response.ok) throw new Error(`HTTP ${response.status}: ${(await response.json().catch(() => ({}))).error}`);
-  const bitmap = await createImageBitmap(await response.blob());
+  if (blob === null) { mergeDirty(x0, y0, x1, y1); return; }  // busy: sent again next
+  const bitmap = await createImageBitmap(blob);
   if (map.id === P.map) $("preview-canvas").getContext("2d").drawImage(bitmap, x0, y0);
 }
 
-function previewSeed() {
-  const seed = Number($("seed").value);
-  return Number.isSafeInteger(seed) && seed >= 0 ? seed : 0;
-}
+on("changed", previewDirty);
+on("resized", previewAll);
+on("stroke", () => previewFlush());
