@@ -8,7 +8,10 @@
    and under ``accelerate launch --multi_gpu --num_processes 2`` (torchrun + gloo, a core
    each); images/s as the command prints it (model loading and start-up left out, which
    a long run amortises). Target on 2 cores: 2 processes >= 1.7x.
-3. With a CUDA GPU and ``--realsize``: an SD 2.1 base-shaped pipeline with random weights
+3. ``--filter-with`` (in one process, one torch thread): the same run without a filter, with the tiny
+   SegFormer of the tests, and with a SegFormer shaped like MiT-b0 (random weights cost what trained ones
+   do), interleaved; the filter's own time per image is timed inside it.
+4. With a CUDA GPU and ``--realsize``: an SD 2.1 base-shaped pipeline with random weights
    (it costs what the trained one does) at 512 px, 20 steps, bf16, ``--cache-interval 3``.
 
 Run: python benchmarks/bench_synthesize.py [--masks 16] [--side 128] [--steps 4] [--realsize]
@@ -108,6 +111,55 @@ def overhead(model: str, src: Path, work: Path, steps: int, rounds: int) -> tupl
     return statistics.median(times[plain]), statistics.median(times[synth]), statistics.median(outside), len(source)
 
 
+def filter_overhead(model: str, src: Path, work: Path, steps: int, rounds: int) -> dict[str, tuple[float, float]]:
+    """Median seconds per image of a whole run, and of the filter's scoring in it, for: no filter, the tiny
+    SegFormer, a MiT-b0-shaped SegFormer."""
+    import torch
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    from seg2sat.classes import CLASSES
+    from seg2sat.engine import Engine
+    from seg2sat.settings import Settings
+    from seg2sat.synth.filter import Filter
+    from seg2sat.synth.run import Options, synthesize
+    from seg2sat.testing.segformer import build_tiny_segformer
+
+    torch.set_num_threads(1)
+    engine = Engine(Settings(model=model)).load()
+    b0 = work / "segformer-b0"
+    SegformerForSemanticSegmentation(SegformerConfig(num_labels=len(CLASSES), id2label={
+        c.id - 1: c.name for c in CLASSES}, label2id={c.name: c.id - 1 for c in CLASSES})).save_pretrained(b0)
+    SegformerImageProcessor().save_pretrained(b0)  # 512 x 512, as SegFormer models on the Hub
+    scorers = {"none": None, "tiny SegFormer": Filter(str(build_tiny_segformer(work / "segformer-tiny"))),
+               "SegFormer MiT-b0 shape, 512 px input": Filter(str(b0))}
+    inside = {"s": 0.0}
+    for scorer in scorers.values():
+        if scorer is not None:
+            real = scorer.score
+
+            def timed(images, masks, batch=8, real=real):
+                start = time.perf_counter()
+                try:
+                    return real(images, masks, batch)
+                finally:
+                    inside["s"] += time.perf_counter() - start
+
+            scorer.score = timed
+    count = len(list(src.iterdir()))
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in scorers}
+    for round_ in range(rounds + 1):  # the first round warms up
+        for name, scorer in scorers.items():
+            out = work / "filtered"
+            shutil.rmtree(out, ignore_errors=True)
+            inside["s"] = 0.0
+            start = time.perf_counter()
+            synthesize(Options(source=str(src), out=out, steps=steps, progress=False,
+                               filter_with=scorer and scorer.model_id), engine, scorer=scorer)
+            if round_:
+                times[name].append(((time.perf_counter() - start) / count, inside["s"] / count))
+    return {name: (statistics.median(t for t, _ in v), statistics.median(f for _, f in v)) for name, v in times.items()}
+
+
 def command(model: str, src: Path, out: Path, steps: int, processes: int, threads: int, extra=()) -> tuple[float, float]:
     """(images/s the command prints, wall seconds) of one run of the command."""
     shutil.rmtree(out, ignore_errors=True)
@@ -150,6 +202,11 @@ def main() -> None:
               f"({(synth / plain - 1) * 100:+.1f} %); "
               f"synthesize's own work outside the model: {outside / n * 1000:.1f} ms/image "
               f"({outside / (synth - outside) * 100:.1f} % of the image's time)")
+        filtered = filter_overhead(model, src, work, args.steps, args.rounds)
+        base = filtered["none"][0]
+        print("--filter-with, same run, 1 thread: " + "; ".join(
+            f"{name}: {whole * 1000:.1f} ms/image ({whole / base:.2f}x), the filter's own {own * 1000:.1f} ms "
+            f"(= {own / base:.0%} of an unfiltered image's time)" for name, (whole, own) in filtered.items()))
         one1, wall11 = command(model, src, work / "one1", args.steps, 1, 1)
         one, wall1 = command(model, src, work / "one", args.steps, 1, cores)
         two, wall2 = command(model, src, work / "two", args.steps, 2, max(cores // 2, 1))
