@@ -75,23 +75,29 @@ def api_overhead(model_dir: str) -> None:
     app.extensions["seg2sat_ui"].worker.close()
 
 
+MODULES = """const state = await import("/static/state.js");  // the page's own module instances
+    const editor = await import("/static/editor.js");
+    const canvas = await import("/static/canvas.js");"""
+
 FILL_AND_PREVIEW = """async (side) => {
     // Fill: the big field of a town-like map, median of 5. Preview: from the end of a stroke to its
     // pixels drawn in the result pane (POST /api/preview and the patch), median of 5.
+    """ + MODULES + """
     const median = (xs) => xs.sort((a, b) => a - b)[2];
+    const previewBusy = () => document.getElementById("preview-canvas").getAttribute("aria-busy") !== "false";
     const fills = [], previews = [];
     for (let i = 0; i < 5; i++) {
         const ids = new Uint8Array(side * side).fill(11);
         for (let y = 0; y < side; y++) for (let x = side / 2 - 4; x < side / 2 + 4; x++) ids[y * side + x] = 3;
-        setMap(side, side, ids);
+        state.setMap(side, side, ids);
         const t = performance.now();
-        floodFill(3, 3, 10);
+        state.floodFill(3, 3, 10);
         fills.push(performance.now() - t);
         await new Promise((r) => setTimeout(r, 300));
-        while (P.busy || P.dirty) await new Promise((r) => setTimeout(r, 20));
+        while (previewBusy()) await new Promise((r) => setTimeout(r, 20));
         delete document.body.dataset.previewMs;
-        line(40 + i * 20, 60, 160 + i * 20, 90, S.ids, 5);
-        strokeEnded();
+        editor.line(40 + i * 20, 60, 160 + i * 20, 90, false, 5);
+        state.endStroke();
         while (document.body.dataset.previewMs === undefined) await new Promise((r) => setTimeout(r, 2));
         previews.push(Number(document.body.dataset.previewMs));
     }
@@ -120,14 +126,15 @@ def browser_redraw() -> None:
             page.goto(f"http://127.0.0.1:{server.port}/")
             page.wait_for_selector("body[data-ready=true]")
             for side in (512, 1024, 2048):
-                ms = page.evaluate("""(side) => {
-                    setMap(side, side, new Uint8Array(side * side).fill(11));
+                ms = page.evaluate("""async (side) => {
+                    """ + MODULES + """
+                    state.setMap(side, side, new Uint8Array(side * side).fill(11));
                     const times = [];
                     for (let i = 0; i < 15; i++) {
-                        flush();
+                        canvas.flush();
                         const t = performance.now();
-                        line(i * 7 % side, i * 13 % side, i * 7 % side + 12, i * 13 % side + 9, S.ids, 1 + (i % 19));
-                        flush();
+                        editor.line(i * 7 % side, i * 13 % side, i * 7 % side + 12, i * 13 % side + 9, false, 1 + (i % 19));
+                        canvas.flush();
                         times.push(performance.now() - t);
                     }
                     times.sort((a, b) => a - b);

@@ -42,7 +42,7 @@ def screenshot(out: Path, chromium: str) -> None:
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(f"http://127.0.0.1:{server.port}/")
             page.wait_for_selector("body[data-ready=true]")
-            page.wait_for_function("P.strokeAt === null && !P.busy && !P.dirty")  # the live preview is drawn
+            page.wait_for_selector("#preview-canvas[aria-busy=false]")  # the live preview is drawn
             page.screenshot(path=str(out.with_name("webui_start.png")))  # what a newcomer sees first
             page.fill("#seed", "3")
             page.evaluate("window.scrollTo(0, 0)")
