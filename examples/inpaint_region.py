@@ -19,6 +19,7 @@ from PIL import Image
 
 from seg2sat import caption, generate, get_class, inpaint, load_mask
 from seg2sat.masks import resize_ids, to_image
+from seg2sat.options import add_model_options, add_numeric_option, model_arguments
 from seg2sat.pipelines import WeightsNotFoundError, load_pipeline
 from seg2sat.testing.figures import grid
 
@@ -44,8 +45,9 @@ def inpaint_region(
     *,
     model: str | None = None,
     controlnet: str | None = None,
+    controlnet_subfolder: str | None = None,
     device: str | None = None,
-    steps: int = 20,
+    steps: int | None = None,
     size: int | None = None,
 ) -> list[Path]:
     """Generate an image from ``mask``, then redo the ``box`` part; writes before, region, after and a sheet."""
@@ -56,7 +58,7 @@ def inpaint_region(
     edited = ids.copy()
     if repaint:
         edited[region] = get_class(repaint).id
-    pipe = load_pipeline(model, controlnet, device=device)
+    pipe = load_pipeline(model, controlnet, device=device, controlnet_subfolder=controlnet_subfolder)
     pipe.set_progress_bar_config(disable=False, desc="denoising")
     before = generate(ids, caption(place, ids), seed=seed, steps=steps, pipeline=pipe).images[0]
     after = inpaint(before, edited, region, caption(place, edited), seed=seed + 1, steps=steps, pipeline=pipe).images[0]
@@ -94,17 +96,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repaint", help="class name to paint into the region first, e.g. deciduous")
     parser.add_argument("--place", default=None, help="address or place for the caption")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", help="base model hub id or folder, or a full pipeline folder (default SD 2.1 base)")
-    parser.add_argument("--controlnet", help="ControlNet hub id or folder (default rgres/Seg2Sat-sd-controlnet)")
-    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--steps", type=int, default=20)
+    add_model_options(parser)
+    add_numeric_option(parser, "--steps", "steps")
     parser.add_argument("--size", type=int, help="resize the mask to SIZE x SIZE first (default: keep its size)")
     parser.add_argument("--out", type=Path, default=Path("out"))
     args = parser.parse_args(argv)
     diffusers_logging.set_verbosity_error()  # progress bars and results only, no library notices
     try:
-        paths = inpaint_region(args.mask, args.out, args.box, args.repaint, args.place, args.seed, model=args.model,
-                               controlnet=args.controlnet, device=args.device, steps=args.steps, size=args.size)
+        paths = inpaint_region(args.mask, args.out, args.box, args.repaint, args.place, args.seed,
+                               **model_arguments(args), steps=args.steps, size=args.size)
     except (ValueError, WeightsNotFoundError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(*paths, sep="\n")

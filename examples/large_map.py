@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from seg2sat import caption, generate, load_mask
 from seg2sat.masks import resize_ids, to_image
+from seg2sat.options import add_model_options, add_numeric_option, model_arguments
 from seg2sat.pipelines import WeightsNotFoundError, load_pipeline
 
 MASKS = Path(__file__).resolve().parent / "masks"
@@ -47,8 +48,9 @@ def large_map(
     *,
     model: str | None = None,
     controlnet: str | None = None,
+    controlnet_subfolder: str | None = None,
     device: str | None = None,
-    steps: int = 20,
+    steps: int | None = None,
     size: int | None = None,
 ) -> list[Path]:
     """Write ``<name>-mask.png`` and ``<name>-seed<N>.png`` for ``mask`` (default: the sample mosaic)."""
@@ -56,7 +58,7 @@ def large_map(
     if size:
         ids = resize_ids(ids, (size, size))
     name = Path(mask).stem if mask else "mosaic"
-    pipe = load_pipeline(model, controlnet, device=device)
+    pipe = load_pipeline(model, controlnet, device=device, controlnet_subfolder=controlnet_subfolder)
     with tqdm(desc=f"{ids.shape[1]}x{ids.shape[0]} map", unit="tile step") as bar:
 
         def progress(done: int, total: int) -> None:
@@ -76,17 +78,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("mask", nargs="?", type=Path, help="a large colour mask (default: 2 x 2 mosaic of the samples)")
     parser.add_argument("--place", default=None, help="address or place for the caption")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", help="base model hub id or folder, or a full pipeline folder (default SD 2.1 base)")
-    parser.add_argument("--controlnet", help="ControlNet hub id or folder (default rgres/Seg2Sat-sd-controlnet)")
-    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--steps", type=int, default=20)
+    add_model_options(parser)
+    add_numeric_option(parser, "--steps", "steps")
     parser.add_argument("--size", type=int, help="resize the map to SIZE x SIZE first (default: keep its size)")
     parser.add_argument("--out", type=Path, default=Path("out"))
     args = parser.parse_args(argv)
     diffusers_logging.set_verbosity_error()  # progress bars and results only, no library notices
     try:
-        paths = large_map(args.out, args.mask, args.place, args.seed, model=args.model, controlnet=args.controlnet,
-                          device=args.device, steps=args.steps, size=args.size)
+        paths = large_map(args.out, args.mask, args.place, args.seed, **model_arguments(args), steps=args.steps,
+                          size=args.size)
     except (ValueError, WeightsNotFoundError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(*paths, sep="\n")

@@ -18,6 +18,7 @@ from diffusers.utils import logging as diffusers_logging
 from seg2sat import caption, generate, load_mask, outpaint
 from seg2sat.generation import grow
 from seg2sat.masks import resize_ids, to_image
+from seg2sat.options import add_model_options, add_numeric_option, model_arguments
 from seg2sat.pipelines import WeightsNotFoundError, load_pipeline
 from seg2sat.testing.figures import grid
 
@@ -34,8 +35,9 @@ def outpaint_side(
     *,
     model: str | None = None,
     controlnet: str | None = None,
+    controlnet_subfolder: str | None = None,
     device: str | None = None,
-    steps: int = 20,
+    steps: int | None = None,
     size: int | None = None,
 ) -> list[Path]:
     """Generate ``mask`` less a ``pixels`` strip on ``side`` (default a quarter), then outpaint the strip.
@@ -54,7 +56,7 @@ def outpaint_side(
     inner = (w - pixels, h) if horizontal else (w, h - pixels)
     _, (x, y) = grow(side, pixels, inner)  # where the first image sits in the grown canvas
     start_ids = ids[y : y + inner[1], x : x + inner[0]]
-    pipe = load_pipeline(model, controlnet, device=device)
+    pipe = load_pipeline(model, controlnet, device=device, controlnet_subfolder=controlnet_subfolder)
     pipe.set_progress_bar_config(disable=False, desc="denoising")
     start = generate(start_ids, caption(place, start_ids), seed=seed, steps=steps, pipeline=pipe).images[0]
     grown = outpaint(start, ids, (x, y), caption(place, ids), seed=seed + 1, steps=steps, pipeline=pipe).images[0]
@@ -76,17 +78,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pixels", type=int, help="width of the strip to outpaint (default a quarter of the mask)")
     parser.add_argument("--place", default=None, help="address or place for the caption")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", help="base model hub id or folder, or a full pipeline folder (default SD 2.1 base)")
-    parser.add_argument("--controlnet", help="ControlNet hub id or folder (default rgres/Seg2Sat-sd-controlnet)")
-    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--steps", type=int, default=20)
+    add_model_options(parser)
+    add_numeric_option(parser, "--steps", "steps")
     parser.add_argument("--size", type=int, help="resize the mask to SIZE x SIZE first (default: keep its size)")
     parser.add_argument("--out", type=Path, default=Path("out"))
     args = parser.parse_args(argv)
     diffusers_logging.set_verbosity_error()  # progress bars and results only, no library notices
     try:
-        paths = outpaint_side(args.mask, args.out, args.side, args.pixels, args.place, args.seed, model=args.model,
-                              controlnet=args.controlnet, device=args.device, steps=args.steps, size=args.size)
+        paths = outpaint_side(args.mask, args.out, args.side, args.pixels, args.place, args.seed,
+                              **model_arguments(args), steps=args.steps, size=args.size)
     except (ValueError, WeightsNotFoundError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(*paths, sep="\n")

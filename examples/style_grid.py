@@ -17,6 +17,7 @@ from diffusers.utils import logging as diffusers_logging
 
 from seg2sat import STYLES, caption, generate, load_mask
 from seg2sat.masks import resize_ids, to_image
+from seg2sat.options import add_model_options, add_numeric_option, model_arguments
 from seg2sat.pipelines import WeightsNotFoundError, load_pipeline
 from seg2sat.testing.figures import grid
 
@@ -32,8 +33,9 @@ def style_grid(
     *,
     model: str | None = None,
     controlnet: str | None = None,
+    controlnet_subfolder: str | None = None,
     device: str | None = None,
-    steps: int = 20,
+    steps: int | None = None,
     size: int | None = None,
 ) -> list[Path]:
     """Write ``<mask>-<style>.png`` per style and ``<mask>-styles.png`` (mask + every style) into ``out``."""
@@ -43,7 +45,7 @@ def style_grid(
     ids = load_mask(mask).ids
     if size:
         ids = resize_ids(ids, (size, size))
-    pipe = load_pipeline(model, controlnet, device=device)
+    pipe = load_pipeline(model, controlnet, device=device, controlnet_subfolder=controlnet_subfolder)
     pipe.set_progress_bar_config(disable=False, desc="denoising")
     prompt = caption(place, ids)
     out = Path(out)
@@ -65,17 +67,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--place", default=None, help="address or place for the caption (default none)")
     parser.add_argument("--styles", nargs="+", default=list(GRID_STYLES), choices=list(STYLES))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", help="base model hub id or folder, or a full pipeline folder (default SD 2.1 base)")
-    parser.add_argument("--controlnet", help="ControlNet hub id or folder (default rgres/Seg2Sat-sd-controlnet)")
-    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--steps", type=int, default=20)
+    add_model_options(parser)
+    add_numeric_option(parser, "--steps", "steps")
     parser.add_argument("--size", type=int, help="resize the mask to SIZE x SIZE first (default: keep its size)")
     parser.add_argument("--out", type=Path, default=Path("out"))
     args = parser.parse_args(argv)
     diffusers_logging.set_verbosity_error()  # progress bars and results only, no library notices
     try:
-        paths = style_grid(args.mask, args.out, args.place, args.styles, args.seed, model=args.model,
-                           controlnet=args.controlnet, device=args.device, steps=args.steps, size=args.size)
+        paths = style_grid(args.mask, args.out, args.place, args.styles, args.seed, **model_arguments(args),
+                           steps=args.steps, size=args.size)
     except (ValueError, WeightsNotFoundError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(*paths, sep="\n")

@@ -21,7 +21,9 @@ from diffusers.utils import logging as diffusers_logging
 
 from seg2sat import caption, load_mask
 from seg2sat.masks import model_size, resize_ids, to_image
+from seg2sat.options import add_model_options, add_numeric_option
 from seg2sat.pipelines import pick_device, pick_dtype, resolve_base
+from seg2sat.request import NUMERIC_FIELDS
 
 
 def find_controlnet(folder: str | Path) -> Path:
@@ -52,15 +54,20 @@ def generate_with_trained(
     steps: int = 20,
     size: int | None = None,
     device: str | None = None,
+    controlnet_subfolder: str | None = None,
 ) -> list[Path]:
-    """Write ``<mask>-trained-seed<N>.png`` for each seed, generated with the trained ControlNet."""
+    """Write ``<mask>-trained-seed<N>.png`` for each seed, generated with the trained ControlNet.
+
+    ``controlnet_subfolder``: a folder inside ``controlnet`` to look in, e.g. ``checkpoint-500``.
+    """
     ids = load_mask(mask).ids  # colours snapped to the 19 classes
     if size:
         ids = resize_ids(ids, (size, size))
     device = device or pick_device()
     dtype = pick_dtype(device)
 
-    net = ControlNetModel.from_pretrained(find_controlnet(controlnet), dtype=dtype)
+    folder = Path(controlnet) / controlnet_subfolder if controlnet_subfolder else controlnet
+    net = ControlNetModel.from_pretrained(find_controlnet(folder), dtype=dtype)
     base, _notes = resolve_base(model)  # default: a verified copy of SD 2.1 base (its original repo is gone)
     pipe = StableDiffusionControlNetPipeline.from_pretrained(
         base, controlnet=net, dtype=dtype, safety_checker=None, requires_safety_checker=False
@@ -92,21 +99,21 @@ def generate_with_trained(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mask", type=Path, help="colour mask PNG, e.g. examples/masks/town.png")
-    parser.add_argument("--controlnet", required=True, type=Path,
-                        help="output folder of controlnet_training (or one of its checkpoint-<step> folders)")
-    parser.add_argument("--model", default=None,
-                        help="base model hub id or folder (default: a verified copy of SD 2.1 base)")
+    models = add_model_options(parser)
+    models["--controlnet"].required = True  # this example is about a ControlNet you trained
+    models["--controlnet"].metavar = "DIR"
+    models["--controlnet"].help = "output folder of controlnet_training (or one of its checkpoint-<step> folders)"
+    models["--controlnet-subfolder"].help = "a folder inside --controlnet to look in, e.g. checkpoint-500"
     parser.add_argument("--place", default=None, help="address or place for the caption")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--steps", type=int, default=20)
+    add_numeric_option(parser, "--steps", "steps", default=NUMERIC_FIELDS["steps"].default)
     parser.add_argument("--size", type=int, help="resize the mask to SIZE x SIZE first (default: keep its size)")
     parser.add_argument("--out", type=Path, default=Path("out"))
     args = parser.parse_args(argv)
     diffusers_logging.set_verbosity_error()  # progress bars and results only, no library notices
     try:
         paths = generate_with_trained(args.mask, args.controlnet, args.out, args.model, args.place, args.seeds,
-                                      args.steps, args.size, args.device)
+                                      args.steps, args.size, args.device, args.controlnet_subfolder)
     except (ValueError, OSError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(*paths, sep="\n")

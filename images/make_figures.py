@@ -24,6 +24,7 @@ from PIL import Image
 
 from seg2sat import caption, generate, load_mask
 from seg2sat.masks import resize_ids, to_image
+from seg2sat.options import add_model_options, add_numeric_option, model_arguments
 from seg2sat.pipelines import WeightsNotFoundError, load_pipeline
 from seg2sat.testing.figures import grid
 
@@ -61,6 +62,7 @@ def make_figures(
     *,
     model: str | None = None,
     controlnet: str | None = None,
+    controlnet_subfolder: str | None = None,
     device: str | None = None,
     steps: int = 30,
     size: int | None = None,
@@ -73,7 +75,7 @@ def make_figures(
     ids = load_mask(mask).ids
     if size:
         ids = resize_ids(ids, (size, size))
-    pipe = load_pipeline(model, controlnet, device=device)
+    pipe = load_pipeline(model, controlnet, device=device, controlnet_subfolder=controlnet_subfolder)
     pipe.set_progress_bar_config(disable=False, desc="denoising")
     seed_figure(ids, place, [seed + i for i in range(len(SEEDS))], steps, pipe).save(out / "seed_grid.png")
     style_figure(ids, place, STYLES, seed, steps, pipe).save(out / "style_grid.png")
@@ -86,16 +88,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mask", type=Path, default=MASKS / "town.png", help="mask of the seed and style grids")
     parser.add_argument("--place", default="Saint-Cyr-sur-Mer, Var, France", help="place for the caption")
     parser.add_argument("--seed", type=int, default=1, help="first seed of the seed grid, the seed of the style grid")
-    parser.add_argument("--model", help="base model hub id or folder, or a full pipeline folder (default SD 2.1 base)")
-    parser.add_argument("--controlnet", help="ControlNet hub id or folder (default rgres/Seg2Sat-sd-controlnet)")
-    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--steps", type=int, default=30)
+    add_model_options(parser)
+    add_numeric_option(parser, "--steps", "steps", default=30)  # the README's figures: a few more than the default
     parser.add_argument("--size", type=int, help="resize the mask to SIZE x SIZE first (default: keep its size)")
     args = parser.parse_args(argv)
     diffusers_logging.set_verbosity_error()
     try:
-        paths = make_figures(args.out, args.mask, args.place, model=args.model, controlnet=args.controlnet,
-                             device=args.device, steps=args.steps, size=args.size, seed=args.seed)
+        paths = make_figures(args.out, args.mask, args.place, **model_arguments(args), steps=args.steps, size=args.size,
+                             seed=args.seed)
     except (ValueError, WeightsNotFoundError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(*paths, sep="\n")

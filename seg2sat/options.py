@@ -39,19 +39,30 @@ def spell(text: str, front_end: str) -> str:
     return text
 
 
-def add_model_options(p: argparse.ArgumentParser, env: bool = False) -> None:
-    """--model, --controlnet, --controlnet-subfolder, --device: which weights, on which device."""
+def add_model_options(p: argparse.ArgumentParser, env: bool = False) -> dict[str, argparse.Action]:
+    """--model, --controlnet, --controlnet-subfolder, --device: which weights, on which device.
+
+    Returns the actions by flag, for a script that needs one of them changed (required, other help).
+    """
     var = _env_hint(env)
-    p.add_argument("--model", default=None, metavar="ID_OR_DIR",
-                   help="base model hub id or folder, or a full ControlNet pipeline (default: a verified copy of "
-                        f"SD 2.1 base, see README, Real weights){var('MODEL')}")
-    p.add_argument("--controlnet", default=None, metavar="ID_OR_DIR",
-                   help=f"ControlNet hub id or folder (default rgres/Seg2Sat-sd-controlnet, or the one inside "
-                        f"--model){var('CONTROLNET')}")
-    p.add_argument("--controlnet-subfolder", default=None, metavar="PATH",
-                   help="a checkpoint inside the ControlNet repository, e.g. v2/checkpoint-14000/controlnet "
-                        f"(README, Real weights){var('CONTROLNET_SUBFOLDER')}")
-    p.add_argument("--device", default=None, help=f"cuda, mps or cpu (default: the best available){var('DEVICE')}")
+    actions = [
+        p.add_argument("--model", default=None, metavar="ID_OR_DIR",
+                       help="base model hub id or folder, or a full ControlNet pipeline (default: a verified copy "
+                            f"of SD 2.1 base, see README, Real weights){var('MODEL')}"),
+        p.add_argument("--controlnet", default=None, metavar="ID_OR_DIR",
+                       help="ControlNet hub id or folder (default rgres/Seg2Sat-sd-controlnet, or the one inside "
+                            f"--model){var('CONTROLNET')}"),
+        p.add_argument("--controlnet-subfolder", default=None, metavar="PATH",
+                       help="a checkpoint inside the ControlNet repository, e.g. v2/checkpoint-14000/controlnet "
+                            f"(README, Real weights){var('CONTROLNET_SUBFOLDER')}"),
+        p.add_argument("--device", default=None, help=f"cuda, mps or cpu (default: the best available){var('DEVICE')}"),
+    ]
+    return {action.option_strings[0]: action for action in actions}
+
+
+def model_arguments(args: argparse.Namespace) -> dict[str, str | None]:
+    """What :func:`add_model_options` parsed, as keyword arguments (model, controlnet, controlnet_subfolder, device)."""
+    return {name: getattr(args, name, None) for name in ("model", "controlnet", "controlnet_subfolder", "device")}
 
 
 def add_fallback_option(p: argparse.ArgumentParser, env: bool = False) -> None:
@@ -84,8 +95,7 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     """--steps, --guidance, --controlnet-scale, --scheduler, --cache-interval, --negative: how each image is sampled."""
 
     def numeric(flag: str, name: str) -> None:
-        field = NUMERIC_FIELDS[name]
-        p.add_argument(flag, dest=name, type=field.cast, default=None, help=f"{field.help} (default {field.default})")
+        add_numeric_option(p, flag, name)
 
     numeric("--steps", "steps")
     numeric("--guidance", "guidance_scale")
@@ -94,6 +104,16 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
                    help=f"sampler (default {SCHEDULERS[0]}); lcm and tcd are for few-step LoRAs (--lora)")
     numeric("--cache-interval", "cache_interval")
     p.add_argument("--negative", dest="negative_prompt", default=None, help="negative prompt")
+
+
+def add_numeric_option(p: argparse.ArgumentParser, flag: str, name: str, default: int | float | None = None) -> None:
+    """One numeric request field (:data:`seg2sat.request.NUMERIC_FIELDS`) as a flag; its help shows the default.
+
+    ``default`` None leaves the value to the core; a script that does the sampling itself gives one.
+    """
+    field = NUMERIC_FIELDS[name]
+    shown = field.default if default is None else default
+    p.add_argument(flag, dest=name, type=field.cast, default=default, help=f"{field.help} (default {shown})")
 
 
 def add_load_options(p: argparse.ArgumentParser, env: bool = False) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -192,7 +193,8 @@ def test_make_figures_without_weights_says_so_and_keeps_the_masks_figure(tmp_pat
     with pytest.raises(SystemExit) as exit_:
         make_figures.main(["--model", str(tmp_path / "missing"), "--out", str(tmp_path / "fig")])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err.startswith("error: Cannot load the base model")
+    err = capsys.readouterr().err  # (transformers may warn about torchvision first, on its first import)
+    assert err.splitlines()[-1].startswith("error: Cannot load the base model")
     assert [p.name for p in (tmp_path / "fig").iterdir()] == ["sample_masks.png"]
 
 
@@ -206,6 +208,8 @@ def test_make_figures_without_weights_says_so_and_keeps_the_masks_figure(tmp_pat
     ("inpaint_region.py", [str(MASKS / "town.png"), "--repaint", "lava"], "unknown land-cover class 'lava'"),
     ("outpaint_side.py", [str(MASKS / "town.png"), "--pixels", "600"], "pixels must be between 1 and 511"),
     ("trained_controlnet.py", [str(MASKS / "town.png"), "--controlnet", "nowhere"], "no ControlNet in nowhere"),
+    ("trained_controlnet.py", [str(MASKS / "town.png"), "--controlnet", "nowhere", "--controlnet-subfolder", "ckpt-9"],
+     f"no ControlNet in {Path('nowhere', 'ckpt-9')}"),
     ("large_map.py", ["nowhere.png"], "mask file not found"),
 ])
 def test_bad_input_is_one_clear_error_before_any_model_work(script, args, message, tmp_path, capsys, monkeypatch):
@@ -217,6 +221,22 @@ def test_bad_input_is_one_clear_error_before_any_model_work(script, args, messag
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+MODEL_SCRIPTS = [p for p in SCRIPTS if p.name not in ("make_masks.py", "synthetic_segmentation.py")]
+"""The scripts that load the ControlNet pipeline (synthetic_segmentation's --model is a SegFormer)."""
+
+
+@pytest.mark.parametrize("path", MODEL_SCRIPTS, ids=lambda p: p.name)
+def test_scripts_take_the_model_options_from_the_shared_module(path, capsys):
+    declared = re.findall(r'add_argument\(\s*"(--model|--controlnet|--device|--steps)"', path.read_text())
+    assert declared == []  # seg2sat.options declares them once, for the CLI and the scripts alike
+    with pytest.raises(SystemExit) as exit_:
+        load_script(path).main(["--help"])
+    shown = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert all(flag in shown for flag in ("--model", "--controlnet", "--controlnet-subfolder", "--device"))
+    assert re.search(r"denoising steps \(default \d+\)", " ".join(shown.split()))
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
