@@ -65,8 +65,6 @@ NUMERIC_FIELDS: dict[str, NumericField] = {
         "run the UNet's inner layers and the ControlNet every N steps, reusing them in between (1 = off)"),
 }
 """The one place for defaults and limits; the CLI's flags, both HTTP APIs and the page read them."""
-SETTINGS = NUMERIC_FIELDS
-"""The old, misleading name (these are per-request fields, not server settings), kept for code written against it."""
 
 LIMITS = {name: (s.low, s.high) for name, s in NUMERIC_FIELDS.items()}
 """Documented ranges, ``{name: (low, high)}``."""
