@@ -156,11 +156,11 @@ def test_min_score_drops_images_and_a_rerun_does_not_remake_them(tmp_path, mask_
     assert "0 of 6 images dropped (score < 0)" in printed and _load(out).num_rows == 6
     scores = sorted(_load(out)["score"])
     out = tmp_path / "all"
-    argv = [mask_dir, "--out", out, "-n", "2", "--filter-with", segformer, "--min-score", "1.01"]
-    printed, _ = _run(capsys, *argv)
-    assert "6 of 6 images dropped (score < 1.01)" in printed and f"{out}: 0 rows" in printed
+    argv = [mask_dir, "--out", out, "-n", "2", "--filter-with", segformer, "--min-score", "1"]
+    printed, _ = _run(capsys, *argv)  # only an image the model gets right everywhere scores 1
+    assert "6 of 6 images dropped (score < 1)" in printed and f"{out}: 0 rows" in printed
     assert json.loads((out / "index.json").read_text())["dropped"] == 6
-    assert "6 image(s) left out for a score below 1.01" in (out / "README.md").read_text()
+    assert "6 image(s) left out for a score below 1" in (out / "README.md").read_text()
     printed, err = _run(capsys, *argv)  # the same command again: the dropped images are not made again
     assert "made 0 images from 0 masks" in printed and "3 of 3 masks were already done" in err
     floor = (scores[2] + scores[3]) / 2  # between the third and the fourth score: three images go
@@ -270,8 +270,8 @@ def test_bad_filter_input_is_one_line(tmp_path, mask_dir, tiny_dir, capsys):
                intermediate_size=8).save_pretrained(bert)
     err = _error(capsys, mask_dir, "--out", out, "--filter-with", bert)
     assert f"{bert} is not a semantic-segmentation model (its config is a 'bert' model)" in err
-    assert "--min-score: a score between 0 and 1" in _error(capsys, mask_dir, "--out", out, "--filter-with", bert,
-                                                             "--min-score", "3")
+    assert "--min-score: a score between 0 and 1 (the image's mean IoU), got 30" in _error(
+        capsys, mask_dir, "--out", out, "--filter-with", bert, "--min-score", "30")
     assert not out.exists()  # nothing was written
 
 

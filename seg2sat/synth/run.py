@@ -201,8 +201,8 @@ def check_quality(opts: Options) -> None:
         raise ValueError("--min-score: needs --filter-with MODEL, the model whose score it compares")
     if opts.hard_first and not opts.filter_with:
         raise ValueError("--hard-first: needs --filter-with MODEL, the model that finds the hard masks")
-    if opts.min_score is not None and not 0 <= opts.min_score <= 1.01:
-        raise ValueError(f"--min-score: a score between 0 and 1, got {opts.min_score}")
+    if opts.min_score is not None and not 0 <= opts.min_score <= 1:
+        raise ValueError(f"--min-score: a score between 0 and 1 (the image's mean IoU), got {opts.min_score:g}")
     if not opts.filter_margin > 0:
         raise ValueError(f"--filter-margin: must be positive, got {opts.filter_margin}")
 
