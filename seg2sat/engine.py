@@ -133,7 +133,7 @@ class Engine:
                 if not self.settings.fallback:
                     raise
                 self.note = f"{exc} Using the procedural renderer instead (`fallback` off makes this an error)."
-                log.warning("%s", self.note)
+                log.info("%s", self.note)  # each front end shows it, in its own words
             else:
                 self._after_load()
             self._loaded = True
