@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 from PIL import Image
 
@@ -28,6 +31,16 @@ def test_missing_weights_fall_back_to_the_procedural_renderer_and_say_so_once(tm
     assert (out / "town-seed1.png").is_file()
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "procedural" in lines[0] and "--no-fallback" in lines[0]
+
+
+def test_the_fallback_note_is_printed_once_in_a_real_terminal_session(tmp_path, town_png):
+    """No logging configured (a user's shell): the note is one line, in flags, not the core's `field` wording."""
+    run = subprocess.run([sys.executable, "-m", "seg2sat", "generate", str(town_png), "--prompt", "Aerial view",
+                          "--model", str(tmp_path / "no-weights"), "--seed", "1", "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300)
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode == 0 and len(lines) == 1, run.stderr
+    assert "--no-fallback" in lines[0] and "`" not in lines[0]
 
 
 def test_no_fallback_fails_with_one_clear_line(tmp_path, town_png, capsys):
