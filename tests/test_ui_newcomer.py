@@ -17,6 +17,7 @@ from seg2sat import masks
 from seg2sat.classes import BY_NAME
 from seg2sat.render import render_array
 
+MAP_SIZE = "[document.getElementById('mask-canvas').width, document.getElementById('mask-canvas').height]"
 SIZES = {"laptop": (1280, 800), "desktop": (1920, 1080), "narrow": (900, 800)}
 
 
@@ -99,7 +100,7 @@ def test_stepping_quickly_through_versions_of_different_sizes_shows_no_error(bro
     page.wait_for_timeout(400)
     preview_settled(page)
     assert page.is_hidden("#error"), page.inner_text("#error-text")
-    assert page.inner_text("#version-label") == "1 / 3" and page.evaluate("[document.getElementById('mask-canvas').width, document.getElementById('mask-canvas').height]") == [512, 512]
+    assert page.inner_text("#version-label") == "1 / 3" and page.evaluate(MAP_SIZE) == [512, 512]
     expected = render_array(canvas_ids(page), seed=int(page.input_value("#seed")))
     assert np.array_equal(preview_pixels(page), expected)  # no patch of an older map left in it
     assert page.js_errors == []
@@ -144,7 +145,7 @@ def test_the_right_pane_follows_the_map_until_the_next_result(browser, server, t
     assert_preview_is_the_map(page)
 
     page.click("#version-back")  # an older result comes back with its own map
-    assert page.is_visible("#result-image") and page.evaluate("[document.getElementById('mask-canvas').width, document.getElementById('mask-canvas').height]") == [128, 96]
+    assert page.is_visible("#result-image") and page.evaluate(MAP_SIZE) == [128, 96]
     assert page.js_errors == []
     page.close()
 
@@ -176,12 +177,12 @@ def test_a_5000px_import_is_offered_a_nearest_resize_and_one_size_rule_holds(bro
     page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
     page.set_input_files("#import-file", str(tmp_path / "small.png"))
     page.wait_for_function("document.getElementById('import-note').textContent.includes('was not loaded')")
-    assert f"{least} × 38 px" in asked[1] and page.evaluate("document.getElementById('mask-canvas').width") == 2048
+    assert f"{least} × 38 px" in asked[1] and page.evaluate(MAP_SIZE)[0] == 2048
 
     new_canvas(page, least + 8, least + 8)  # New follows the same rule as imports
     page.fill("#canvas-width", str(least - 1))
     page.click("#new-canvas")
-    assert f"at least {least} px" in page.inner_text("#error-text") and page.evaluate("document.getElementById('mask-canvas').width") == least + 8
+    assert f"at least {least} px" in page.inner_text("#error-text") and page.evaluate(MAP_SIZE)[0] == least + 8
     assert page.js_errors == []
     page.close()
 

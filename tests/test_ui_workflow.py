@@ -81,7 +81,7 @@ def test_the_result_appears_beside_the_map_without_scrolling_and_the_typed_seed_
 def test_the_live_preview_follows_a_stroke_within_100_ms(browser, server):
     page = laptop(browser, server.url)
     new_canvas(page, 256, 256)
-    page.wait_for_function("document.getElementById('preview-canvas').getAttribute('aria-busy') === 'false'")  # the new map's own preview is done
+    page.wait_for_selector("#preview-canvas[aria-busy=false]")  # the new map's own preview is done
     page.evaluate("delete document.body.dataset.previewMs")
     pick(page, "water")
     brush(page, 12)

@@ -8,13 +8,12 @@ import { $ } from "./dom.js";
 import { S, on } from "./state.js";
 
 const DEBOUNCE_MS = 120;
-const K = { timer: null, abort: null, asked: 0 };  // asked: bumped by every change
+const K = { timer: null, abort: null, asked: 0, answered: 0 };  // asked: bumped by every change
 
 export function refreshCaption() {
   // Debounced: a stroke changes the map at every pointer move; the caption follows when it pauses.
   clearTimeout(K.timer);
-  K.asked++;
-  $("prompt-preview").setAttribute("aria-busy", "true");
+  if (K.asked++ === K.answered) $("prompt-preview").setAttribute("aria-busy", "true");  // once, not at every move
   K.timer = setTimeout(ask, DEBOUNCE_MS);
 }
 
@@ -40,6 +39,7 @@ async function ask() {
   }
   if (asked === K.asked) {  // no newer change is waiting: the line says the map as it is
     K.abort = null;
+    K.answered = asked;
     $("prompt-preview").setAttribute("aria-busy", "false");
   }
 }
