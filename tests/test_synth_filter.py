@@ -261,6 +261,8 @@ def test_bad_filter_input_is_one_line(tmp_path, mask_dir, tiny_dir, capsys):
     err = _error(capsys, mask_dir, "--out", out, "--hard-first")
     assert err == "error: --hard-first: needs --filter-with MODEL, the model that finds the hard masks"
     assert "--min-score: needs --filter-with" in _error(capsys, mask_dir, "--out", out, "--min-score", "0.3")
+    err = _error(capsys, mask_dir, "--out", out, "--filter-with", tmp_path / "missing")
+    assert err == f"error: --filter-with: {tmp_path / 'missing'}: no such folder"
     err = _error(capsys, mask_dir, "--out", out, "--filter-with", tiny_dir)  # a diffusers pipeline
     assert "is not a transformers model folder (no config.json)" in err
     bert = tmp_path / "bert"

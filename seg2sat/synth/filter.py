@@ -180,13 +180,20 @@ def _model_type(folder: Path) -> str:
 
 
 def _why(exc: OSError, model: str) -> str:
-    """A missing or unreachable hub model, in :func:`seg2sat.weights.cause`'s words where it knows them."""
+    """A missing folder, or a hub model that cannot be had, in :func:`seg2sat.weights.cause`'s words where they
+    fit (its offline advice names ``seg2sat download``, which fetches the generator's weights, not this model)."""
     if Path(model).exists():
         return f"{model} cannot be loaded: {_first_line(exc)}"
+    if model.startswith(("/", ".", "~")) or model.count("/") > 1:
+        return f"{model}: no such folder"
     try:
-        return weights.cause(exc, model, "--filter-with")
+        said = weights.cause(exc, model, "--filter-with")
     except Exception:  # its checks reach for the network: a plain sentence is enough
-        return f"{model!r} cannot be loaded: {_first_line(exc)}"
+        said = ""
+    if not said or "seg2sat download" in said:
+        return (f"{model!r} is not on this machine and cannot be downloaded ({weights.no_network_reason()}); "
+                f"run `hf download {model} --local-dir DIR` where there is network and pass DIR")
+    return said
 
 
 def _first_line(exc: BaseException) -> str:
