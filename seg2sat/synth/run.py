@@ -252,11 +252,11 @@ def synthesize(opts: Options, engine, state=None, scorer=None) -> Report:
     else:
         work.run_pass(lambda item: [] if item in work.done_items else
                       [(layout, i) for layout in opts.layouts for i in range(opts.num_images)], "")
-    work.overall.finish()
     mine_report = {"seen": sorted(work.seen), "made_items": len(work.made), "made_images": work.made_images,
                    "already_done": len(work.seen - work.made), "skipped": work.skipped, "dropped": work.dropped,
                    "seconds": time.perf_counter() - work.began}
     write_text(out / writers.STATE / f"report-{state.process_index:03d}.json", json.dumps(mine_report))
+    work.overall.finish()  # the main process's overall bar runs until every report is in
     state.wait_for_everyone()
     report = _gather(out, state.num_processes)
     report.resumed = action in ("resume", "continue")
