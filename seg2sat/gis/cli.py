@@ -12,12 +12,14 @@ import sys
 from pathlib import Path
 
 from ..cli_errors import CommandError
+from .osm import DEFAULT_NOMINATIM_URL, DEFAULT_RESOLUTION, DEFAULT_SIZE, place_mask
+from .overpass import DEFAULT_OVERPASS_URL, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT
+from .plan import MAX_PIXELS, check, plan_of
+from .stream import WINDOW as STREAM_WINDOW
 
 
 def add_place_options(p: argparse.ArgumentParser, *, resolution: bool = True) -> None:
     """The options that say how a place becomes a mask (``resolution=False`` where the command has its own)."""
-    from .osm import DEFAULT_NOMINATIM_URL, DEFAULT_RESOLUTION, DEFAULT_SIZE
-    from .overpass import DEFAULT_OVERPASS_URL, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT
 
     p.add_argument("--size", default=str(DEFAULT_SIZE), metavar="W|WxH",
                    help=f"mask size in pixels around a point (default {DEFAULT_SIZE}; a box gives its own)")
@@ -66,7 +68,6 @@ def add_map_input_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead of MASK: the OpenStreetMap mask of an address, lat,lon or south,west,north,east "
                    "(written to --out as with osm-mask; --resolution is its metres per pixel, default 0.2)")
     add_place_options(p, resolution=False)
-    from .plan import MAX_PIXELS
 
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
                    help=f"GeoTIFF masks: refuse maps of more than N pixels (default {MAX_PIXELS}, 16384^2) unless --yes")
@@ -76,7 +77,6 @@ def add_map_input_arguments(p: argparse.ArgumentParser) -> None:
 def place_to_mask(args) -> None:
     """``generate``: exactly one of MASK and --place; a place's mask is written to --out and becomes MASK
     (a GeoTIFF, so the images are georeferenced too), and its caption the prompt unless --prompt is given."""
-    from .osm import DEFAULT_RESOLUTION
 
     if (args.mask is None) == (args.place is None):
         raise CommandError("give MASK or --place PLACE (exactly one)")
@@ -99,8 +99,6 @@ def check_geotiff_job(args, src) -> None:
 
     ``src``: MASK, open at --resolution (:class:`.generate.MaskRaster`), before any pixel is read.
     """
-    from .plan import check, plan_of
-    from .stream import WINDOW as STREAM_WINDOW
 
     window, overlap = (STREAM_WINDOW, 0) if args.backend == "procedural" else (args.window, args.window // 8)
     for line in check(plan_of(src, args.resolution, window, overlap), yes=args.yes, max_pixels=args.max_pixels):
@@ -109,7 +107,6 @@ def check_geotiff_job(args, src) -> None:
 
 def mask_from_args(args, out: Path):
     """``place_mask`` with the options of :func:`add_place_options`; notes go to stderr, one line each."""
-    from .osm import place_mask
 
     return place_mask(args.place, size=args.size, resolution=args.resolution,
                       background=args.background, crs=args.crs, source=args.source, name=args.name,

@@ -26,12 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from ..classes import get_class
+from ..data.geocode import CachedGeocoder, GeocodeCache, GeocodingError, NominatimGeocoder
+from ..masks import to_image
+from ..prompts import caption
+from .coast import coast_lines, is_coastline, sea_polygons
 from .crs import metric_crs
-from .osm_features import Features, read_features, to_crs
+from .files import atomic_path, write_text
+from .osm_features import Features, extent, read_features, to_crs
 from .osm_tags import DEFAULT_BACKGROUND, WATER, Stage, classify, line_width
 from .osm_windowed import save_windowed
-from .overpass import DEFAULT_OVERPASS_URL, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, OverpassClient, build_query
-from .raster import Grid
+from .overpass import DEFAULT_OVERPASS_URL, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, OverpassClient, build_query, default_cache_dir
+from .raster import Grid, write_classes
 
 DEFAULT_SIZE = 512
 DEFAULT_RESOLUTION = 0.2
@@ -194,7 +199,6 @@ def drawing_list(features: Features, grid: Grid) -> tuple[np.ndarray, np.ndarray
 
 def _sea(features: Features, grid: Grid) -> np.ndarray:
     """Sea polygons over the grid from the ``natural=coastline`` ways among the features (see :mod:`.coast`)."""
-    from .coast import coast_lines, is_coastline, sea_polygons
 
     index = np.array([i for i, tags in enumerate(features.tags) if is_coastline(tags)], dtype=np.intp)
     if len(index) == 0:
@@ -222,7 +226,6 @@ def open_geocoder(nominatim_url: str = DEFAULT_NOMINATIM_URL, user_agent: str = 
 
     The public server gets its 1 request/s; a self-hosted one (any other URL) is not slowed down.
     """
-    from ..data.geocode import CachedGeocoder
 
     return CachedGeocoder(nominatim_client(nominatim_url, user_agent), geocode_cache(cache_dir))
 
@@ -233,7 +236,6 @@ def nominatim_client(nominatim_url: str = DEFAULT_NOMINATIM_URL, user_agent: str
     ``retries`` (5 s apart) suit a batch, not a person waiting at a page."""
     from urllib.parse import urlparse
 
-    from ..data.geocode import NominatimGeocoder
 
     server = urlparse(nominatim_url if "://" in nominatim_url else f"https://{nominatim_url}")
     public = server.netloc == urlparse(DEFAULT_NOMINATIM_URL).netloc
@@ -243,8 +245,6 @@ def nominatim_client(nominatim_url: str = DEFAULT_NOMINATIM_URL, user_agent: str
 
 def geocode_cache(cache_dir: str | os.PathLike | None = None):
     """The geocode cache shared by every front end; SQLite connections stay in the thread that opened them."""
-    from ..data.geocode import GeocodeCache
-    from .overpass import default_cache_dir
 
     return GeocodeCache(Path(cache_dir or default_cache_dir()) / "geocode-cache.sqlite")
 
@@ -252,7 +252,6 @@ def geocode_cache(cache_dir: str | os.PathLike | None = None):
 def _point(place: str, coords: tuple[float, ...] | None, geocoder, say: Progress) -> tuple[float, float]:
     if coords is not None:
         return (coords[0], coords[1]) if len(coords) == 2 else ((coords[0] + coords[2]) / 2, (coords[1] + coords[3]) / 2)
-    from ..data.geocode import GeocodingError
 
     say(f"geocoding {place!r}")
     try:
@@ -278,7 +277,6 @@ def _features(grid: Grid, source, overpass: OverpassClient, say: Progress) -> Fe
 
 def _check_overlap(source, bounds: tuple[float, float, float, float]) -> None:
     """A box outside the file (swapped lat/lon, another country) is an error, not an all-background mask."""
-    from .osm_features import extent
 
     found = extent(source)
     if found is None:
@@ -292,7 +290,6 @@ def _check_overlap(source, bounds: tuple[float, float, float, float]) -> None:
 
 def _reverse_name(lat: float, lon: float, geocoder) -> str | None:
     """Coordinates get the OSM name of the place, the way the training captions were made."""
-    from ..data.geocode import GeocodingError
 
     try:
         return geocoder.reverse(lat, lon)
@@ -319,7 +316,6 @@ def place_mask(place: str, *, size: int | str | tuple[int, int] = DEFAULT_SIZE, 
     (:mod:`.osm_windowed`, no PNG, ``ids`` None). Bad input and
     unreachable services are a ``ValueError`` with a one-line message.
     """
-    from ..prompts import caption
 
     say = progress or (lambda _line: None)
     background_id = get_class(int(background) if str(background).isdigit() else background).id
@@ -372,9 +368,6 @@ def slug(text: str) -> str:
 def save(mask: PlaceMask, out: str | os.PathLike, stem: str = "place") -> PlaceMask:
     """Write ``STEM.tif`` (class GeoTIFF, colour table), ``STEM.png`` (colour mask) and ``STEM.txt`` (caption),
     each under a temporary name first (see :mod:`.files`)."""
-    from ..masks import to_image
-    from .files import atomic_path, write_text
-    from .raster import write_classes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .raster import Grid
+from ..prompts import caption_from_shares
+from .categories import write_categories
+from .files import atomic_path, write_text
+from .raster import Grid, box_window, class_profile, env, label_classes
+from .stream import windows
 
 WINDOW = 1024
 
@@ -31,10 +35,6 @@ def rasterize_to_file(drawing: tuple[np.ndarray, np.ndarray], grid: Grid, backgr
     from rasterio.features import rasterize as burn
     from rasterio.windows import transform as window_transform
 
-    from .categories import write_categories
-    from .files import atomic_path
-    from .raster import box_window, class_profile, env, label_classes
-    from .stream import windows
 
     geoms, classes = drawing
     tree = shapely.STRtree(geoms)
@@ -58,8 +58,6 @@ def rasterize_to_file(drawing: tuple[np.ndarray, np.ndarray], grid: Grid, backgr
 def save_windowed(drawing: tuple[np.ndarray, np.ndarray], grid: Grid, background: int, out: str | os.PathLike, stem: str,
                   name: str | None) -> tuple[dict[str, Path], int, str]:
     """``STEM.tif`` and ``STEM.txt`` in ``out`` (no PNG: it would be held whole); (paths, drawn, caption)."""
-    from ..prompts import caption_from_shares
-    from .files import write_text
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
