@@ -22,7 +22,7 @@ from .gis.cli import add_map_input_arguments, check_geotiff_job, place_to_mask
 from .gis.files import atomic_path
 from .gis.landcover import SOURCES
 from .gis.raster import is_tiff
-from .options import add_backend_option, add_engine_options, add_sampling_options, overrides, spell
+from .options import add_backend_option, add_engine_options, add_sampling_options, overrides, print_engine_notes, spell
 from .prompts import STYLES
 from .request import NUMERIC_FIELDS, Request, RequestError
 from .settings import Settings
@@ -225,10 +225,7 @@ def _engine(args, req) -> Engine:
     if req.backend != "diffusion":
         return engine
     engine.load()
-    for line in filter(None, [engine.note, *engine.notes]):  # the fallback's cause; e.g. low_memory without a GPU
-        print(f"note: {spell(line, 'cli')}", file=sys.stderr)
-    if engine.tip:
-        print(f"tip: {spell(engine.tip, 'cli')}", file=sys.stderr)
+    print_engine_notes(engine)
     if engine.pipeline is not None:
         engine.pipeline.set_progress_bar_config(disable=False, desc="denoising", unit="step")
     return engine

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from .pipelines import DTYPES
@@ -143,6 +144,14 @@ def add_engine_options(p: argparse.ArgumentParser, env: bool = False) -> None:
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The engine settings given on the command line, for ``Settings.from_env`` (None: not given)."""
     return {name: getattr(args, name, None) for name in FIELDS}
+
+
+def print_engine_notes(engine) -> None:
+    """What the engine said on loading (the fallback's cause, load notes, the CPU tip), once, in flags, on stderr."""
+    for line in filter(None, [engine.note, *engine.notes]):
+        print(f"note: {spell(line, 'cli')}", file=sys.stderr, flush=True)
+    if engine.tip:
+        print(f"tip: {spell(engine.tip, 'cli')}", file=sys.stderr, flush=True)
 
 
 def _env_hint(env: bool):

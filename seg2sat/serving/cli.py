@@ -6,10 +6,8 @@ is a field of :class:`seg2sat.settings.Settings` and reads its SEG2SAT_* variabl
 
 from __future__ import annotations
 
-import sys
-
 from ..cli_errors import CommandError
-from ..options import add_backend_option, add_engine_options, overrides, spell
+from ..options import add_backend_option, add_engine_options, overrides, print_engine_notes
 from ..settings import Settings
 
 SERVE_BACKENDS = ("diffusion", "procedural", "local")
@@ -70,9 +68,7 @@ def _cmd_serve(args) -> None:
         raise CommandError(str(exc)) from None
     if not args.lazy and settings.backend == "diffusion":
         print(f"loading {settings.model or 'the default model'} …", flush=True)
-        engine = service.engine.load()  # now, so the first request is not the slow one
-        for line in filter(None, [engine.note, *engine.notes, engine.tip]):
-            print(f"note: {spell(line, 'cli')}", file=sys.stderr, flush=True)
+        print_engine_notes(service.engine.load())  # loaded now, so the first request is not the slow one
     server = make_server(app, host=args.host, port=args.port)
     print(f"serving on http://{args.host}:{server.effective_port}  (POST / or /predict, GET /health; Ctrl+C stops)",
           flush=True)

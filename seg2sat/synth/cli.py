@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
-from ..options import add_fallback_option, add_load_options, add_model_options, overrides, spell
+import numpy as np
+
+from ..options import (
+    add_backend_option,
+    add_fallback_option,
+    add_load_options,
+    add_model_options,
+    add_sampling_options,
+    overrides,
+    print_engine_notes,
+    spell,
+)
+from ..prompts import STYLES
+from ..request import RequestError
+from ..settings import Settings
+from ..weights import WeightsNotFoundError
+from .layouts import LAYOUTS, parse_augment
+from .run import Options, check_quality, request, synthesize
+from .seeds import parse_styles
+from .writers import FORMATS
 
 FLAGS = {"steps": "--steps", "guidance_scale": "--guidance", "controlnet_scale": "--controlnet-scale",
          "negative_prompt": "--negative", "style": "--style", "scheduler": "--scheduler",
@@ -14,10 +32,6 @@ FLAGS = {"steps": "--steps", "guidance_scale": "--guidance", "controlnet_scale":
 
 
 def register(sub) -> None:
-    from ..prompts import STYLES
-    from ..request import NUMERIC_FIELDS, SCHEDULERS
-    from .layouts import LAYOUTS
-    from .writers import FORMATS
 
     p = sub.add_parser(
         "synthesize", help="a synthetic segmentation dataset: N aerial images per mask, with the masks",
@@ -47,19 +61,8 @@ def register(sub) -> None:
                    "draws N images for each transformed mask, which they follow exactly")
     p.add_argument("--seed", type=int, default=0,
                    help="the run's seed: each image's seed is derived from (mask, layout, index, this) (default 0)")
-    p.add_argument("--negative", dest="negative_prompt", default=None, help="negative prompt")
-
-    def setting(flags: list[str], name: str) -> None:
-        s = NUMERIC_FIELDS[name]
-        p.add_argument(*flags, dest=name, type=s.cast, default=None, help=f"{s.help} (default {s.default})")
-
-    setting(["--steps"], "steps")
-    setting(["--guidance"], "guidance_scale")
-    setting(["--controlnet-scale"], "controlnet_scale")
-    setting(["--cache-interval"], "cache_interval")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default=None, help=f"sampler (default {SCHEDULERS[0]})")
-    p.add_argument("--backend", choices=("diffusion", "procedural"), default="diffusion",
-                   help="diffusion: the ControlNet model (default); procedural: the offline renderer (no weights)")
+    add_sampling_options(p)
+    add_backend_option(p, default="diffusion")
     p.add_argument("--shard-rows", type=int, default=500, metavar="ROWS",
                    help="parquet: rows per shard; a killed run loses at most the shard being filled (default 500)")
     again = p.add_mutually_exclusive_group()
@@ -88,13 +91,7 @@ def register(sub) -> None:
 
 
 def _cmd_synthesize(args) -> None:
-    from ..engine import Engine
-    from ..request import RequestError
-    from ..settings import Settings
-    from ..weights import WeightsNotFoundError
-    from .layouts import parse_augment
-    from .run import Options, check_quality, request, synthesize
-    from .seeds import parse_styles
+    from ..engine import Engine  # torch: only when the command runs
 
     if args.num_images < 1:
         raise ValueError(f"-n: must be at least 1, got {args.num_images}")
@@ -111,7 +108,6 @@ def _cmd_synthesize(args) -> None:
     if args.seed < 0:
         raise ValueError(f"--seed: must be a non-negative integer, got {args.seed}")
     check_quality(opts)
-    import numpy as np
 
     try:  # every option checked before any model loads
         request(opts, np.full((64, 64), 11, np.uint8), "Aerial view", 0, opts.styles[0][0])
@@ -120,19 +116,13 @@ def _cmd_synthesize(args) -> None:
     state = _state(args) if args.backend == "diffusion" else _state(args, cpu=True)
     scorer = _scorer(opts, args, state)  # before the big model: a wrong filter fails fast
     engine = Engine(Settings.from_env(**overrides(args)))
-    logging.getLogger("seg2sat.engine").setLevel(logging.ERROR)  # its note is printed below, once, in flags
     if args.backend == "diffusion":
         try:
             engine.load()
         except WeightsNotFoundError as exc:
             raise ValueError(spell(str(exc), "cli")) from None
     if state.is_main_process:
-        if engine.note:
-            print(f"note: {spell(engine.note, 'cli')}", file=sys.stderr)
-        for line in engine.notes:
-            print(f"note: {spell(line, 'cli')}", file=sys.stderr)
-        if args.dtype is None and getattr(engine, "tip", None):
-            print(f"tip: {spell(engine.tip, 'cli')}", file=sys.stderr)
+        print_engine_notes(engine)
     report = synthesize(opts, engine, state, scorer)
     if not state.is_main_process:
         return
