@@ -15,6 +15,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .download_cli import add_weight_arguments
+from .gis.osm import DEFAULT_NOMINATIM_URL
+from .gis.overpass import DEFAULT_OVERPASS_URL
 from .pipelines import is_full_pipeline, looks_like_path, pick_device, resolve_dtype
 from .weights import (
     OFFICIAL_BASE,
@@ -160,8 +162,6 @@ def _folder(path: str, what: str):
 
 
 def _map_services() -> list[tuple[str, str]]:
-    from .gis.osm import DEFAULT_NOMINATIM_URL
-    from .gis.overpass import DEFAULT_OVERPASS_URL
 
     return [("Overpass", os.environ.get("SEG2SAT_UI_OVERPASS_URL") or DEFAULT_OVERPASS_URL),
             ("Nominatim", os.environ.get("SEG2SAT_UI_NOMINATIM_URL") or DEFAULT_NOMINATIM_URL)]

@@ -21,6 +21,7 @@ from dataclasses import replace
 from . import generation
 from .request import Request, Result
 from .settings import Settings
+from .speed import cpu_tip, notes, warm_up
 from .weights import WeightsNotFoundError
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,6 @@ class Engine:
         return self
 
     def _after_load(self) -> None:
-        from .speed import cpu_tip, notes, warm_up
 
         self.notes = list(notes(self._pipeline))
         self.tip = cpu_tip(self._pipeline) if self.settings.dtype == "auto" else None

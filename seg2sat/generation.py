@@ -19,6 +19,7 @@ from PIL import Image
 
 from . import img2img, masks, stepcache, tiling
 from .pipelines import inpaint_pipeline, load_pipeline
+from .render import render
 from .request import LIMITS, NUMERIC_FIELDS, ImageLike, Request, RequestError, Result, grow
 
 __all__ = ["LIMITS", "NUMERIC_FIELDS", "Request", "RequestError", "Result", "StepCallback", "generate", "grow",
@@ -158,7 +159,6 @@ def run(req: Request, pipeline=None, on_step: StepCallback | None = None) -> Res
 
 def _procedural(req: Request, on_step: StepCallback | None) -> list[Image.Image]:
     """The offline renderer (no weights): one render per seed; the prompt has no effect on it."""
-    from .render import render
 
     images = []
     for n, seed in enumerate(req.seeds):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .classes import BY_ID, NUM_CLASSES
+from .masks import load_mask
 
 RGB = tuple[float, float, float]
 
@@ -75,7 +76,6 @@ def read_pairs(folder: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
     """(class ids, RGB photo) for every ``IMG_<n>.png`` with a ``MSK_<n>.png`` beside it."""
     from PIL import Image
 
-    from .masks import load_mask
 
     pairs = []
     for image in sorted(Path(folder).glob("IMG_*.png")):

@@ -35,6 +35,8 @@ from diffusers import (
 
 from .pipestate import state_of
 from .request import NUMERIC_FIELDS, SCHEDULERS, RequestError
+from .stepcache import step_cache
+from .tiling import tile_size
 
 logger = logging.getLogger(__name__)
 
@@ -244,8 +246,6 @@ def warm_up(pipe, size: int | None = None, guidance_scales: tuple[float, ...] | 
     """
     from PIL import Image
 
-    from .stepcache import step_cache
-    from .tiling import tile_size
 
     if state_of(pipe).warm:
         return

@@ -18,6 +18,8 @@ from ..pipelines import WeightsNotFoundError
 from ..request import NUMERIC_FIELDS, RequestError
 from ..settings import Settings
 from ..wire import MAGIC, png_bytes
+from .connections import make_waitress
+from .guard import SIMPLE_TYPES, Policy, Refused, install, read_json, split_list
 from .protocol import FIELDS, SHAPE, wire_name
 from .service import Service
 
@@ -66,7 +68,6 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     """
     from flask import Flask
 
-    from .guard import Policy, install, split_list
 
     if settings is None:
         settings = service.settings if service is not None else Settings.from_env()
@@ -101,7 +102,6 @@ def _body(request):
     inputs, so the answer says what is missing (parameters.prompt) rather than "not JSON".
     A form or text/plain body is refused: those are what any web page can send cross-site.
     """
-    from .guard import SIMPLE_TYPES, Refused, read_json
 
     if request.is_json:
         return read_json(request)
@@ -168,7 +168,6 @@ def _register_errors(app) -> None:
     """Every error answers JSON ``{"error": message}``; an unexpected one is logged and the server goes on."""
     from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-    from .guard import Refused
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
@@ -199,7 +198,6 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8080, threads: int | N
     ``port=0`` picks a free port (``server.effective_port``). ``host`` is also a Host the
     server answers (:mod:`.guard`).
     """
-    from .connections import make_waitress
 
     state: ServerState = app.extensions["seg2sat"]
     app.extensions["seg2sat_policy"].bind(host)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..gis import raster
 from ..gis.files import atomic_path, write_text
 
 FORMATS = ("parquet", "folder", "geotiff")
@@ -203,7 +204,6 @@ class FilesWriter:
 
 def write_band(path: Path, data: np.ndarray, grid, classes: bool) -> None:
     """A mask as a GeoTIFF on ``grid``: class ids with FLAIR's colour table, or a plain 0/255 ignore band."""
-    from ..gis import raster
 
     if classes:
         raster.write_classes(path, data, grid)
