@@ -51,10 +51,10 @@ def _packed(rgba: np.ndarray) -> np.ndarray:
 def _lut() -> np.ndarray:
     """Nearest class for every 6-bit-per-channel colour, computed once, on the first snap.
 
-    Building it takes ~0.1 s, which every ``seg2sat --help`` would otherwise pay at import.
-
-    The table is indexed by ``(packed >> 2) & 0x3F3F3F`` so a lookup costs one shift,
-    one mask and one gather per pixel: that is what makes snapping ~100 Mpx/s.
+    Not at import: every ``seg2sat --help`` would pay for building it
+    (``benchmarks/bench_cli_startup.py``). The table is indexed by ``(packed >> 2) & 0x3F3F3F``
+    so a lookup costs one shift, one mask and one gather per pixel: that is what makes snapping
+    fast (``benchmarks/bench_snap.py``).
     """
     levels = (np.arange(1 << _BITS) << _SHIFT) + (1 << _SHIFT) / 2 - 0.5
     r, g, b = np.meshgrid(levels, levels, levels, indexing="ij")

@@ -9,9 +9,10 @@
 * :func:`compile_pipeline` fuses the attention projections, puts the UNet and ControlNet
   in channels-last layout and ``torch.compile``-s them; :func:`warm_up` pays for the
   compilation once per process, before the first user waits.
-* :func:`use_precision` notes a precision this CPU computes slowly (``--dtype``: bfloat16
-  on a CPU with AMX or AVX-512 BF16 is ~2x faster than float32 per UNet step) and puts
-  bf16 models in channels-last layout on a CPU, where it pays (the VAE decodes 2.2x faster).
+* :func:`use_precision` notes a precision this CPU computes slowly (`` `dtype` ``: bfloat16
+  on a CPU with AMX or AVX-512 BF16 beats float32) and puts bf16 models in channels-last
+  layout on a CPU, where the VAE gains most (figures: README, Fast generation;
+  ``benchmarks/bench_speed.py``).
 * :func:`low_memory` offloads whole models to the CPU between uses (CUDA only) and
   decodes the VAE in slices and tiles.
 
