@@ -65,7 +65,8 @@ def test_the_result_appears_beside_the_map_without_scrolling_and_the_typed_seed_
     page.fill("#seed", "12345")  # the seed field is below the panes: filling it scrolls there
     page.evaluate("window.scrollTo(0, 0)")
     page.locator("#place").press("Enter")  # Enter in the address field generates
-    page.wait_for_function("document.querySelectorAll('.result').length === 1")
+    # 20 tiny-pipeline steps at 512 px can outlast the default 30 s on a shared CPU; this test is about layout.
+    page.wait_for_function("document.querySelectorAll('.result').length === 1", timeout=120_000)
     page.wait_for_function("!document.getElementById('result-image').hidden && document.getElementById('result-image').complete")
     assert page.evaluate("window.scrollY") == 0 and in_viewport(page, "#result-image")
     assert "seed 12345" in page.inner_text("#result-meta") and page.input_value("#seed") == "12345"
