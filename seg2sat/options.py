@@ -25,16 +25,33 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+MAP_FLAGS = {"size": "--size", "resolution": "--resolution", "source": "--from", "out": "--out",
+             "max_pixels": "--max-pixels", "yes": "--yes", "crs": "--crs", "user_agent": "--user-agent",
+             "overpass_url": "--overpass-url"}
+"""The map fields a GIS message may name (keyword arguments of :func:`seg2sat.gis.osm.place_mask` and
+:func:`seg2sat.gis.plan.check`) -> their flags (``source`` is ``--from``: ``from`` is a Python keyword)."""
+
+MAP_LABELS = {"size": "size (px)", "resolution": "number of m/px", "source": "OSM file", "out": "output folder",
+              "max_pixels": "pixel limit", "yes": "yes", "crs": "CRS", "user_agent": "user agent",
+              "overpass_url": "Overpass server"}
+"""The same fields as the web page says them: its "Start from a place" form asks for a size in px and
+m/px ("type a larger `resolution`" reads "type a larger number of m/px"); the others never come from the page."""
+
+_ENGINE_SERVER = {"`fallback` off": "SEG2SAT_FALLBACK=false (--no-fallback)",
+                  **{f"`{name}`": f"SEG2SAT_{name.upper()} ({_flag(name)})" for name in (*FIELDS, "backend")}}
+
 SPELLINGS: dict[str, dict[str, str]] = {
-    "cli": {"`fallback` off": "--no-fallback", **{f"`{name}`": _flag(name) for name in FIELDS}},
-    "server": {"`fallback` off": "SEG2SAT_FALLBACK=false (--no-fallback)",
-               **{f"`{name}`": f"SEG2SAT_{name.upper()} ({_flag(name)})" for name in FIELDS}},
+    "cli": {"`fallback` off": "--no-fallback", **{f"`{name}`": _flag(name) for name in (*FIELDS, "backend")},
+            **{f"`{name}`": flag for name, flag in MAP_FLAGS.items()}},
+    "server": {**_ENGINE_SERVER, **{f"`{name}`": name for name in MAP_FLAGS}},
+    "ui": {**_ENGINE_SERVER, **{f"`{name}`": label for name, label in MAP_LABELS.items()}},
 }
-"""Front end -> how it names each field: flags on the command line; variables (and flags) for the servers."""
+"""Front end -> how it names each field: flags on the command line; variables (and flags) for the servers
+and for the settings the web UI's operator gives; the page's own words for the map fields."""
 
 
 def spell(text: str, front_end: str) -> str:
-    """``text`` with each `` `field` `` written as ``front_end`` names it (``cli`` or ``server``)."""
+    """``text`` with each `` `field` `` written as ``front_end`` names it (``cli``, ``server`` or ``ui``)."""
     for token, name in SPELLINGS[front_end].items():
         text = text.replace(token, name)
     return text

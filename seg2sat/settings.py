@@ -81,10 +81,10 @@ class Settings:
     def checked(self) -> Settings:
         backend = BACKEND_ALIASES.get(self.backend, self.backend)
         if backend not in BACKENDS:
-            raise ValueError(f"backend (SEG2SAT_BACKEND, --backend) must be one of {', '.join(BACKENDS)}, "
+            raise ValueError(f"`backend` must be one of {', '.join(BACKENDS)}, "
                              f"got {self.backend!r}")
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype (SEG2SAT_DTYPE, --dtype) must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+            raise ValueError(f"`dtype` must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.min_side < 1 or self.max_pixels < self.min_side**2 or self.queue_size < 0 or self.max_body_mb <= 0:
             raise ValueError(f"inconsistent limits: min_side {self.min_side}, max_pixels {self.max_pixels}, "
                              f"queue_size {self.queue_size}, max_body_mb {self.max_body_mb}")

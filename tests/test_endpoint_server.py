@@ -222,6 +222,22 @@ def test_serve_refuses_other_backends_in_one_line(argv, message):
     assert parser.parse_args(["serve", "--no-fallback"]).fallback is False  # one spelling of the option everywhere
 
 
+def test_serve_names_the_variable_that_gave_a_bad_backend(monkeypatch):
+    """The core says `backend`; serve spells it as the variable (where a bad one comes from) and the flag."""
+    import argparse
+
+    from seg2sat.cli import CommandError
+    from seg2sat.serving.cli import register
+
+    monkeypatch.setenv("SEG2SAT_BACKEND", "gan")
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["serve"])
+    with pytest.raises(CommandError) as info:
+        args.func(args)
+    assert str(info.value).startswith("SEG2SAT_BACKEND (--backend) must be one of diffusion, procedural"), info.value
+
+
 def test_procedural_inpaint_keeps_the_image_outside_the_region(body):
     photo = np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     body["parameters"].update(mode="inpaint", init_image=b64png(photo), region=[0, 0, 32, 64], backend="procedural")

@@ -16,6 +16,7 @@ from seg2sat.gis.osm import grid_over, parse_coordinates, parse_size, place_mask
 from seg2sat.gis.osm_features import parse_hstore, read_features
 from seg2sat.gis.osm_tags import classify, line_width, rules_markdown
 from seg2sat.gis.raster import Grid
+from seg2sat.options import spell
 from seg2sat.testing import village
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,8 +161,9 @@ def test_hstore_and_place_parsing():
     assert parse_coordinates("45.76, 4.83") == (45.76, 4.83) and parse_coordinates("31 Rue Molière, Lyon") is None
     with pytest.raises(ValueError, match="south < north"):
         parse_coordinates("45.8,4.9,45.7,4.8")
-    with pytest.raises(ValueError, match="--size"):
+    with pytest.raises(ValueError, match="`size`: each side must be") as refused:
         parse_size("0")
+    assert spell(str(refused.value), "cli").startswith("--size: each side")  # what osm-mask prints
 
 
 def test_a_box_gives_its_own_extent():
@@ -276,6 +278,7 @@ def test_cli_errors_are_one_line(village_file, tmp_path, capsys):
     err = [line for line in printed.splitlines() if line.startswith("error: ")]
     assert len(err) == 3 and "Traceback" not in printed
     assert "latitudes must be in -90..90" in err[0] and "file not found" in err[1] and "unknown land-cover class" in err[2]
+    assert err[1] == f"error: --from {tmp_path / 'missing.gpkg'}: file not found"  # the field `source`, as typed
 
 
 def test_generate_place_builds_the_mask_and_prompts_with_its_caption(nominatim, village_file, tmp_path, monkeypatch,

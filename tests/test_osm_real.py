@@ -18,6 +18,7 @@ import shapely
 from seg2sat.gis.osm import place_mask
 from seg2sat.gis.osm_features import extent, read_features
 from seg2sat.gis.osm_repair import decode, salvage
+from seg2sat.options import spell
 from seg2sat.testing import village
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -189,8 +190,9 @@ def test_a_district_past_4096_px_is_written_window_by_window(tmp_path):
     assert (sample == 1).any() and (sample == 3).any()  # buildings and roads
     assert mask.paths["txt"].read_text().startswith("Aerial view. ") and "building" in mask.caption
     assert (tmp_path / (mask.paths["tif"].name + ".aux.xml")).is_file()
-    with pytest.raises(ValueError, match="--out"):  # in memory (the web UI) it stays refused, with the way out
+    with pytest.raises(ValueError, match="output folder") as refused:  # in memory (the web UI) it stays refused
         place_mask(box, source=PBF)
+    assert spell(str(refused.value), "cli").endswith("give an output folder (--out)")  # with the way out
 
 
 CLIPPED_RELATION = """<?xml version='1.0' encoding='UTF-8'?>

@@ -11,6 +11,7 @@ import torch
 
 from seg2sat import speed
 from seg2sat.generation import run
+from seg2sat.options import spell
 from seg2sat.pipelines import WeightsNotFoundError, inpaint_pipeline, load_pipeline
 from seg2sat.request import SCHEDULERS, Request, RequestError
 
@@ -257,7 +258,8 @@ def test_a_precision_name_is_checked_where_it_is_given(monkeypatch):
     from seg2sat.settings import Settings
 
     assert Settings.from_env({"SEG2SAT_DTYPE": "bfloat16"}).load_options()["dtype"] == "bfloat16"
-    with pytest.raises(ValueError, match="SEG2SAT_DTYPE, --dtype.*bfloat16"):
+    with pytest.raises(ValueError, match="`dtype` must be one of.*bfloat16") as refused:
         Settings.from_env({"SEG2SAT_DTYPE": "bf16"})
+    assert spell(str(refused.value), "server").startswith("SEG2SAT_DTYPE (--dtype) must be one of")
     with pytest.raises(ValueError, match="`dtype` must be one of"):
         load_pipeline("unused", dtype="double")

@@ -123,6 +123,7 @@ def test_bad_input_is_a_400_naming_the_field(client, stubs):
         r = client.post("/api/place", json=body)
         assert r.status_code == 400 and words in r.get_json()["error"], (body, r.get_json())
         assert "--" not in r.get_json()["error"], body  # the page's words, not the CLI's options
+        assert "`" not in r.get_json()["error"], body  # every core field spelled as the page says it
     assert stubs[0]["seen"] == []  # every one refused before Overpass was asked
 
 
@@ -130,7 +131,7 @@ def _one_line_502(response, *words: str) -> None:
     message = response.get_json()["error"]
     assert response.status_code == 502, message
     assert all(w in message for w in words), message
-    assert "\n" not in message and "Traceback" not in message and "--" not in message
+    assert "\n" not in message and "Traceback" not in message and "--" not in message and "`" not in message
 
 
 def test_services_that_cannot_answer_are_one_line_502s(client, stubs, tmp_path):

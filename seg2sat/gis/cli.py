@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..cli_errors import CommandError
+from ..options import spell
 from .osm import DEFAULT_NOMINATIM_URL, DEFAULT_RESOLUTION, DEFAULT_SIZE, place_mask
 from .overpass import DEFAULT_OVERPASS_URL, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT
 from .plan import MAX_PIXELS, check, plan_of
@@ -102,7 +103,7 @@ def check_geotiff_job(args, src) -> None:
 
     window, overlap = (STREAM_WINDOW, 0) if args.backend == "procedural" else (args.window, args.window // 8)
     for line in check(plan_of(src, args.resolution, window, overlap), yes=args.yes, max_pixels=args.max_pixels):
-        print(f"note: {line}", file=sys.stderr, flush=True)
+        print(f"note: {spell(line, 'cli')}", file=sys.stderr, flush=True)
 
 
 def mask_from_args(args, out: Path):

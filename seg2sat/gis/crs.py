@@ -16,7 +16,7 @@ def metric_crs(lat: float, lon: float, crs: str | None = None):
     try:
         parsed = CRS.from_user_input(crs)
     except Exception as exc:  # pyproj's CRSError
-        raise ValueError(f"--crs: unknown CRS {crs!r} ({exc})") from None
+        raise ValueError(f"`crs`: unknown CRS {crs!r} ({exc})") from None
     if not parsed.is_projected:
-        raise ValueError(f"--crs: {crs} is not a metric (projected) CRS; use e.g. EPSG:2154 or a UTM zone")
+        raise ValueError(f"`crs`: {crs} is not a metric (projected) CRS; use e.g. EPSG:2154 or a UTM zone")
     return RioCRS.from_user_input(parsed.to_wkt())

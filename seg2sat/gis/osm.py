@@ -78,9 +78,9 @@ def parse_size(text: str | int | tuple[int, int]) -> tuple[int, int]:
         try:
             width, height = (int(parts[0]), int(parts[-1])) if len(parts) in (1, 2) else (0, 0)
         except ValueError:
-            raise ValueError(f"--size: must be W or WxH in pixels, got {text!r}") from None
+            raise ValueError(f"`size`: must be W or WxH in pixels, got {text!r}") from None
     if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
-        raise ValueError(f"--size: each side must be 1..{MAX_SIDE} px, got {width}x{height}")
+        raise ValueError(f"`size`: each side must be 1..{MAX_SIDE} px, got {width}x{height}")
     return width, height
 
 
@@ -138,13 +138,13 @@ def grid_over(south: float, west: float, north: float, east: float, resolution: 
     height = int(np.ceil((top - miny) / resolution - 1e-9))
     if width * height > MAX_PIXELS:
         raise ValueError(f"the box is {width}x{height} px at {resolution:g} m/px, more than {MAX_PIXELS} px: "
-                         "raise --resolution or take a smaller box")
+                         "type a larger `resolution` (coarser pixels) or take a smaller box")
     return Grid(width, height, rio_crs, from_origin(float(left), float(top), resolution, resolution))
 
 
 def _check_resolution(resolution: float) -> None:
     if not 0.01 <= resolution <= 1000:
-        raise ValueError(f"--resolution: must be 0.01..1000 m per pixel, got {resolution}")
+        raise ValueError(f"`resolution`: must be 0.01..1000 m per pixel, got {resolution}")
 
 
 def grid_bounds(grid: Grid, margin: float = 0.0) -> tuple[float, float, float, float]:
@@ -283,7 +283,7 @@ def _check_overlap(source, bounds: tuple[float, float, float, float]) -> None:
         return
     west, south, east, north = bounds
     if west > found[2] or east < found[0] or south > found[3] or north < found[1]:
-        raise ValueError(f"--from {source}: the place ({south:.5f},{west:.5f},{north:.5f},{east:.5f} as "
+        raise ValueError(f"`source` {source}: the place ({south:.5f},{west:.5f},{north:.5f},{east:.5f} as "
                          f"south,west,north,east) is outside the file, which covers {found[1]:.5f},{found[0]:.5f},"
                          f"{found[3]:.5f},{found[2]:.5f}; check the lat,lon order and the extract")
 
@@ -332,7 +332,7 @@ def place_mask(place: str, *, size: int | str | tuple[int, int] = DEFAULT_SIZE, 
         windowed = grid.width * grid.height > MAX_SIDE * MAX_SIDE
         if windowed and out is None:
             raise ValueError(f"the mask is {grid.width}x{grid.height} px, more than {MAX_SIDE}x{MAX_SIDE}: masks this "
-                             "large are written window by window into a file, so give an output folder (--out)")
+                             "large are written window by window into a file, so give an output folder (`out`)")
         overpass = overpass or OverpassClient(overpass_url, user_agent, cache_dir, timeout)
         features = _features(grid, source, overpass, say)
         if name is None:
@@ -353,7 +353,7 @@ def place_mask(place: str, *, size: int | str | tuple[int, int] = DEFAULT_SIZE, 
 def _report(drawn: int, features: Features, grid: Grid, source, say: Progress) -> None:
     """The summary line; nothing drawn from a local file is an error (wrong place or wrong file)."""
     if drawn == 0 and source is not None:
-        raise ValueError(f"--from {source}: none of its {len(features)} features near the place has a land-cover "
+        raise ValueError(f"`source` {source}: none of its {len(features)} features near the place has a land-cover "
                          "tag, so the mask would be all background; check the place and the file")
     say(f"{drawn} of {len(features)} OSM features drawn on {grid.width}x{grid.height} px at "
         f"{abs(grid.transform.a):g} m/px in {grid.crs.to_string()}{features.summary()}")

@@ -72,7 +72,7 @@ def _layers(path: Path) -> list[str]:
     try:
         layers = pyogrio.list_layers(path)
     except Exception as exc:  # pyogrio raises its own DataSourceError and friends
-        raise ValueError(f"--from {path}: not a vector file GDAL can read ({exc})") from exc
+        raise ValueError(f"`source` {path}: not a vector file GDAL can read ({exc})") from exc
     return [str(name) for name, kind in layers if kind is not None and "Point" not in str(kind)]
 
 
@@ -119,7 +119,7 @@ def read_features(path: str | os.PathLike, bounds: tuple[float, float, float, fl
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"--from {path}: file not found")
+        raise ValueError(f"`source` {path}: file not found")
     geometries, tags, crs, repaired, skipped = [], [], None, 0, 0
     for layer in _layers(path):
         meta, wkb, columns = _read_layer(path, layer, bounds, bounds_crs)
@@ -158,7 +158,7 @@ def _read_layer(path: Path, layer: str, bounds, bounds_crs: str | None):
         with quiet_gdal():
             meta, _, wkb, columns = pyogrio.raw.read(path, layer=layer, bbox=bbox)
     except Exception as exc:
-        raise ValueError(f"--from {path}: layer {layer!r} is unreadable ({exc})") from exc
+        raise ValueError(f"`source` {path}: layer {layer!r} is unreadable ({exc})") from exc
     return meta, wkb, columns
 
 

@@ -57,7 +57,7 @@ class OverpassClient:
     def __init__(self, url: str = DEFAULT_OVERPASS_URL, user_agent: str = DEFAULT_USER_AGENT,
                  cache_dir: str | os.PathLike | None = None, timeout: float = DEFAULT_TIMEOUT):
         if not user_agent or "python-urllib" in user_agent.lower():
-            raise ValueError("Overpass needs a user agent that identifies your application (--user-agent)")
+            raise ValueError("Overpass needs a user agent that identifies your application (`user_agent`)")
         self.url, self.user_agent, self.timeout = interpreter_url(url), user_agent, float(timeout)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.requests = 0
@@ -92,7 +92,7 @@ class OverpassClient:
         except OSError as exc:  # URLError, timeouts, refused connections
             reason = getattr(exc, "reason", exc)
             raise OverpassError(f"Overpass API {self.url} is unreachable ({reason}); "
-                                "pass --overpass-url for another server or --from FILE to work offline") from None
+                                "pass `overpass_url` for another server or `source` FILE to work offline") from None
 
 
 def _check_answer(data: bytes, url: str) -> None:

@@ -72,10 +72,10 @@ def check(job: Plan, *, yes: bool = False, max_pixels: int = MAX_PIXELS) -> list
     and ``yes`` was not given, or when the output would be a single pixel."""
     notes = [job.reprojected] if job.reprojected else []
     if job.pixels > max_pixels and not yes:
-        raise ValueError(f"the map would be {job.describe()}: more than --max-pixels {max_pixels}; "
-                         "pass --yes to make it anyway, or choose a coarser --resolution")
+        raise ValueError(f"the map would be {job.describe()}: more than `max_pixels` {max_pixels}; "
+                         "pass `yes` to make it anyway, or choose a coarser `resolution`")
     if job.pixels == 1:
-        raise ValueError("the map would be 1 x 1 px: is --resolution in the raster's units (metres)?")
+        raise ValueError("the map would be 1 x 1 px: is `resolution` in the raster's units (metres)?")
     if job.pixels >= NOTE_PIXELS:
         notes.append(f"map: {job.describe()}")
     return notes

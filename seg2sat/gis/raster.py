@@ -144,7 +144,7 @@ def utm_note_of(src, resolution: float | None) -> str | None:
     if resolution is None or not is_geographic(src):
         return None
     return (f"{Path(src.name).name} is in {src.crs.to_string()} (degrees): reprojected to its UTM zone "
-            f"{utm_of(src).to_string()} for --resolution {resolution:g} m")
+            f"{utm_of(src).to_string()} for `resolution` {resolution:g} m")
 
 
 def grid_of(src) -> Grid:

@@ -7,7 +7,7 @@ is a field of :class:`seg2sat.settings.Settings` and reads its SEG2SAT_* variabl
 from __future__ import annotations
 
 from ..cli_errors import CommandError
-from ..options import add_backend_option, add_engine_options, overrides, print_engine_notes
+from ..options import add_backend_option, add_engine_options, overrides, print_engine_notes, spell
 from ..settings import Settings
 
 SERVE_BACKENDS = ("diffusion", "procedural", "local")
@@ -58,14 +58,15 @@ def _cmd_serve(args) -> None:
         raise CommandError(f"--backend remote: {NOT_REMOTE}; use diffusion or procedural")
     if args.backend is not None and args.backend not in SERVE_BACKENDS:
         raise CommandError(f"--backend: must be diffusion or procedural, got {args.backend!r}")
-    settings = Settings.from_env(max_pixels=args.max_pixels, queue_size=args.queue_size, max_body_mb=args.max_body_mb,
-                                 backend=args.backend, allowed_hosts=_joined(args.allowed_hosts),
-                                 allowed_origins=_joined(args.allowed_origins), **overrides(args))
     try:
+        settings = Settings.from_env(max_pixels=args.max_pixels, queue_size=args.queue_size,
+                                     max_body_mb=args.max_body_mb, backend=args.backend,
+                                     allowed_hosts=_joined(args.allowed_hosts),
+                                     allowed_origins=_joined(args.allowed_origins), **overrides(args))
         service = Service(settings)
         app = create_app(settings, service)
-    except ValueError as exc:  # a malformed --allowed-origins
-        raise CommandError(str(exc)) from None
+    except ValueError as exc:  # a bad SEG2SAT_* value or a malformed --allowed-origins: variable and flag named
+        raise CommandError(spell(str(exc), "server")) from None
     if not args.lazy and settings.backend == "diffusion":
         print(f"loading {settings.model or 'the default model'} …", flush=True)
         print_engine_notes(service.engine.load())  # loaded now, so the first request is not the slow one

@@ -46,7 +46,7 @@ class Service:
                  engine: Engine | None = None):
         self.settings = settings or (engine.settings if engine else Settings.from_env())
         if self.settings.backend == "remote":
-            raise ValueError(f"backend remote (SEG2SAT_BACKEND, --backend): {NOT_REMOTE}; use diffusion or procedural")
+            raise ValueError(f"`backend` remote: {NOT_REMOTE}; use diffusion or procedural")
         self.repository = repository
         model, controlnet = repository_models(repository, self.settings)
         self.engine = engine or Engine(self.settings, pipeline=pipeline, model=model, controlnet=controlnet)

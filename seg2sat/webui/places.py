@@ -3,8 +3,8 @@
 The work is :func:`seg2sat.gis.osm.place_mask`, with the OSM services of the UI's one
 configuration (``SEG2SAT_UI_OVERPASS_URL``, ``…_NOMINATIM_URL``, ``…_USER_AGENT``,
 ``…_OSM_CACHE_DIR``). What happens here is translation: the body's fields are checked
-and named as the API names them (``place: …``), the CLI's wording (``--resolution``) is
-left out of the page's sentences, and a service that cannot answer is one line and a
+and named as the API names them (``place: …``), the core's fields (`` `resolution` ``) are
+spelled as the page says them (:func:`seg2sat.options.spell`, ``"ui"``), and a service that cannot answer is one line and a
 502, never a traceback. One lock makes the page's requests take turns and one Nominatim
 client lives as long as the app, so the public servers' usage policies (one request at a
 time, Nominatim at most 1/s) hold across users and clicks, not only within one request.
@@ -24,6 +24,7 @@ from ..gis.osm import PlaceMask
 from ..gis.osm_tags import DEFAULT_BACKGROUND
 from ..gis.overpass import OverpassClient, OverpassError
 from ..masks import to_image
+from ..options import spell
 from ..request import ImageLimits, RequestError, json_text
 from ..wire import encode_png
 from .payloads import body_object, mask_summary
@@ -106,8 +107,8 @@ def _size(value, limits: ImageLimits) -> tuple[int, int]:
     try:
         size = osm.parse_size(value)
     except ValueError as exc:
-        detail = str(exc).removeprefix("--size: ")
-        if detail.startswith("must be W or WxH"):  # the CLI's words quote the text as Python does
+        detail = str(exc).removeprefix("`size`: ")
+        if detail.startswith("must be W or WxH"):  # the core quotes the text as Python does, the API as JSON
             detail = f"must be W or WxH in pixels, got {json_text(value)}"
         raise RequestError("size", detail) from None
     limits.check(size, "size")
@@ -137,15 +138,14 @@ def _check_box(place: str, resolution: float, limits: ImageLimits) -> None:
                                     "smaller box")
 
 
-COARSER = "type a larger number of m/px (coarser pixels)"
-""""Raise the resolution" reads both ways in m/px: say which way the number goes."""
+COARSER = spell("type a larger `resolution` (coarser pixels)", "ui")
+""""Raise the resolution" reads both ways in m/px: say which way the number goes, as the core does."""
 
 
 def _page_words(message: str) -> str:
-    """The core's sentence without the CLI's wording: no ``PLACE '…':`` head, no option names."""
-    message = re.sub(r"^PLACE .*?: ", "", message)
-    message = message.replace("raise --resolution", COARSER).replace("--resolution", "resolution")
-    return message
+    """The core's sentence in the page's words: no ``PLACE '…':`` head (the error already says ``place:``),
+    each field as the page labels it."""
+    return spell(re.sub(r"^PLACE .*?: ", "", message), "ui")
 
 
 _NOMINATIM_WHY = {"GeocoderUnavailable": "is unreachable", "GeocoderTimedOut": "did not answer in time",
@@ -159,15 +159,16 @@ ELSEWHERE = "to use another server, start the UI with its address (ui/README, Op
 
 def _overpass_words(message: str) -> str:
     """Overpass' one line in plain words: unreachable is said as such (no errno, no urllib reason); other
-    failures keep their line, their CLI advice (``--overpass-url``, ``--from``) swapped for the page's."""
+    failures keep their line, their advice for the command line (`` `overpass_url` ``, `` `source` ``) swapped
+    for the page's."""
     host = re.search(r"Overpass API (\S+)", message)
     where = f" (Overpass, at {host.group(1)})" if host else ""
     if " is unreachable" in message:
         return (f"The map service{where} could not be reached: check the internet connection and try again; "
                 f"{ELSEWHERE}.")
-    if "; pass --" not in message:
-        return message
-    return message.split("; pass --")[0] + f"; try again later, or {ELSEWHERE}"
+    if "; pass `" not in message:
+        return _page_words(message)
+    return message.split("; pass `")[0] + f"; try again later, or {ELSEWHERE}"
 
 
 class _PageGeocoder:
