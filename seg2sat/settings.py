@@ -20,6 +20,19 @@ PREFIX = "SEG2SAT_"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
+CHOICES = {"backend": (*BACKENDS, *BACKEND_ALIASES), "dtype": DTYPES}
+"""The settings that take one of a few names (``BACKEND_ALIASES``: older names still read)."""
+
+
+def _check_choices(from_env: Mapping[str, Any]) -> None:
+    """A bad name read from the environment names its variable: the user may have set it long ago, and no
+    front end's spelling of the field (``--dtype``) says where it came from."""
+    for name, choices in CHOICES.items():
+        if name in from_env and from_env[name] not in choices:
+            shown = ", ".join(c for c in choices if c not in BACKEND_ALIASES)
+            raise ValueError(f"{PREFIX}{name.upper()} must be one of {shown}, got {from_env[name]!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """What a server loads and what it accepts. The docstring of each field is its documentation."""
@@ -75,8 +88,9 @@ class Settings:
             var = PREFIX + f.name.upper()
             if env.get(var, "").strip():
                 values[f.name] = parse_env_value(var, env[var].strip(), type(f.default) if f.default is not None else str)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values).checked()
+        given = {k: v for k, v in overrides.items() if v is not None}
+        _check_choices({k: v for k, v in values.items() if k not in given})
+        return cls(**{**values, **given}).checked()
 
     def checked(self) -> Settings:
         backend = BACKEND_ALIASES.get(self.backend, self.backend)

@@ -223,7 +223,7 @@ def test_serve_refuses_other_backends_in_one_line(argv, message):
 
 
 def test_serve_names_the_variable_that_gave_a_bad_backend(monkeypatch):
-    """The core says `backend`; serve spells it as the variable (where a bad one comes from) and the flag."""
+    """A bad SEG2SAT_BACKEND is named as the variable, not as the flag nobody typed."""
     import argparse
 
     from seg2sat.cli import CommandError
@@ -235,7 +235,8 @@ def test_serve_names_the_variable_that_gave_a_bad_backend(monkeypatch):
     args = parser.parse_args(["serve"])
     with pytest.raises(CommandError) as info:
         args.func(args)
-    assert str(info.value).startswith("SEG2SAT_BACKEND (--backend) must be one of diffusion, procedural"), info.value
+    assert str(info.value).startswith("SEG2SAT_BACKEND must be one of diffusion, procedural"), info.value
+    assert "--backend" not in str(info.value) and "`" not in str(info.value)
 
 
 def test_procedural_inpaint_keeps_the_image_outside_the_region(body):
