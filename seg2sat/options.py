@@ -25,17 +25,19 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-MAP_FLAGS = {"size": "--size", "resolution": "--resolution", "source": "--from", "out": "--out",
+MAP_FLAGS = {"place": "PLACE", "size": "--size", "resolution": "--resolution", "source": "--from", "out": "--out",
              "max_pixels": "--max-pixels", "yes": "--yes", "crs": "--crs", "user_agent": "--user-agent",
              "overpass_url": "--overpass-url"}
-"""The map fields a GIS message may name (keyword arguments of :func:`seg2sat.gis.osm.place_mask` and
-:func:`seg2sat.gis.plan.check`) -> their flags (``source`` is ``--from``: ``from`` is a Python keyword)."""
+"""The map fields a GIS message may name (arguments of :func:`seg2sat.gis.osm.place_mask` and
+:func:`seg2sat.gis.plan.check`) -> their flags (``source`` is ``--from``: ``from`` is a Python keyword;
+``place`` is PLACE, osm-mask's argument and the value of generate's ``--place``)."""
 
-MAP_LABELS = {"size": "size (px)", "resolution": "number of m/px", "source": "OSM file", "out": "output folder",
-              "max_pixels": "pixel limit", "yes": "yes", "crs": "CRS", "user_agent": "user agent",
-              "overpass_url": "Overpass server"}
+MAP_LABELS = {"place": "place", "size": "size (px)", "resolution": "number of m/px", "source": "OSM file",
+              "out": "on the command line", "max_pixels": "pixel limit", "yes": "yes", "crs": "CRS",
+              "user_agent": "user agent", "overpass_url": "Overpass server"}
 """The same fields as the web page says them: its "Start from a place" form asks for a size in px and
-m/px ("type a larger `resolution`" reads "type a larger number of m/px"); the others never come from the page."""
+m/px ("type a larger `resolution`" reads "type a larger number of m/px"); the others never come from the
+page (a map too large for memory needs an output folder "(`out`)": "on the command line")."""
 
 _ENGINE_SERVER = {"`fallback` off": "SEG2SAT_FALLBACK=false (--no-fallback)",
                   **{f"`{name}`": f"SEG2SAT_{name.upper()} ({_flag(name)})" for name in (*FIELDS, "backend")}}

@@ -278,6 +278,7 @@ def test_cli_errors_are_one_line(village_file, tmp_path, capsys):
     err = [line for line in printed.splitlines() if line.startswith("error: ")]
     assert len(err) == 3 and "Traceback" not in printed
     assert "latitudes must be in -90..90" in err[0] and "file not found" in err[1] and "unknown land-cover class" in err[2]
+    assert err[0].startswith("error: PLACE '95,4': latitudes")  # the field `place`, as osm-mask's help says it
     assert err[1] == f"error: --from {tmp_path / 'missing.gpkg'}: file not found"  # the field `source`, as typed
 
 

@@ -193,6 +193,7 @@ def test_a_district_past_4096_px_is_written_window_by_window(tmp_path):
     with pytest.raises(ValueError, match="output folder") as refused:  # in memory (the web UI) it stays refused
         place_mask(box, source=PBF)
     assert spell(str(refused.value), "cli").endswith("give an output folder (--out)")  # with the way out
+    assert spell(str(refused.value), "ui").endswith("give an output folder (on the command line)")
 
 
 CLIPPED_RELATION = """<?xml version='1.0' encoding='UTF-8'?>

@@ -95,10 +95,10 @@ def parse_coordinates(text: str) -> tuple[float, ...] | None:
         return None
     lats, lons = values[0::2], values[1::2]
     if not all(-90 <= v <= 90 for v in lats) or not all(-180 <= v <= 180 for v in lons):
-        raise ValueError(f"PLACE {text!r}: latitudes must be in -90..90 and longitudes in -180..180 "
+        raise ValueError(f"`place` {text!r}: latitudes must be in -90..90 and longitudes in -180..180 "
                          "(lat,lon or south,west,north,east)")
     if len(values) == 4 and not (values[0] < values[2] and values[1] < values[3]):
-        raise ValueError(f"PLACE {text!r}: a box is south,west,north,east with south < north and west < east")
+        raise ValueError(f"`place` {text!r}: a box is south,west,north,east with south < north and west < east")
     return values
 
 

@@ -143,9 +143,9 @@ COARSER = spell("type a larger `resolution` (coarser pixels)", "ui")
 
 
 def _page_words(message: str) -> str:
-    """The core's sentence in the page's words: no ``PLACE '…':`` head (the error already says ``place:``),
+    """The core's sentence in the page's words: no `` `place` '…':`` head (the error already says ``place:``),
     each field as the page labels it."""
-    return spell(re.sub(r"^PLACE .*?: ", "", message), "ui")
+    return spell(re.sub(r"^`place` .*?: ", "", message), "ui")
 
 
 _NOMINATIM_WHY = {"GeocoderUnavailable": "is unreachable", "GeocoderTimedOut": "did not answer in time",
