@@ -4,8 +4,8 @@ The work is :func:`seg2sat.gis.osm.place_mask`, with the OSM services of the UI'
 configuration (``SEG2SAT_UI_OVERPASS_URL``, ``…_NOMINATIM_URL``, ``…_USER_AGENT``,
 ``…_OSM_CACHE_DIR``). What happens here is translation: the body's fields are checked
 and named as the API names them (``place: …``), the core's fields (`` `resolution` ``) are
-spelled as the page says them (:func:`seg2sat.options.spell`, ``"ui"``), and a service that cannot answer is one line and a
-502, never a traceback. One lock makes the page's requests take turns and one Nominatim
+spelled as the page says them (:func:`seg2sat.options.spell`, ``"ui"``), and a service that
+cannot answer is one line and a 502, never a traceback. One lock makes the page's requests take turns and one Nominatim
 client lives as long as the app, so the public servers' usage policies (one request at a
 time, Nominatim at most 1/s) hold across users and clicks, not only within one request.
 """
