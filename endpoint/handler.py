@@ -40,6 +40,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if os.path.isdir(os.path.join(_HERE, "seg2sat")) and _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
+from seg2sat.options import spell  # noqa: E402
 from seg2sat.serving import Service  # noqa: E402
 from seg2sat.settings import Settings  # noqa: E402
 
@@ -100,7 +101,7 @@ class EndpointHandler:
         if self.service.settings.backend == "diffusion":
             self.service.pipeline  # noqa: B018 - load at start-up, not on the first request
             if self.service.note:
-                log.warning("%s", self.service.note)
+                log.warning("%s", spell(self.service.note, "server"))
 
     def __call__(self, data: dict[str, Any]) -> ImageAnswer:
         return ImageAnswer(self.service(data))

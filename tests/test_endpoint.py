@@ -356,3 +356,12 @@ def test_handler_called_from_threads_runs_one_generation_at_a_time(tiny_dir, mas
         answers = list(pool.map(lambda s: service(payload(mask_b64, seed=s)), range(4)))
     assert [a["seeds"] for a in answers] == [[0], [1], [2], [3]]
     assert seen["most"] == 1
+
+
+def test_the_fallback_note_in_the_endpoint_log_names_the_variable(tmp_path, monkeypatch, caplog):
+    """The endpoint's operator sets SEG2SAT_* variables: the log says which, not the core's `field` wording."""
+    monkeypatch.setenv("SEG2SAT_MODEL", str(tmp_path / "no-weights"))
+    handler = load_script("handler").EndpointHandler()
+    assert handler.service.note
+    logged = [r.getMessage() for r in caplog.records if "procedural renderer" in r.getMessage()]
+    assert logged and "SEG2SAT_MODEL" in logged[0] and "`" not in logged[0]
