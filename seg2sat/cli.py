@@ -22,7 +22,15 @@ from .gis.cli import add_map_input_arguments, check_geotiff_job, place_to_mask
 from .gis.files import atomic_path
 from .gis.landcover import SOURCES
 from .gis.raster import is_tiff
-from .options import add_backend_option, add_engine_options, add_sampling_options, overrides, print_engine_notes, spell
+from .options import (
+    add_backend_option,
+    add_engine_options,
+    add_sampling_options,
+    command_parser,
+    overrides,
+    print_engine_notes,
+    spell,
+)
 from .prompts import STYLES
 from .request import NUMERIC_FIELDS, Request, RequestError
 from .settings import Settings
@@ -277,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except (CommandError, ValueError, WeightsNotFoundError) as exc:
-        print(f"error: {spell(str(exc), 'cli')}", file=sys.stderr)
+        own = command_parser(parser, getattr(args, "command", None))
+        print(f"error: {spell(str(exc), 'cli', own)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

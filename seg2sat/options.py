@@ -52,10 +52,32 @@ SPELLINGS: dict[str, dict[str, str]] = {
 and for the settings the web UI's operator gives; the page's own words for the map fields."""
 
 
-def spell(text: str, front_end: str) -> str:
-    """``text`` with each `` `field` `` written as ``front_end`` names it (``cli``, ``server`` or ``ui``)."""
-    for token, name in SPELLINGS[front_end].items():
-        text = text.replace(token, name)
+def flags_of(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """`` `dest` `` -> how this command's user writes it: its first option string (``-n``, ``--train_data_dir``),
+    or a positional's metavar (SOURCE); read from the parser, so every command spells its own fields."""
+    return {f"`{a.dest}`": a.option_strings[0] if a.option_strings else str(a.metavar or a.dest.upper())
+            for a in parser._actions if a.dest not in (argparse.SUPPRESS, "help")}
+
+
+def command_parser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser | None:
+    """The sub-command ``name``'s own parser inside ``parser`` (None when there is none)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(name)
+    return None
+
+
+def spell(text: str, front_end: str, parser: argparse.ArgumentParser | None = None) -> str:
+    """``text`` with each `` `field` `` written as ``front_end`` names it (``cli``, ``server`` or ``ui``).
+
+    ``parser``: the command's own parser, whose options name its fields first (synthesize's `` `source` `` is
+    its SOURCE, not generate's --from); phrases such as "`fallback` off" are read before single fields.
+    """
+    table = SPELLINGS[front_end]
+    phrases = {token: name for token, name in table.items() if not token.endswith("`")}
+    for step in (phrases, flags_of(parser) if parser is not None else {}, table):
+        for token, name in step.items():
+            text = text.replace(token, name)
     return text
 
 

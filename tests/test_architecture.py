@@ -106,19 +106,32 @@ def _left_out(tree: ast.AST) -> set[int]:
     return skipped
 
 
+COMMAND_LINE = re.compile(r"`(?:seg2sat|hf|accelerate) [^`]*`|^(?:seg2sat|hf|accelerate) .*$", re.MULTILINE)
+"""Another program's command written out in full (`` `seg2sat download --dir DIR` ``, a card's command line):
+its flags are that command's, not fields of the one running."""
+
+
+def _texts(tree: ast.AST, skipped: set[int]) -> list[tuple[int, str]]:
+    """(line, text) of each string: an f-string as one text (its values as ``{}``), so a command line built
+    with values reads whole."""
+    found, parts = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr) and id(node) not in skipped:
+            parts.update(id(v) for v in node.values)
+            found.append((node.lineno, "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)))
+    found += [(node.lineno, node.value) for node in ast.walk(tree) if isinstance(node, ast.Constant)
+              and isinstance(node.value, str) and id(node) not in skipped | parts]
+    return found
+
+
 def flags_in_messages(source: str) -> list[tuple[int, str]]:
-    """(line, text) of each string constant of ``source`` that names a flag, docstrings and help= left out."""
+    """(line, text) of each string of ``source`` that names a flag, docstrings, help= and command lines left out."""
     tree = ast.parse(source)
-    skipped = _left_out(tree)
-    return [(node.lineno, node.value) for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skipped
-            and FLAG.search(node.value)]
+    return [(line, text) for line, text in _texts(tree, _left_out(tree)) if FLAG.search(COMMAND_LINE.sub("", text))]
 
 
 NOT_YET_SPELLED = {
-    "pipelines.py", "weights.py",  # `seg2sat download --dir DIR`: another command to run, written out
     "serving/guard.py", "webui/backends.py",  # server settings, said as SEG2SAT_* and --flag inline
-    "synth/card.py", "synth/filter.py", "synth/layouts.py", "synth/run.py", "synth/seeds.py", "synth/sources.py",
     "training/arguments.py", "training/checkpoints.py", "training/data.py", "training/hub.py", "training/loop.py",
     "training/models.py",  # the training script's own options, one front end only
 }
@@ -137,5 +150,21 @@ def test_core_messages_name_fields_not_flags():
 def test_the_flag_finder_finds_a_flag_in_a_message_only():
     source = ('"""Pass --yes."""\n'
               'def f(x):\n    """--yes docstring."""\n    p.add_argument("--yes", help="see --size")\n'
-              '    raise ValueError(f"{x}: pass --yes, not -- dashes or a--b")\n')
-    assert [line for line, _ in flags_in_messages(source)] == [4, 5]
+              '    raise ValueError(f"{x}: pass --yes, not -- dashes or a--b")\n'
+              '    say(f"run `seg2sat download --dir {x}` or `hf download {x} --local-dir D`, not `--dir`")\n'
+              '    CARD = "```\\nseg2sat generate m.png --out out\\n```\\nthen --out"\n'
+              '    say("`accelerate launch --x` then" f" --size {x}")\n')
+    assert sorted(line for line, _ in flags_in_messages(source)) == [4, 5, 6, 7, 8]
+
+
+def test_each_command_spells_a_field_with_its_own_option():
+    """The same `field` reads as synthesize's positional, its short flag, or train's underscore flag."""
+    from seg2sat.cli import build_parser
+    from seg2sat.options import command_parser, spell
+
+    parser = build_parser()
+    text = "`source`: empty; `num_images` 0; `fallback` off; `resolution` 7"
+    assert spell(text, "cli", command_parser(parser, "synthesize")) == "SOURCE: empty; -n 0; --no-fallback; --resolution 7"
+    assert spell(text, "cli") == "--from: empty; `num_images` 0; --no-fallback; --resolution 7"  # no command: generic
+    assert spell("`train_data_dir` or `dataset_name`", "cli", command_parser(parser, "train")) == (
+        "--train_data_dir or --dataset_name")

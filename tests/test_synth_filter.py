@@ -210,7 +210,7 @@ def test_hard_first_gives_more_images_to_the_masks_the_model_gets_wrong(tmp_path
     assert counts == {k[0]: v for k, v in allocate({(n, ""): s for n, s in first.items()}, 3).items()}
     for name in first:
         assert sorted(r["index"] for r in ds if r["source"] == name) == list(range(counts[name]))
-    assert "--hard-first`: image 0 of every mask first" in (out / "README.md").read_text()
+    assert "`hard_first`: image 0 of every mask first" in (out / "README.md").read_text()
     printed, _ = _run(capsys, *argv)  # resumed: the plan is the same, nothing is missing
     assert "made 0 images" in printed
 

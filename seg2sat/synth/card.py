@@ -58,7 +58,7 @@ def write_card(out: Path, manifest: dict[str, Any], index: dict[str, Any]) -> Pa
              "| `seed` | the image's seed, derived from (`source`, `layout`, `index`, run seed): "
              "`seg2sat generate` with it remakes the image |",
              "| `source`, `source_key` | the mask it was made from (path or row id) and a hash of that mask's content |",
-             "| `layout`, `index` | the `--augment` layout (empty: as it is) and the image's number for that mask |",
+             "| `layout`, `index` | the `augment` layout (empty: as it is) and the image's number for that mask |",
              *(QUALITY_COLUMNS if manifest.get("filter") else []),
              "| `backend`, `model`, `controlnet`, `revision`, `weights_sha256`, `sampler`, `steps`, "
              "`guidance_scale`, `controlnet_scale`, `speed`, `seg2sat_version` | provenance: what made the image |",
@@ -91,15 +91,15 @@ def _quality(manifest: dict[str, Any], index: dict[str, Any]) -> list[str]:
     """The filter's lines of "How it was made": the model, its rule and defaults, what was dropped."""
     quality = manifest.get("filter")
     if not quality:
-        return ["- no quality filter (`--filter-with`): every image is kept and scored by no model"]
+        return ["- no quality filter (`filter_with`): every image is kept and scored by no model"]
     floor = quality["min_score"]
     return [f"- quality filter: `{quality['model']}` ({quality['labels']} labels), FreeMask's rule: a pixel is "
             f"ignored when its cross-entropy is above {quality['margin']:g} × its class's mean in that image and the "
             "model predicts another class there",
             f"- {index.get('dropped', 0)} image(s) left out for a score below {floor:g}" if floor is not None
-            else "- no `--min-score`: every scored image is kept",
-            "- `--hard-first`: image 0 of every mask first, the rest of the budget to the masks scoring lowest"
-            if quality["hard_first"] else "- the same number of images for every mask (no `--hard-first`)"]
+            else "- no `min_score`: every scored image is kept",
+            "- `hard_first`: image 0 of every mask first, the rest of the budget to the masks scoring lowest"
+            if quality["hard_first"] else "- the same number of images for every mask (no `hard_first`)"]
 
 
 def _styles(styles) -> str:

@@ -110,7 +110,7 @@ class Filter:
         try:
             self.table = label_map(getattr(config, "id2label", None), int(config.num_labels))
         except FilterError as exc:
-            raise FilterError(f"--filter-with: {model}: {exc}") from None
+            raise FilterError(f"`filter_with`: {model}: {exc}") from None
 
     def score(self, images: list, masks: list[np.ndarray], batch: int = 8) -> list[Scored]:
         """Each image against its mask (FLAIR ids), ``batch`` images per forward pass (memory stays bounded
@@ -149,7 +149,7 @@ def load(model: str):
 
     folder = Path(model).expanduser()
     if folder.exists() and not (folder / "config.json").is_file():
-        raise FilterError(f"--filter-with: {model} is not a transformers model folder (no config.json); give a "
+        raise FilterError(f"`filter_with`: {model} is not a transformers model folder (no config.json); give a "
                           "semantic-segmentation model's folder or hub id, e.g. a SegFormer trained on FLAIR")
     quiet = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
@@ -160,11 +160,11 @@ def load(model: str):
         processor = AutoImageProcessor.from_pretrained(str(folder) if folder.exists() else model)
     except ValueError as exc:
         if "Unrecognized" in str(exc) or "AutoModel" in str(exc):
-            raise FilterError(f"--filter-with: {model} is not a semantic-segmentation model ("
+            raise FilterError(f"`filter_with`: {model} is not a semantic-segmentation model ("
                               f"{_model_type(folder)}); give one such as a SegFormer trained on FLAIR") from None
-        raise FilterError(f"--filter-with: {model} cannot be loaded: {_first_line(exc)}") from None
+        raise FilterError(f"`filter_with`: {model} cannot be loaded: {_first_line(exc)}") from None
     except OSError as exc:
-        raise FilterError(f"--filter-with: {_why(exc, model)}") from None
+        raise FilterError(f"`filter_with`: {_why(exc, model)}") from None
     finally:
         hf_logging.set_verbosity(quiet)
         hf_logging.enable_progress_bar()
@@ -187,7 +187,7 @@ def _why(exc: OSError, model: str) -> str:
     if model.startswith(("/", ".", "~")) or model.count("/") > 1:
         return f"{model}: no such folder"
     try:
-        said = weights.cause(exc, model, "--filter-with")
+        said = weights.cause(exc, model, "`filter_with`")
     except Exception:  # its checks reach for the network: a plain sentence is enough
         said = ""
     if not said or "seg2sat download" in said:

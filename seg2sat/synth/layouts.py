@@ -28,7 +28,7 @@ def parse_augment(text: str | None) -> list[str]:
         if not name:
             continue
         if name not in LAYOUTS:
-            raise ValueError(f"--augment: unknown layout {name!r}; choose from {', '.join(LAYOUTS)}")
+            raise ValueError(f"`augment`: unknown layout {name!r}; choose from {', '.join(LAYOUTS)}")
         if name not in names:
             names.append(name)
     return names

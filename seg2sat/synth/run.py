@@ -157,15 +157,15 @@ def manifest_of(opts: Options, prov: dict[str, str], scorer=None) -> dict[str, A
 def check_out(out: Path, manifest: dict, resume: bool, overwrite: bool) -> str:
     """What to do with the output folder: new, resume (same run), continue (--resume), replace (--overwrite)."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} is a file, not a folder")
+        raise ValueError(f"`out`: {out} is a file, not a folder")
     if not out.exists() or not any(out.iterdir()):
         return "new"
     path = out / MANIFEST
     if not path.is_file():
         if overwrite:
             return "replace"
-        raise ValueError(f"--out: {out} is not empty and holds no synthesize run; choose an empty folder, "
-                         "or --overwrite to write into it")
+        raise ValueError(f"`out`: {out} is not empty and holds no synthesize run; choose an empty folder, "
+                         "or `overwrite` to write into it")
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
@@ -175,13 +175,13 @@ def check_out(out: Path, manifest: dict, resume: bool, overwrite: bool) -> str:
     if overwrite:
         return "replace"
     if resume and bool(old.get("filter")) != bool(manifest.get("filter")):
-        raise ValueError(f"--resume: {out} was made {'with' if old.get('filter') else 'without'} --filter-with, "
-                         "so its rows and these would not share the score and ignore columns; --overwrite starts again")
+        raise ValueError(f"`resume`: {out} was made {'with' if old.get('filter') else 'without'} `filter_with`, "
+                         "so its rows and these would not share the score and ignore columns; `overwrite` starts again")
     if resume:
         return "continue"
     changed = ", ".join(_changes(old, manifest)) or "its settings"
-    raise ValueError(f"--out: {out} holds a different run ({changed}); --resume keeps its rows and makes the "
-                     "missing ones with these options, --overwrite starts again")
+    raise ValueError(f"`out`: {out} holds a different run ({changed}); `resume` keeps its rows and makes the "
+                     "missing ones with these options, `overwrite` starts again")
 
 
 def _same(old: dict, new: dict) -> bool:
@@ -198,13 +198,13 @@ def _changes(old: dict, new: dict) -> list[str]:
 def check_quality(opts: Options) -> None:
     """--min-score and --hard-first need a filter model; a score is a fraction."""
     if opts.min_score is not None and not opts.filter_with:
-        raise ValueError("--min-score: needs --filter-with MODEL, the model whose score it compares")
+        raise ValueError("`min_score`: needs `filter_with` MODEL, the model whose score it compares")
     if opts.hard_first and not opts.filter_with:
-        raise ValueError("--hard-first: needs --filter-with MODEL, the model that finds the hard masks")
+        raise ValueError("`hard_first`: needs `filter_with` MODEL, the model that finds the hard masks")
     if opts.min_score is not None and not 0 <= opts.min_score <= 1:
-        raise ValueError(f"--min-score: a score between 0 and 1 (the image's mean IoU), got {opts.min_score:g}")
+        raise ValueError(f"`min_score`: a score between 0 and 1 (the image's mean IoU), got {opts.min_score:g}")
     if not opts.filter_margin > 0:
-        raise ValueError(f"--filter-margin: must be positive, got {opts.filter_margin}")
+        raise ValueError(f"`filter_margin`: must be positive, got {opts.filter_margin}")
 
 
 def synthesize(opts: Options, engine, state=None, scorer=None) -> Report:
@@ -214,11 +214,11 @@ def synthesize(opts: Options, engine, state=None, scorer=None) -> Report:
     state = state or _single()
     source = open_source(opts.source, opts.mask_column, opts.caption_column, opts.split, exclude=opts.out)
     if opts.format == "geotiff" and not source.geotiff:
-        raise ValueError("--format geotiff: every mask must be a GeoTIFF (the pairs are written on its grid); "
+        raise ValueError("`format` geotiff: every mask must be a GeoTIFF (the pairs are written on its grid); "
                          f"{opts.source} holds other masks")
     if opts.format == "geotiff" and opts.layouts != [""]:
-        raise ValueError("--augment: a transformed layout no longer lies on its GeoTIFF's grid; use it with "
-                         "--format parquet or folder")
+        raise ValueError("`augment`: a transformed layout no longer lies on its GeoTIFF's grid; use it with "
+                         "`format` parquet or folder")
     if opts.filter_with and scorer is None:
         from .filter import Filter
 

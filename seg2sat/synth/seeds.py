@@ -43,15 +43,15 @@ def parse_styles(text: str | None) -> list[tuple[str, float]]:
         name, _, weight = part.strip().partition("=")
         name = name.strip().lower()
         if not name:
-            raise ValueError(f"--style: an empty style name in {text!r}")
+            raise ValueError(f"`style`: an empty style name in {text!r}")
         if name not in STYLES and name != "none":
-            raise ValueError(f"--style: unknown style {name!r}; choose from {', '.join(STYLES)}, none")
+            raise ValueError(f"`style`: unknown style {name!r}; choose from {', '.join(STYLES)}, none")
         try:
             value = float(weight) if weight.strip() else 1.0
         except ValueError:
-            raise ValueError(f"--style: the weight of {name} must be a number, got {weight.strip()!r}") from None
+            raise ValueError(f"`style`: the weight of {name} must be a number, got {weight.strip()!r}") from None
         if not value > 0 or value == float("inf"):
-            raise ValueError(f"--style: the weight of {name} must be positive, got {weight.strip()}")
+            raise ValueError(f"`style`: the weight of {name} must be positive, got {weight.strip()}")
         picks["" if name == "none" else name] = picks.get("" if name == "none" else name, 0.0) + value
     total = sum(picks.values())
     return [(name, value / total) for name, value in picks.items()]

@@ -148,14 +148,14 @@ class DatasetSource:
         if mask_column is None:
             mask_column = next((c for c in MASK_COLUMNS if c in columns), None)
             if mask_column is None:
-                raise ValueError(f"{name}: no mask column ({', '.join(MASK_COLUMNS)}); name it with --mask-column, "
+                raise ValueError(f"{name}: no mask column ({', '.join(MASK_COLUMNS)}); name it with `mask_column`, "
                                  f"one of: {', '.join(columns)}")
         elif mask_column not in columns:
-            raise ValueError(f"--mask-column: {name} has no column {mask_column!r}; it has: {', '.join(columns)}")
+            raise ValueError(f"`mask_column`: {name} has no column {mask_column!r}; it has: {', '.join(columns)}")
         if caption_column is None:
             caption_column = next((c for c in CAPTION_COLUMNS if c in columns), None)
         elif caption_column not in columns:
-            raise ValueError(f"--caption-column: {name} has no column {caption_column!r}; it has: {', '.join(columns)}")
+            raise ValueError(f"`caption_column`: {name} has no column {caption_column!r}; it has: {', '.join(columns)}")
         if len(dataset) == 0:
             raise ValueError(f"{name}: the dataset has no rows")
         dataset = dataset.select_columns([c for c in (mask_column, caption_column, "id") if c in columns])
