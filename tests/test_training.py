@@ -169,6 +169,14 @@ def test_bad_options_are_refused_with_the_option_named(tmp_path, train_data, cap
     assert code == 2 and field in capsys.readouterr().err
 
 
+def test_the_training_script_names_its_own_options(tmp_path, capsys):
+    """controlnet_training/train.py's main: a core message's `field` comes out as the script's flag."""
+    from seg2sat.training import main
+
+    assert main(["--train_data_dir", str(tmp_path), "--dataset_name", "x/y"]) == 2
+    assert capsys.readouterr().err == "error: give either --train_data_dir or --dataset_name, not both\n"
+
+
 # --- training -----------------------------------------------------------------------------------------------------
 
 def test_a_step_changes_only_the_controlnet(tiny_dir, train_data, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from ..options import spell
 from .arguments import add_train_arguments, build_parser, check_args
 
 __all__ = ["add_train_arguments", "build_parser", "check_args", "main", "train", "TrainingSummary"]
@@ -24,14 +25,16 @@ def __getattr__(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``controlnet_training/train.py``: errors are one line and exit code 2."""
+    """Entry point of ``controlnet_training/train.py``: errors are one line, with this script's flags, and exit
+    code 2."""
     from ..pipelines import WeightsNotFoundError
     from .loop import train
 
-    args = build_parser("train.py").parse_args(argv)
+    parser = build_parser("train.py")
+    args = parser.parse_args(argv)
     try:
         train(args)
     except (ValueError, WeightsNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {spell(str(exc), 'cli', parser)}", file=sys.stderr)
         return 2
     return 0

@@ -39,8 +39,7 @@ def default_num_workers(cap: int = MAX_DEFAULT_WORKERS) -> int:
 
 def _flag(group, name: str, **kwargs) -> None:
     """``--name_with_underscores`` plus its ``--dashed-spelling``."""
-    spellings = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-    group.add_argument(*spellings, dest=name, **kwargs)
+    group.add_argument(f"--{name}", *([f"--{name.replace('_', '-')}"] if "_" in name else []), dest=name, **kwargs)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -139,35 +138,35 @@ def _positive(args: argparse.Namespace, *names: str) -> None:
     for name in names:
         value = getattr(args, name)
         if value is not None and value < 1:
-            raise ValueError(f"--{name} must be at least 1, got {value}")
+            raise ValueError(f"`{name}` must be at least 1, got {value}")
 
 
 def check_args(args: argparse.Namespace) -> argparse.Namespace:
     """Refuse impossible settings with a message naming the option, before any data or model is touched."""
     if not args.train_data_dir and not args.dataset_name:
-        raise ValueError("give the training data: --train_data_dir FOLDER (from dataset preparation) or --dataset_name HUB_ID")
+        raise ValueError("give the training data: `train_data_dir` FOLDER (from dataset preparation) or `dataset_name` HUB_ID")
     if args.train_data_dir and args.dataset_name:
-        raise ValueError("give either --train_data_dir or --dataset_name, not both")
+        raise ValueError("give either `train_data_dir` or `dataset_name`, not both")
     _positive(args, "train_batch_size", "num_train_epochs", "max_train_steps", "gradient_accumulation_steps",
               "checkpointing_steps", "checkpoints_total_limit", "validation_steps", "num_validation_images",
               "validation_inference_steps", "max_train_samples")
     if args.resolution < MULTIPLE or args.resolution % MULTIPLE:
-        raise ValueError(f"--resolution must be a multiple of {MULTIPLE} (the model's size step), got {args.resolution}")
+        raise ValueError(f"`resolution` must be a multiple of {MULTIPLE} (the model's size step), got {args.resolution}")
     if not 0.0 <= args.proportion_empty_prompts <= 1.0:
-        raise ValueError(f"--proportion_empty_prompts must be between 0 and 1, got {args.proportion_empty_prompts}")
+        raise ValueError(f"`proportion_empty_prompts` must be between 0 and 1, got {args.proportion_empty_prompts}")
     if args.dataloader_num_workers is None:  # resolved here, so the tracker's config records the number used
         args.dataloader_num_workers = default_num_workers()
     if args.dataloader_num_workers < 0:
-        raise ValueError("--dataloader_num_workers must be 0 or more")
+        raise ValueError("`dataloader_num_workers` must be 0 or more")
     if args.learning_rate <= 0:
-        raise ValueError(f"--learning_rate must be positive, got {args.learning_rate}")
+        raise ValueError(f"`learning_rate` must be positive, got {args.learning_rate}")
     _check_validation(args)
     _check_tracker(args.report_to)
     if args.use_8bit_adam and importlib.util.find_spec("bitsandbytes") is None:
-        raise ValueError("--use_8bit_adam needs bitsandbytes: pip install bitsandbytes")
+        raise ValueError("`use_8bit_adam` needs bitsandbytes: pip install bitsandbytes")
     if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
         if not Path(args.resume_from_checkpoint).is_dir():
-            raise ValueError(f"--resume_from_checkpoint: no checkpoint folder {args.resume_from_checkpoint!r}; "
+            raise ValueError(f"`resume_from_checkpoint`: no checkpoint folder {args.resume_from_checkpoint!r}; "
                              "pass a checkpoint-N folder or 'latest'")
     return args
 
@@ -175,17 +174,17 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
 def _check_validation(args: argparse.Namespace) -> None:
     images, prompts = args.validation_image or [], args.validation_prompt or []
     if bool(images) != bool(prompts):
-        raise ValueError("validation needs both --validation_image and --validation_prompt")
+        raise ValueError("validation needs both `validation_image` and `validation_prompt`")
     if images and len(prompts) not in (1, len(images)):
-        raise ValueError(f"give one --validation_prompt for all masks or one per mask: got {len(prompts)} prompts "
+        raise ValueError(f"give one `validation_prompt` for all masks or one per mask: got {len(prompts)} prompts "
                          f"for {len(images)} masks")
     for path in images:
         if not Path(path).is_file():
-            raise ValueError(f"--validation_image: file not found: {path}")
+            raise ValueError(f"`validation_image`: file not found: {path}")
 
 
 def _check_tracker(report_to: str) -> None:
     wanted = () if report_to in ("all", "none") else (report_to,)  # "all" = whichever are installed
     for name in wanted:
         if importlib.util.find_spec(name) is None:
-            raise ValueError(f"--report_to {report_to} needs the {name} package: pip install {name} (or --report_to none)")
+            raise ValueError(f"`report_to` {report_to} needs the {name} package: pip install {name} (or `report_to` none)")

@@ -61,7 +61,7 @@ def resolve(resume: str | None, output_dir: Path) -> Path | None:
         return latest_checkpoint(output_dir)
     path = Path(resume)
     if not (path / PROGRESS_FILE).is_file():
-        raise ValueError(f"--resume_from_checkpoint: {path} is not a complete checkpoint (no {PROGRESS_FILE})")
+        raise ValueError(f"`resume_from_checkpoint`: {path} is not a complete checkpoint (no {PROGRESS_FILE})")
     return path
 
 

@@ -55,8 +55,8 @@ def open_dataset(args) -> TrainingData:
     missing = [c for c in columns if c not in dataset.column_names]
     if missing:
         raise ValueError(f"the training data {source!r} has no column {', '.join(map(repr, missing))}; its columns are "
-                         f"{', '.join(dataset.column_names)} (choose with --image_column, --conditioning_image_column, "
-                         "--caption_column)")
+                         f"{', '.join(dataset.column_names)} (choose with `image_column`, `conditioning_image_column`, "
+                         "`caption_column`)")
     if len(dataset) == 0:
         raise ValueError(f"the training data {source!r} holds no examples")
     dataset = dataset.select_columns(columns)

@@ -24,9 +24,14 @@ A ControlNet for {base_ref} that turns land-cover masks
 rate {lr}); last loss {loss:.4f}.
 
 ```bash
-seg2sat generate mask.png --prompt "Aerial view of Lyon, France"{model} --controlnet {controlnet} --out out
+{command}
 ```
 """
+
+GENERATE = ('seg2sat generate mask.png --prompt "Aerial view of Lyon, France" --controlnet {controlnet} --out out',
+            'seg2sat generate mask.png --prompt "Aerial view of Lyon, France" --model {model} --controlnet {controlnet} '
+            '--out out')
+"""How to use the ControlNet: on the default base model, or (second) on the one it was trained from."""
 
 
 def write_model_card(output_dir: Path, args, steps: int, loss: float) -> Path:
@@ -43,8 +48,8 @@ def write_model_card(output_dir: Path, args, steps: int, loss: float) -> Path:
         base_meta="" if local else f"base_model: {base}\n",
         base_ref=f"the base model in the local folder `{base}`" if local else f"[{base}](https://huggingface.co/{base})",
         name=name, steps=steps, resolution=args.resolution, batch=args.train_batch_size, lr=args.learning_rate,
-        loss=loss, model="" if not args.pretrained_model_name_or_path else f" --model {shlex.quote(base)}",
-        controlnet=shlex.quote(name if args.push_to_hub else str(output_dir)),
+        loss=loss, command=GENERATE[bool(args.pretrained_model_name_or_path)].format(
+            model=shlex.quote(base), controlnet=shlex.quote(name if args.push_to_hub else str(output_dir))),
     ), encoding="utf-8")
     return path
 

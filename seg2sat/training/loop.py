@@ -200,8 +200,8 @@ def _run(accelerator, args, models, controlnet, optimizer, lr_scheduler, loader,
         samples += accum * args.train_batch_size * accelerator.num_processes
         loss_value = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()  # all processes
         if not math.isfinite(loss_value):
-            raise FloatingPointError(f"the loss is {loss_value} at step {progress.global_step}; "
-                                     "lower --learning_rate or use bf16 instead of fp16")
+            raise ValueError(f"the loss is {loss_value} at step {progress.global_step}; "
+                             "lower `learning_rate` or use bf16 instead of fp16")
         if progress.global_step == first_step + 1 and max_steps > progress.global_step:
             samples, wait, busy = 0, 0.0, 0.0  # throughput is measured from the second step: no start-up costs
         rate = samples / busy if busy else 0.0

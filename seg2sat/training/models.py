@@ -41,7 +41,7 @@ def load_models(args, device: torch.device, weight_dtype: torch.dtype) -> Models
     weights = {**hub, "variant": args.variant}
 
     def part(cls, subfolder, **extra):
-        return load_component(cls, base, f"base model's {subfolder}", "--pretrained_model_name_or_path",
+        return load_component(cls, base, f"base model's {subfolder}", "`pretrained_model_name_or_path`",
                               subfolder=subfolder, **extra)
 
     tokenizer = part(AutoTokenizer, "tokenizer", **hub)
@@ -51,7 +51,7 @@ def load_models(args, device: torch.device, weight_dtype: torch.dtype) -> Models
     unet = part(UNet2DConditionModel, "unet", **weights)
     if args.controlnet_model_name_or_path:
         controlnet = load_component(ControlNetModel, args.controlnet_model_name_or_path, "ControlNet",
-                                    "--controlnet_model_name_or_path", cache_dir=args.cache_dir)
+                                    "`controlnet_model_name_or_path`", cache_dir=args.cache_dir)
     else:
         controlnet = ControlNetModel.from_unet(unet)
     for module in (text_encoder, vae, unet):
