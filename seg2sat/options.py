@@ -39,11 +39,14 @@ MAP_LABELS = {"place": "place", "size": "size (px)", "resolution": "number of m/
 m/px ("type a larger `resolution`" reads "type a larger number of m/px"); the others never come from the
 page (a map too large for memory needs an output folder "(`out`)": "on the command line")."""
 
+SERVER_FIELDS = ("backend", "allowed_hosts", "allowed_origins", "endpoint_url")
+"""The servers' own settings a message may name (fields of :class:`seg2sat.settings.Settings` too)."""
+
 _ENGINE_SERVER = {"`fallback` off": "SEG2SAT_FALLBACK=false (--no-fallback)",
-                  **{f"`{name}`": f"SEG2SAT_{name.upper()} ({_flag(name)})" for name in (*FIELDS, "backend")}}
+                  **{f"`{name}`": f"SEG2SAT_{name.upper()} ({_flag(name)})" for name in (*FIELDS, *SERVER_FIELDS)}}
 
 SPELLINGS: dict[str, dict[str, str]] = {
-    "cli": {"`fallback` off": "--no-fallback", **{f"`{name}`": _flag(name) for name in (*FIELDS, "backend")},
+    "cli": {"`fallback` off": "--no-fallback", **{f"`{name}`": _flag(name) for name in (*FIELDS, *SERVER_FIELDS)},
             **{f"`{name}`": flag for name, flag in MAP_FLAGS.items()}},
     "server": {**_ENGINE_SERVER, **{f"`{name}`": name for name in MAP_FLAGS}},
     "ui": {**_ENGINE_SERVER, **{f"`{name}`": label for name, label in MAP_LABELS.items()}},

@@ -134,19 +134,11 @@ def flags_in_messages(source: str) -> list[tuple[int, str]]:
     return [(line, text) for line, text in _texts(tree, _left_out(tree)) if FLAG.search(COMMAND_LINE.sub("", text))]
 
 
-NOT_YET_SPELLED = {
-    "serving/guard.py", "webui/backends.py",  # server settings, said as SEG2SAT_* and --flag inline
-}
-"""Core modules whose messages still write flags (issue 25): each leaves this list when its texts name fields."""
-
-
 def test_core_messages_name_fields_not_flags():
     """The core writes `resolution`, each front end spells it (--resolution, resolution, "number of m/px")."""
     found = {str(p.relative_to(PACKAGE)): flags_in_messages(p.read_text(encoding="utf-8")) for p in core_modules()}
-    offenders = [f"{name}:{line}: {text!r}" for name, hits in found.items() if name not in NOT_YET_SPELLED
-                 for line, text in hits]
+    offenders = [f"{name}:{line}: {text!r}" for name, hits in found.items() for line, text in hits]
     assert offenders == []
-    assert sorted(name for name in NOT_YET_SPELLED if not found.get(name)) == []  # done: take it off the list
 
 
 def test_the_flag_finder_finds_a_flag_in_a_message_only():

@@ -89,7 +89,10 @@ def test_a_forged_host_is_refused_by_both_servers(serve, ui, host):
     answer = serve.post("/", json=BODY, headers={"Host": host})
     assert answer.status_code == 403 and "--allowed-hosts" in answer.get_json()["error"]
     answer = ui.post("/api/generate", json={"mask": MASK, "prompt": "x"}, headers={"Host": host})
-    assert answer.status_code == 403 and "SEG2SAT_ALLOWED_HOSTS" in answer.get_json()["error"]
+    said = answer.get_json()["error"]
+    assert answer.status_code == 403 and "SEG2SAT_ALLOWED_HOSTS (--allowed-hosts)" in said and "`" not in said
+    page = ui.get("/", headers={"Host": host}).get_data(as_text=True)  # the page's own URL: Flask's error page
+    assert "SEG2SAT_ALLOWED_HOSTS" in page and "`" not in page
 
 
 @pytest.mark.parametrize("host", ["localhost", "localhost:8080", "127.0.0.1:1", "[::1]:8080", "LOCALHOST.",

@@ -383,7 +383,8 @@ def test_remote_backend_without_url_says_what_to_set():
     deadline = time.time() + 10
     while (health := client.get("/api/health").get_json())["status"] == "loading" and time.time() < deadline:
         time.sleep(0.02)
-    assert health["status"] == "error" and "--endpoint-url" in health["message"]
+    assert health["status"] == "error" and "SEG2SAT_ENDPOINT_URL (--endpoint-url)" in health["message"]
+    assert "`" not in health["message"]
     app.extensions["seg2sat_ui"].worker.close()
 
 

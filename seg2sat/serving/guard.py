@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 from werkzeug.exceptions import HTTPException
 
+from ..options import spell
+
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 """Host names that always mean this machine's loopback: no rebinding page can be served under them."""
 WILDCARDS = frozenset({"0.0.0.0", "::", ""})
@@ -43,10 +45,14 @@ EXPOSED = "X-Seed, X-Off-Palette, X-Backend, Server-Timing, Retry-After"
 
 
 class Refused(HTTPException):
-    """A refusal with its own status and sentence; both apps answer it as ``{"error": sentence}``."""
+    """A refusal with its own status and sentence; both apps answer it as ``{"error": sentence}``.
+
+    The sentence names settings as fields (`` `allowed_hosts` ``) and is spelled here, where it becomes an HTTP
+    answer, the servers' way (SEG2SAT_ALLOWED_HOSTS (--allowed-hosts)).
+    """
 
     def __init__(self, code: int, message: str):
-        super().__init__(description=message)
+        super().__init__(description=spell(message, "server"))
         self.code = code
 
 
@@ -162,14 +168,14 @@ def check(request, policy: Policy) -> None:
     host = request.headers.get("Host")
     if host is not None and not policy.host_ok(host):
         raise Refused(403, f"Host {host_name(host) or '(empty)'!s} is not this server's address; a reverse proxy "
-                           "or another name must be allowed with --allowed-hosts (SEG2SAT_ALLOWED_HOSTS)")
+                           "or another name must be allowed with `allowed_hosts`")
     if request.method in SAFE_METHODS:
         return
     origin = request.headers.get("Origin")
     own = origin is not None and same_origin(origin, host or "")
     if origin is not None and not own and not policy.cross_origin_ok(origin):
-        raise Refused(403, f"Origin {origin[:100]} may not send requests to this server; only its own pages may "
-                           "(seg2sat serve opens to named pages with --allowed-origins)")
+        raise Refused(403, f"Origin {origin[:100]} may not send requests to this server; only its own pages "
+                           "and those named in `allowed_origins` may")
     if request.mimetype == "multipart/form-data" and not own and request.headers.get("Sec-Fetch-Site") != "same-origin":
         raise Refused(403, "an upload (multipart form) must come from this server's own page (its Origin header); "
                            "scripts send JSON with Content-Type: application/json")
@@ -181,7 +187,7 @@ def preflight(request, policy: Policy):
 
     origin = request.headers.get("Origin")
     if not policy.cross_origin_ok(origin):
-        raise Refused(403, f"Origin {str(origin)[:100]} is not allowed (seg2sat serve --allowed-origins)")
+        raise Refused(403, f"Origin {str(origin)[:100]} is not in `allowed_origins`")
     response = Response(status=204)
     response.headers.update({"Access-Control-Allow-Methods": CORS_METHODS,
                              "Access-Control-Allow-Headers": CORS_HEADERS, "Access-Control-Max-Age": "600"})

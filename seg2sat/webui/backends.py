@@ -83,8 +83,8 @@ class RemoteBackend:
 
     def load(self) -> None:
         if not self.url or not str(self.url).startswith(("http://", "https://")):
-            raise BackendError("The remote backend needs an endpoint URL: pass --endpoint-url "
-                               "https://… (or set SEG2SAT_ENDPOINT_URL) and put its token in SEG2SAT_ENDPOINT_TOKEN.")
+            raise BackendError("The remote backend needs an endpoint URL: set `endpoint_url` to https://… "
+                               "and put its token in SEG2SAT_ENDPOINT_TOKEN.")
         if not self._loaded:
             try:
                 self._token = self.settings.endpoint_token()
