@@ -169,6 +169,18 @@ def test_bad_options_are_refused_with_the_option_named(tmp_path, train_data, cap
     assert code == 2 and field in capsys.readouterr().err
 
 
+def test_missing_default_weights_name_trainings_own_options(tmp_path, train_data, capsys, monkeypatch):
+    """Offline with no copy of SD 2.1 base: the weights' advice names train's flags, not generate's --model."""
+    from seg2sat import weights
+
+    monkeypatch.setattr(weights, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(weights, "_cached", lambda *a, **k: None)
+    code = cli.main(["train", "--train_data_dir", str(train_data), "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: Cannot load ")
+    assert "set --pretrained_model_name_or_path to DIR/base and --controlnet_model_name_or_path to DIR/controlnet" in err
+
+
 def test_the_training_script_names_its_own_options(tmp_path, capsys):
     """controlnet_training/train.py's main: a core message's `field` comes out as the script's flag."""
     from seg2sat.training import main

@@ -15,6 +15,21 @@ import torch
 import torch.nn.functional as F
 
 from ..pipelines import load_component
+from ..weights import WeightsNotFoundError
+
+TRAINING_FIELDS = {"`model`": "`pretrained_model_name_or_path`", "`controlnet`": "`controlnet_model_name_or_path`"}
+"""The weights' messages name generate's fields; training calls the same settings by diffusers' names."""
+
+
+def _renamed(load, *args, **kwargs):
+    """``load(*args, **kwargs)``, its weights error naming training's fields (as RequestError.renamed does)."""
+    try:
+        return load(*args, **kwargs)
+    except WeightsNotFoundError as exc:
+        text = str(exc)
+        for field, name in TRAINING_FIELDS.items():
+            text = text.replace(field, name)
+        raise WeightsNotFoundError(text) from exc
 
 
 @dataclass
@@ -41,8 +56,8 @@ def load_models(args, device: torch.device, weight_dtype: torch.dtype) -> Models
     weights = {**hub, "variant": args.variant}
 
     def part(cls, subfolder, **extra):
-        return load_component(cls, base, f"base model's {subfolder}", "`pretrained_model_name_or_path`",
-                              subfolder=subfolder, **extra)
+        return _renamed(load_component, cls, base, f"base model's {subfolder}", "`pretrained_model_name_or_path`",
+                        subfolder=subfolder, **extra)
 
     tokenizer = part(AutoTokenizer, "tokenizer", **hub)
     noise_scheduler = part(DDPMScheduler, "scheduler", **hub)
@@ -50,8 +65,8 @@ def load_models(args, device: torch.device, weight_dtype: torch.dtype) -> Models
     vae = part(AutoencoderKL, "vae", **weights)
     unet = part(UNet2DConditionModel, "unet", **weights)
     if args.controlnet_model_name_or_path:
-        controlnet = load_component(ControlNetModel, args.controlnet_model_name_or_path, "ControlNet",
-                                    "`controlnet_model_name_or_path`", cache_dir=args.cache_dir)
+        controlnet = _renamed(load_component, ControlNetModel, args.controlnet_model_name_or_path, "ControlNet",
+                              "`controlnet_model_name_or_path`", cache_dir=args.cache_dir)
     else:
         controlnet = ControlNetModel.from_unet(unet)
     for module in (text_encoder, vae, unet):
