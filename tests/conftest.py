@@ -12,6 +12,14 @@ import pytest
 from seg2sat import masks
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def striped_ids(k: int, side: int = 64) -> np.ndarray:
+    """A small class-id map (fields, a building block, a water strip) that differs with ``k``: masks for synthesize."""
+    ids = np.full((side, side), 11, np.uint8)
+    ids[8 + k : 30, 10 : 40 - k] = 1
+    ids[:, 44 + k : 52] = 5
+    return ids
 # One torch thread per process: test servers, subprocesses and the browser share two cores,
 # and PyTorch's spinning worker threads slow everything down many times when cores are busy.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import striped_ids
 from PIL import Image
 from rasterio.transform import from_origin
 
@@ -44,19 +45,13 @@ def segformer(tmp_path_factory):
     return folder
 
 
-def _ids(k: int) -> np.ndarray:
-    ids = np.full((SIDE, SIDE), 11, np.uint8)
-    ids[8 + k : 30, 10 : 40 - k] = 1
-    ids[:, 44 + k : 52] = 5
-    return ids
-
 
 @pytest.fixture
 def mask_dir(tmp_path):
     folder = tmp_path / "masks"
     folder.mkdir()
     for k in range(3):
-        masks.to_image(_ids(k)).save(folder / f"m{k}.png")
+        masks.to_image(striped_ids(k)).save(folder / f"m{k}.png")
     return folder
 
 
@@ -180,7 +175,7 @@ def test_folder_and_geotiff_outputs_write_the_ignore_mask_beside_the_pair(tmp_pa
     src = tmp_path / "flair"
     src.mkdir()
     grid = raster.Grid(SIDE, SIDE, "EPSG:2154", from_origin(843_000, 6_520_000, 0.2, 0.2))
-    raster.write_classes(src / "MSK_1.tif", _ids(1), grid)
+    raster.write_classes(src / "MSK_1.tif", striped_ids(1), grid)
     out = tmp_path / "geotiff"
     _run(capsys, src, "--out", out, "--format", "geotiff", "--filter-with", segformer)
     with rasterio.open(out / "ign" / "IGN_1_000.tif") as ign, rasterio.open(out / "msk" / "MSK_1_000.tif") as msk:

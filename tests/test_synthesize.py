@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 import rasterio
+from conftest import striped_ids
 from PIL import Image
 from rasterio.transform import from_origin
 
@@ -26,21 +27,15 @@ SIDE = 64
 ORIGIN = from_origin(843_000, 6_520_000, 0.2, 0.2)
 
 
-def _ids(k: int) -> np.ndarray:
-    ids = np.full((SIDE, SIDE), 11, np.uint8)
-    ids[8 + k : 30, 10:40 - k] = 1
-    ids[:, 44 + k : 52] = 5
-    return ids
-
 
 @pytest.fixture
 def mask_dir(tmp_path):
     """Two colour masks, one class-id PNG and one file that is no image."""
     folder = tmp_path / "masks"
     folder.mkdir()
-    masks.to_image(_ids(0)).save(folder / "a.png")
-    masks.to_image(_ids(1)).save(folder / "b.png")
-    Image.fromarray(_ids(2), "L").save(folder / "ids.png")  # pixel values = class ids
+    masks.to_image(striped_ids(0)).save(folder / "a.png")
+    masks.to_image(striped_ids(1)).save(folder / "b.png")
+    Image.fromarray(striped_ids(2), "L").save(folder / "ids.png")  # pixel values = class ids
     (folder / "broken.png").write_bytes(b"not a png")
     return folder
 
@@ -67,7 +62,7 @@ def test_a_folder_of_masks_becomes_a_loadable_dataset(tmp_path, mask_dir, tiny_d
     assert ds.num_rows == 3 * 2 * 2  # masks x layouts x images
     assert {"image", "mask", "prompt", "negative_prompt", "style", "seed", "source", "model", "controlnet",
             "weights_sha256", "sampler", "steps", "seg2sat_version"} <= set(ds.column_names)
-    want = {"a.png": _ids(0), "b.png": _ids(1), "ids.png": _ids(2)}
+    want = {"a.png": striped_ids(0), "b.png": striped_ids(1), "ids.png": striped_ids(2)}
     for row in ds:
         mask = np.asarray(row["mask"])
         assert row["mask"].mode == "L" and np.array_equal(mask, apply(row["layout"], want[row["source"]]))
@@ -133,7 +128,7 @@ def test_a_changed_or_removed_mask_is_remade_or_dropped(tmp_path, mask_dir, caps
     args = ["synthesize", str(mask_dir), "--out", str(out), "--backend", "procedural", "-n", "2", "--quiet"]
     assert main(args) == 0
     before = _rows(out)
-    masks.to_image(_ids(3)).save(mask_dir / "a.png")  # same name, new content
+    masks.to_image(striped_ids(3)).save(mask_dir / "a.png")  # same name, new content
     (mask_dir / "b.png").unlink()
     capsys.readouterr()
     assert main(args) == 0
@@ -141,7 +136,7 @@ def test_a_changed_or_removed_mask_is_remade_or_dropped(tmp_path, mask_dir, caps
     after = _rows(out)
     assert sorted({k[0] for k in after}) == ["a.png", "ids.png"] and len(after) == 4
     assert after[("ids.png", "", 0)] == before[("ids.png", "", 0)]
-    assert after[("a.png", "", 0)][4] == _ids(3).tobytes() and after[("a.png", "", 0)][0] == before[("a.png", "", 0)][0]
+    assert after[("a.png", "", 0)][4] == striped_ids(3).tobytes() and after[("a.png", "", 0)][0] == before[("a.png", "", 0)][0]
 
 
 def test_folder_format_writes_flair_named_pairs(tmp_path, mask_dir):
@@ -150,10 +145,10 @@ def test_folder_format_writes_flair_named_pairs(tmp_path, mask_dir):
                  "--quiet"]) == 0
     images = sorted(p.name for p in (out / "img").glob("*.png"))
     assert images == ["IMG_a_000.png", "IMG_b_000.png", "IMG_ids_000.png"]
+    want = {"a": striped_ids(0), "b": striped_ids(1), "ids": striped_ids(2)}
     for name in images:
         mask = Image.open(out / "msk" / name.replace("IMG_", "MSK_"))
-        assert mask.mode == "L" and np.array_equal(np.asarray(mask), {"a": _ids(0), "b": _ids(1), "ids": _ids(2)}[
-            name[4:-8]])
+        assert mask.mode == "L" and np.array_equal(np.asarray(mask), want[name[4:-8]])
     lines = [json.loads(line) for line in (out / "img" / "metadata.jsonl").read_text().splitlines()]
     assert [line["file_name"] for line in lines] == images and lines[0]["mask"] == "../msk/MSK_a_000.png"
 
@@ -162,7 +157,7 @@ def test_geotiff_masks_give_pairs_on_their_grid(tmp_path):
     src = tmp_path / "flair"
     src.mkdir()
     for k in range(2):
-        raster.write_classes(src / f"MSK_{k}.tif", _ids(k), raster.Grid(SIDE, SIDE, "EPSG:2154", ORIGIN))
+        raster.write_classes(src / f"MSK_{k}.tif", striped_ids(k), raster.Grid(SIDE, SIDE, "EPSG:2154", ORIGIN))
         (src / f"IMG_{k}.tif").write_bytes(b"aerial photo: not a mask, left alone")
     out = tmp_path / "out"
     assert main(["synthesize", str(src), "--out", str(out), "--format", "geotiff", "--backend", "procedural",
@@ -170,7 +165,7 @@ def test_geotiff_masks_give_pairs_on_their_grid(tmp_path):
     for k in range(2):
         with rasterio.open(out / "img" / f"IMG_{k}_000.tif") as img, rasterio.open(out / "msk" / f"MSK_{k}_000.tif") as msk:
             assert img.crs == msk.crs == "EPSG:2154" and img.transform == msk.transform == ORIGIN
-            assert img.count == 3 and msk.count == 1 and np.array_equal(msk.read(1), _ids(k))
+            assert img.count == 3 and msk.count == 1 and np.array_equal(msk.read(1), striped_ids(k))
     parquet = tmp_path / "parquet"  # the same source as a plain dataset
     assert main(["synthesize", str(src), "--out", str(parquet), "--backend", "procedural", "--quiet"]) == 0
     assert sorted(_load(parquet)["source"]) == ["MSK_0.tif", "MSK_1.tif"]
@@ -180,8 +175,8 @@ def test_a_prepared_dataset_gives_its_captions_as_prompts(tmp_path):
     from datasets import Dataset, DatasetDict, Features, Value
     from datasets import Image as ImageFeature
 
-    rows = {"image": [masks.to_image(_ids(k)) for k in range(2)],  # stands in for the photo
-            "conditioning_image": [masks.to_image(_ids(k)) for k in range(2)],
+    rows = {"image": [masks.to_image(striped_ids(k)) for k in range(2)],  # stands in for the photo
+            "conditioning_image": [masks.to_image(striped_ids(k)) for k in range(2)],
             "text": ["Aerial view of Mourenx, France. agricultural land.", "Aerial view of Pau. water."],
             "id": ["D064_2019/Z1/0001", "D064_2019/Z1/0002"]}
     features = Features({"image": ImageFeature(), "conditioning_image": ImageFeature(), "text": Value("string"),
@@ -194,7 +189,7 @@ def test_a_prepared_dataset_gives_its_captions_as_prompts(tmp_path):
     assert ds["source"] == rows["id"]
     assert ds["prompt"] == ["Aerial view of Mourenx, France. agricultural land. Colorful lego bricks",
                             "Aerial view of Pau. water. Colorful lego bricks"]
-    assert np.array_equal(np.asarray(ds[1]["mask"]), _ids(1))
+    assert np.array_equal(np.asarray(ds[1]["mask"]), striped_ids(1))
 
 
 def test_any_hugging_face_dataset_with_its_columns(tmp_path, capsys):
@@ -204,14 +199,14 @@ def test_any_hugging_face_dataset_with_its_columns(tmp_path, capsys):
     data = tmp_path / "hf"
     data.mkdir()
     features = Features({"seg": ImageFeature(), "words": Value("string")})
-    Dataset.from_dict({"seg": [Image.fromarray(_ids(k), "L") for k in range(3)],
+    Dataset.from_dict({"seg": [Image.fromarray(striped_ids(k), "L") for k in range(3)],
                        "words": ["one", "two", "three"]}, features=features).to_parquet(str(data / "train.parquet"))
     out = tmp_path / "out"
     assert main(["synthesize", str(data), "--out", str(out), "--mask-column", "seg", "--caption-column", "words",
                  "--backend", "procedural", "--quiet"]) == 0
     ds = _load(out).sort("source")
     assert ds["source"] == ["row-0000000", "row-0000001", "row-0000002"] and ds["prompt"] == ["one", "two", "three"]
-    assert np.array_equal(np.asarray(ds[2]["mask"]), _ids(2))
+    assert np.array_equal(np.asarray(ds[2]["mask"]), striped_ids(2))
     capsys.readouterr()
     assert main(["synthesize", str(data), "--out", str(tmp_path / "o2"), "--mask-column", "label",
                  "--backend", "procedural", "--quiet"]) == 2
@@ -305,7 +300,7 @@ def test_a_flair_tree_and_its_prepared_dataset_both_become_datasets(tmp_path):
         folder = root / "D069_2020" / "Z4_UA"
         transform = from_origin(842_000 + n * 102.4, 6_519_000, 1.6, 1.6)
         for kind, data in (("img", np.random.default_rng(n).integers(0, 256, (5, SIDE, SIDE), np.uint8)),
-                           ("msk", _ids(n)[None])):
+                           ("msk", striped_ids(n)[None])):
             (folder / kind).mkdir(parents=True, exist_ok=True)
             with rasterio.open(folder / kind / f"{kind.upper()}_{n:06d}.tif", "w", driver="GTiff", width=SIDE,
                                height=SIDE, count=len(data), dtype="uint8", crs="EPSG:2154", transform=transform) as dst:
@@ -315,11 +310,11 @@ def test_a_flair_tree_and_its_prepared_dataset_both_become_datasets(tmp_path):
                  "--quiet"]) == 0
     assert sorted(p.name for p in (out / "img").glob("*.tif")) == ["IMG_000001_000.tif", "IMG_000002_000.tif"]
     with rasterio.open(out / "msk" / "MSK_000002_000.tif") as msk:
-        assert msk.transform == from_origin(842_000 + 204.8, 6_519_000, 1.6, 1.6) and np.array_equal(msk.read(1), _ids(2))
+        assert msk.transform == from_origin(842_000 + 204.8, 6_519_000, 1.6, 1.6) and np.array_equal(msk.read(1), striped_ids(2))
     prepared = tmp_path / "prepared"
     prepare(root, prepared, geocoder=None, size=SIDE, progress=False)
     out = tmp_path / "from-prepared"
     assert main(["synthesize", str(prepared), "--out", str(out), "-n", "2", "--backend", "procedural", "--quiet"]) == 0
     ds = _load(out).sort(["source", "index"])
     assert ds.num_rows == 4 and ds["prompt"][0] == "Aerial view. agricultural land, building, water."
-    assert np.array_equal(np.asarray(ds[2]["mask"]), _ids(2))
+    assert np.array_equal(np.asarray(ds[2]["mask"]), striped_ids(2))
