@@ -101,6 +101,26 @@ def test_the_live_preview_follows_a_stroke_within_100_ms(browser, server):
     page.close()
 
 
+def test_a_stroke_whose_changes_were_drawn_while_it_went_on_still_reports_its_latency(browser, server):
+    """The pointer rests mid-stroke until the preview has caught up, then lifts: nothing is left to draw, and the
+    page still says the stroke is on screen (it used to wait forever for a request that was never sent)."""
+    page = laptop(browser, server.url)
+    new_canvas(page, 256, 256)
+    page.wait_for_selector("#preview-canvas[aria-busy=false]")
+    page.evaluate("delete document.body.dataset.previewMs")
+    pick(page, "water")
+    brush(page, 12)
+    page.mouse.move(*at(page, 40, 128))
+    page.mouse.down()
+    page.mouse.move(*at(page, 200, 128), steps=4)
+    page.wait_for_selector("#preview-canvas[aria-busy=false]")  # the stroke so far is drawn
+    page.mouse.up()
+    page.wait_for_function("document.body.dataset.previewMs !== undefined", timeout=10_000)
+    assert float(page.evaluate("document.body.dataset.previewMs")) < 100
+    assert page.js_errors == []
+    page.close()
+
+
 def test_inpaints_and_outpaints_chain_on_the_current_result(browser, server):
     page = laptop(browser, server.url)
     new_canvas(page, 64, 64)

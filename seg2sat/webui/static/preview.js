@@ -50,7 +50,11 @@ export function previewAll() {
 
 function previewFlush(strokeEnd = true) {
   if (strokeEnd) P.strokeAt = performance.now();
-  if (P.busy || !P.dirty || !S.words) return;
+  if (P.busy || !S.words) return;
+  if (!P.dirty) {  // every change of the stroke was drawn while it went on: the preview is already up to date
+    if (strokeEnd) reportLatency();
+    return;
+  }
   const d = P.dirty;
   P.dirty = null;
   P.busy = true;
@@ -81,11 +85,14 @@ async function renderRect(d, map, signal) {
       await renderTile(map, x0, y0, Math.min(d.x1, x0 + P.tile - 1), Math.min(d.y1, y0 + P.tile - 1), signal);
     }
   }
-  if (P.strokeAt !== null && !P.dirty && map.id === P.map) {
-    // From the end of the stroke to its pixels on screen, for the page's own measurement.
-    document.body.dataset.previewMs = (performance.now() - P.strokeAt).toFixed(1);
-    P.strokeAt = null;
-  }
+  if (!P.dirty && map.id === P.map) reportLatency();
+}
+
+function reportLatency() {
+  // From the end of the stroke to its pixels on screen, for the page's own measurement.
+  if (P.strokeAt === null) return;
+  document.body.dataset.previewMs = (performance.now() - P.strokeAt).toFixed(1);
+  P.strokeAt = null;
 }
 
 async function renderTile(map, x0, y0, x1, y1, signal) {
