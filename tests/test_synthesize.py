@@ -268,10 +268,11 @@ def test_seeds_and_styles_depend_on_the_row_alone():
 
 @pytest.mark.slow
 def test_two_accelerate_processes_give_the_rows_of_one(tmp_path, mask_dir, tiny_dir):
-    """`accelerate launch --multi_gpu --num_processes 2` on CPUs: torchrun + gloo, each process its own masks."""
-    args = [str(mask_dir), "--model", str(tiny_dir), "--steps", "2", "-n", "2", "--augment", "rot90", "--quiet"]
+    """`accelerate launch --multi_gpu --num_processes 2` on CPUs: torchrun + gloo, each process its own masks,
+    with the progress bars on (a bar per process and an overall one; the end once hung with bars on)."""
+    args = [str(mask_dir), "--model", str(tiny_dir), "--steps", "2", "-n", "2", "--augment", "rot90"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    one = subprocess.run([sys.executable, "-m", "seg2sat", "synthesize", *args, "--out", str(tmp_path / "one")],
+    one = subprocess.run([sys.executable, "-m", "seg2sat", "synthesize", *args, "--quiet", "--out", str(tmp_path / "one")],
                          capture_output=True, text=True, env=env, timeout=600)
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run(
@@ -280,6 +281,7 @@ def test_two_accelerate_processes_give_the_rows_of_one(tmp_path, mask_dir, tiny_
          "--out", str(tmp_path / "two")], capture_output=True, text=True, env=env, timeout=600)
     assert two.returncode == 0, two.stderr[-2000:]
     assert "over 2 process(es)" in two.stdout
+    assert all(bar in two.stderr for bar in ("synthesize 1/2", "synthesize 2/2", "overall"))
     assert len(list((tmp_path / "two" / "data").glob("train-00[01]-*.parquet"))) == 2  # each process its shards
     assert _rows(tmp_path / "two") == _rows(tmp_path / "one") and len(_rows(tmp_path / "one")) == 12
 
