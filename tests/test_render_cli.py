@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from seg2sat import masks
@@ -33,6 +34,7 @@ def test_missing_weights_fall_back_to_the_procedural_renderer_and_say_so_once(tm
     assert len(lines) == 1 and "procedural" in lines[0] and "--no-fallback" in lines[0]
 
 
+@pytest.mark.slow  # a real seg2sat process: torch and diffusers load in it
 def test_the_fallback_note_is_printed_once_in_a_real_terminal_session(tmp_path, town_png):
     """No logging configured (a user's shell): the note is one line, in flags, not the core's `field` wording."""
     run = subprocess.run([sys.executable, "-m", "seg2sat", "generate", str(town_png), "--prompt", "Aerial view",

@@ -181,6 +181,7 @@ def test_compiled_equals_eager(tiny_dir, pipe, town_ids, backend, monkeypatch):
     assert np.abs(_image(compiled, square, **cached) - _image(pipe, square, **cached)).max() <= 1
 
 
+@pytest.mark.slow  # compiles every variant from scratch: ~40 s on 2 cores
 def test_the_warm_up_compiles_plain_and_cached_steps(tiny_dir, town_ids, monkeypatch):
     """After warm_up, a request at the warm-up's size compiles nothing more, with or without the step cache."""
     from seg2sat import masks, pipelines
